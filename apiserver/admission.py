@@ -1,0 +1,190 @@
+"""Admission: what the apiserver adds to or checks on an object beyond its schema.
+
+Kubernetes' built-in admission plugins that a cluster cannot work without, in the order they run:
+- NamespaceLifecycle: no new objects in a namespace that does not exist or is terminating;
+- per-kind create preparation (the registry strategies' PrepareForCreate): status a client may
+  not set is reset, pods start Pending with their QoS class, namespaces get the `kubernetes`
+  finalizer and phase Active;
+- ServiceAccount (the defaulting half): pods run as `default` unless they say otherwise;
+- DefaultTolerationSeconds: pods tolerate `not-ready` / `unreachable` NoExecute for 300s;
+- Service IP and NodePort allocation (the service registry's allocators).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api import errors
+from api.quantity import parse_quantity
+from api.resources import ResourceInfo
+from apiserver.allocator import Allocator
+from apiserver.storage import SideEffects, Storage, object_key
+from apiserver.watchcache import WatchCache
+
+Obj = dict[str, Any]
+DEFAULT_TOLERATION_SECONDS = 300
+_NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
+# Kinds whose status a client's create may not set (the controllers own it).
+_STATUS_RESET = {"services", "replicationcontrollers", "replicasets", "deployments"}
+
+
+class Admission:
+    def __init__(self, storage: Storage, cache: WatchCache, allocator: Allocator,
+                 default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
+        self.storage = storage
+        self.cache = cache
+        self.allocator = allocator
+        self.toleration_seconds = default_toleration_seconds
+
+    async def check_namespace(self, ns: str) -> None:
+        # The cache answers almost always; a namespace created a moment ago may not be in it
+        # yet, so a miss falls back to a consistent read, as upstream's lifecycle plugin does.
+        obj = self.cache.get("namespaces", ns) or await self.storage.get(
+            object_key("namespaces", "", ns))
+        if obj is None:
+            raise errors.NotFound(message=f'namespaces "{ns}" not found', kind="namespaces",
+                                  name=ns)
+        if (obj.get("metadata") or {}).get("deletionTimestamp") or (
+                obj.get("status") or {}).get("phase") == "Terminating":
+            raise errors.Forbidden(
+                message=f"unable to create new content in namespace {ns} because it is being "
+                "terminated", kind="namespaces", name=ns)
+
+    def prepare_for_create(self, info: ResourceInfo, obj: Obj) -> None:
+        if info.name in _STATUS_RESET:
+            obj.pop("status", None)
+        elif info.name == "pods":
+            obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
+        elif info.name == "namespaces":
+            spec = obj.setdefault("spec", {})
+            spec["finalizers"] = spec.get("finalizers") or ["kubernetes"]
+            obj["status"] = {"phase": "Active"}
+
+    async def admit_create(self, info: ResourceInfo, obj: Obj) -> None:
+        if info.name == "pods":
+            self._pod_defaults(obj)
+
+    async def admit_update(self, info: ResourceInfo, new: Obj, old: Obj) -> None:
+        return None
+
+    def _pod_defaults(self, pod: Obj) -> None:
+        spec = pod.setdefault("spec", {})
+        sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        spec["serviceAccountName"] = sa
+        spec["serviceAccount"] = sa  # the deprecated mirror Kubernetes still fills
+        tolerations = spec.get("tolerations") or []
+        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+            if not any(t.get("key") == key and t.get("effect") in ("NoExecute", None, "")
+                       for t in tolerations) and not any(
+                    t.get("operator") == "Exists" and not t.get("key") for t in tolerations):
+                tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                    "tolerationSeconds": self.toleration_seconds})
+        spec["tolerations"] = tolerations
+
+    # --- Service allocations --------------------------------------------------------------
+
+    def keep_allocations(self, info: ResourceInfo, new: Obj, old: Obj) -> None:
+        """An update that leaves clusterIP/nodePort empty keeps the allocated values
+        (upstream's patchAllocatedValues), so `replace -f manifest.yaml` just works."""
+        if info.name != "services":
+            return
+        spec, old_spec = new.setdefault("spec", {}), old.get("spec") or {}
+        if spec.get("type") != "ExternalName" and not spec.get("clusterIP") and old_spec.get(
+                "clusterIP"):
+            spec["clusterIP"] = old_spec["clusterIP"]
+            spec["clusterIPs"] = old_spec.get("clusterIPs") or [old_spec["clusterIP"]]
+        if spec.get("type") in _NODE_PORT_TYPES:
+            old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                         for p in old_spec.get("ports") or []}
+            for p in spec.get("ports") or []:
+                if not p.get("nodePort"):
+                    np = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
+                    if np:
+                        p["nodePort"] = np
+
+    async def allocate(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> SideEffects:
+        """Fill in and claim the Service's ClusterIP and NodePorts; release what it dropped."""
+        if info.name != "services":
+            return SideEffects()
+        name = f'{obj["metadata"].get("namespace")}/{obj["metadata"]["name"]}'
+        spec = obj.setdefault("spec", {})
+        old_spec = (old or {}).get("spec") or {}
+        fx = SideEffects()
+        await self._allocate_ip(spec, old_spec, name, fx)
+        await self._allocate_ports(spec, old_spec, name, fx)
+        return fx
+
+    async def _allocate_ip(self, spec: Obj, old_spec: Obj, owner: str, fx: SideEffects) -> None:
+        old_ip = old_spec.get("clusterIP")
+        ip = spec.get("clusterIP")
+        if spec.get("type") == "ExternalName":
+            spec.pop("clusterIP", None)
+            spec.pop("clusterIPs", None)
+            ip = None
+        elif ip in (None, ""):
+            ip = await self.allocator.pick_ip(set())
+        if ip and ip != "None" and ip != old_ip:
+            self.allocator.check_ip(ip, "spec.clusterIPs[0]")
+            fx.claims[self.allocator.ip_key(ip)] = owner
+        if ip:
+            spec["clusterIP"] = ip
+            spec["clusterIPs"] = [ip]
+        if old_ip and old_ip != "None" and old_ip != ip:
+            fx.releases.append(self.allocator.ip_key(old_ip))
+
+    async def _allocate_ports(self, spec: Obj, old_spec: Obj, owner: str,
+                              fx: SideEffects) -> None:
+        old_ports = {p["nodePort"] for p in old_spec.get("ports") or [] if p.get("nodePort")}
+        wanted: set[int] = set()
+        needs = spec.get("type") in _NODE_PORT_TYPES
+        for i, p in enumerate(spec.get("ports") or []):
+            np = p.get("nodePort")
+            if not needs:
+                if np and np not in old_ports:
+                    raise errors.invalid("Service", "", [errors.Cause(
+                        f"spec.ports[{i}].nodePort", "Forbidden: may not be used when `type` is "
+                        f"'{spec.get('type', 'ClusterIP')}'", "FieldValueForbidden")])
+                p.pop("nodePort", None)
+                continue
+            if np in wanted:
+                raise errors.invalid("Service", "", [errors.Cause(
+                    f"spec.ports[{i}].nodePort", f"Duplicate value: {np}", "FieldValueDuplicate")])
+            if not np:
+                np = await self.allocator.pick_port(wanted)
+                p["nodePort"] = np
+            if np not in old_ports:
+                self.allocator.check_port(np, f"spec.ports[{i}].nodePort")
+                fx.claims[self.allocator.port_key(np)] = owner
+            wanted.add(np)
+        fx.releases.extend(self.allocator.port_key(p) for p in old_ports - wanted)
+
+    def release(self, info: ResourceInfo, obj: Obj) -> SideEffects:
+        """The claim keys to delete with the object."""
+        if info.name != "services":
+            return SideEffects()
+        spec = obj.get("spec") or {}
+        keys = [self.allocator.port_key(p["nodePort"]) for p in spec.get("ports") or []
+                if p.get("nodePort")]
+        ip = spec.get("clusterIP")
+        if ip and ip != "None":
+            keys.append(self.allocator.ip_key(ip))
+        return SideEffects(releases=keys)
+
+
+def qos_class(spec: Obj) -> str:
+    """Kubernetes' QoS class: Guaranteed, Burstable or BestEffort, from requests and limits."""
+    containers = (spec.get("containers") or []) + (spec.get("initContainers") or [])
+    any_set, guaranteed = False, True
+    for c in containers:
+        res = c.get("resources") or {}
+        limits, requests = res.get("limits") or {}, res.get("requests") or {}
+        if limits or requests:
+            any_set = True
+        for r in ("cpu", "memory"):
+            if r not in limits:
+                guaranteed = False
+            elif r in requests and parse_quantity(requests[r]) != parse_quantity(limits[r]):
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"

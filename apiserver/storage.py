@@ -1,0 +1,328 @@
+"""Objects in etcd: keys, compare-and-swap writes, consistent paginated reads, the raw watch.
+
+Kubernetes' storage contract, over the etcd v3 protocol (aetcd's generated stubs, so that we
+control `limit`, read revision, compaction and the watch stream ourselves):
+- key `/registry/<resource>/<namespace>/<name>` (cluster-scoped: `/registry/<resource>/<name>`),
+  value the object's JSON *without* `metadata.resourceVersion`;
+- `resourceVersion` is the key's `mod_revision`, filled in on every read;
+- every write is one etcd transaction guarded by a compare (create: the key does not exist;
+  update/delete: `mod_revision` equals the version the caller read), so concurrent writers get a
+  Conflict instead of losing an update. Extra keys (ClusterIP/NodePort claims) ride in the same
+  transaction, so an allocation can never leak or be given twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import grpc
+from aetcd import rpc
+
+from api import errors
+from apiserver import metrics
+
+log = logging.getLogger(__name__)
+
+REGISTRY = "/registry/"
+T = TypeVar("T")
+
+
+def object_key(resource: str, namespace: str, name: str) -> str:
+    if namespace:
+        return f"{REGISTRY}{resource}/{namespace}/{name}"
+    return f"{REGISTRY}{resource}/{name}"
+
+
+def prefix_of(resource: str, namespace: str = "") -> str:
+    return f"{REGISTRY}{resource}/{namespace}/" if namespace else f"{REGISTRY}{resource}/"
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The smallest key greater than every key starting with `prefix` (etcd's range_end)."""
+    b = bytearray(prefix)
+    for i in range(len(b) - 1, -1, -1):
+        if b[i] < 0xFF:
+            b[i] += 1
+            return bytes(b[: i + 1])
+    return b"\0"
+
+
+def decode_value(value: bytes, mod_revision: int) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(mod_revision)
+    return obj
+
+
+def encode_value(obj: dict[str, Any]) -> bytes:
+    md = obj.get("metadata") or {}
+    stored = {**obj, "metadata": {k: v for k, v in md.items() if k != "resourceVersion"}}
+    return json.dumps(stored, separators=(",", ":")).encode()
+
+
+@dataclass
+class SideEffects:
+    """Keys a write claims (must not exist; created with it) or releases (deleted with it)."""
+
+    claims: dict[str, str] = field(default_factory=dict)
+    releases: list[str] = field(default_factory=list)
+
+    def compares(self) -> list[rpc.Compare]:
+        return [_cmp_absent(k) for k in self.claims]
+
+    def ops(self) -> list[rpc.RequestOp]:
+        puts = [_put(k, v.encode()) for k, v in self.claims.items()]
+        dels = [_delete(k) for k in self.releases if k not in self.claims]
+        return puts + dels
+
+
+class ClaimTaken(Exception):
+    """A key in SideEffects.claims already existed: the caller re-allocates and retries."""
+
+
+def _cmp_absent(key: str) -> rpc.Compare:
+    return rpc.Compare(
+        key=key.encode(), target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0
+    )
+
+
+def _cmp_mod(key: str, rev: int) -> rpc.Compare:
+    return rpc.Compare(
+        key=key.encode(), target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=rev
+    )
+
+
+def _put(key: str, value: bytes) -> rpc.RequestOp:
+    return rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=value))
+
+
+def _delete(key: str) -> rpc.RequestOp:
+    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key.encode()))
+
+
+def _parse_endpoints(servers: str) -> list[str]:
+    out = []
+    for url in (s.strip() for s in servers.split(",")):
+        if not url:
+            continue
+        u = urlparse(url if "://" in url else f"http://{url}")
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError(f"--etcd-servers: not an etcd URL: {url!r} (want http://HOST:PORT)")
+        out.append(f"{u.hostname}:{u.port or 2379}")
+    if not out:
+        raise ValueError("--etcd-servers: at least one URL is required")
+    return out
+
+
+class Storage:
+    """One gRPC channel to etcd and the verbs the registry needs. All methods raise ApiErrors."""
+
+    def __init__(self, servers: str, timeout: float = 10.0) -> None:
+        self.endpoints = _parse_endpoints(servers)
+        self.timeout = timeout
+        # grpc's round_robin over every endpoint: a dead member is skipped by the channel.
+        target = self.endpoints[0]
+        if len(self.endpoints) > 1:
+            target = "ipv4:" + ",".join(self.endpoints)
+        self.channel = grpc.aio.insecure_channel(
+            target,
+            options=[
+                ("grpc.lb_policy_name", "round_robin"),
+                ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", 10_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ],
+        )
+        self.kv = rpc.KVStub(self.channel)
+        self.watch_stub = rpc.WatchStub(self.channel)
+        self.maintenance = rpc.MaintenanceStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def _rpc(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
+        start = time.perf_counter()
+        try:
+            return await fn()
+        except grpc.aio.AioRpcError as e:
+            raise _etcd_error(e) from None
+        finally:
+            metrics.ETCD_LATENCY.labels(op).observe(time.perf_counter() - start)
+
+    async def wait_ready(self, deadline: float) -> None:
+        """Wait until etcd answers (it may start after us, as in a docker-compose lab)."""
+        while True:
+            try:
+                await self.current_revision()
+                return
+            except errors.ApiError as e:
+                if time.monotonic() > deadline:
+                    raise
+                log.info("waiting for etcd at %s: %s", ",".join(self.endpoints), e)
+                await asyncio.sleep(1.0)
+
+    async def current_revision(self) -> int:
+        resp = await self._rpc(
+            "range",
+            lambda: self.kv.Range(
+                rpc.RangeRequest(key=b"\0", count_only=True, limit=1), timeout=self.timeout
+            ),
+        )
+        return int(resp.header.revision)
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        resp = await self._rpc(
+            "get", lambda: self.kv.Range(rpc.RangeRequest(key=key.encode()), timeout=self.timeout)
+        )
+        if not resp.kvs:
+            return None
+        kv = resp.kvs[0]
+        return decode_value(kv.value, kv.mod_revision)
+
+    async def range(
+        self, start: bytes, end: bytes, limit: int = 0, revision: int = 0, keys_only: bool = False
+    ) -> tuple[list[Any], bool, int, int]:
+        """(kvs, more, count, header revision) of [start, end) as of `revision` (0 = now)."""
+        req = rpc.RangeRequest(
+            key=start, range_end=end, limit=limit, revision=revision, keys_only=keys_only
+        )
+        resp = await self._rpc("list", lambda: self.kv.Range(req, timeout=self.timeout))
+        return list(resp.kvs), bool(resp.more), int(resp.count), int(resp.header.revision)
+
+    async def _txn(
+        self, compares: list[rpc.Compare], success: list[rpc.RequestOp], op: str,
+        failure: list[rpc.RequestOp] | None = None,
+    ) -> Any:
+        req = rpc.TxnRequest(compare=compares, success=success, failure=failure or [])
+        return await self._rpc(op, lambda: self.kv.Txn(req, timeout=self.timeout))
+
+    async def create(self, key: str, obj: dict[str, Any], fx: SideEffects | None = None) -> int:
+        """Store a new object; returns its resourceVersion. AlreadyExists / ClaimTaken."""
+        fx = fx or SideEffects()
+        resp = await self._txn(
+            [_cmp_absent(key), *fx.compares()], [_put(key, encode_value(obj)), *fx.ops()],
+            "create", failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode()))],
+        )
+        if resp.succeeded:
+            return int(resp.header.revision)
+        if resp.responses[0].response_range.kvs:
+            raise errors.AlreadyExists(message="already exists")
+        raise ClaimTaken()
+
+    async def update(
+        self, key: str, obj: dict[str, Any], expected_rv: int, fx: SideEffects | None = None
+    ) -> int:
+        """Compare-and-swap on mod_revision; returns the new resourceVersion.
+
+        Conflict when the object changed since `expected_rv`, NotFound when it is gone,
+        ClaimTaken when a claimed key was taken meanwhile.
+        """
+        fx = fx or SideEffects()
+        resp = await self._txn(
+            [_cmp_mod(key, expected_rv), *fx.compares()],
+            [_put(key, encode_value(obj)), *fx.ops()],
+            "update", failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode()))],
+        )
+        if resp.succeeded:
+            return int(resp.header.revision)
+        self._raise_cas_failure(resp, expected_rv)
+        raise ClaimTaken()
+
+    async def delete(self, key: str, expected_rv: int, fx: SideEffects | None = None) -> int:
+        fx = fx or SideEffects()
+        resp = await self._txn(
+            [_cmp_mod(key, expected_rv)], [_delete(key), *fx.ops()], "delete",
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode()))],
+        )
+        if resp.succeeded:
+            return int(resp.header.revision)
+        self._raise_cas_failure(resp, expected_rv)
+        raise errors.Conflict(message="the object has been modified")  # pragma: no cover
+
+    @staticmethod
+    def _raise_cas_failure(resp: Any, expected_rv: int) -> None:
+        kvs = resp.responses[0].response_range.kvs
+        if not kvs:
+            raise errors.NotFound(message="not found")
+        if kvs[0].mod_revision != expected_rv:
+            raise errors.Conflict(
+                message="the object has been modified; please apply your changes to the latest "
+                "version and try again"
+            )
+
+    async def compact(self, revision: int) -> None:
+        await self._rpc(
+            "compact",
+            lambda: self.kv.Compact(rpc.CompactionRequest(revision=revision), timeout=self.timeout),
+        )
+
+    async def watch(self, start_revision: int) -> AsyncIterator[Any]:
+        """Every change to every key from `start_revision` on, in revision order (with prev_kv).
+
+        Yields etcd WatchResponses. Raises errors.Gone when `start_revision` was compacted.
+        """
+        requests: asyncio.Queue[rpc.WatchRequest] = asyncio.Queue()
+        await requests.put(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
+            key=b"\0", range_end=b"\0", start_revision=start_revision, prev_kv=True,
+            progress_notify=True,
+        )))
+
+        async def request_iter() -> AsyncIterator[rpc.WatchRequest]:
+            while True:
+                yield await requests.get()
+
+        call = self.watch_stub.Watch(request_iter())
+        try:
+            async for resp in call:
+                if resp.compact_revision:
+                    raise errors.Gone(
+                        message=f"etcd watch from {start_revision}: compacted at "
+                        f"{resp.compact_revision}"
+                    )
+                if resp.canceled:
+                    raise errors.ServiceUnavailable(message=f"etcd watch canceled: "
+                                                    f"{resp.cancel_reason}")
+                yield resp
+        except grpc.aio.AioRpcError as e:
+            raise _etcd_error(e) from None
+        finally:
+            call.cancel()
+
+
+def _etcd_error(e: grpc.aio.AioRpcError) -> errors.ApiError:
+    details = e.details() or ""
+    if "compacted" in details:
+        return errors.Gone(message=f"etcd: {details}")
+    if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return errors.ServiceUnavailable(message=f"etcd unavailable: {details}")
+    if "request is too large" in details:
+        return errors.RequestEntityTooLarge(message=f"etcd: {details}")
+    return errors.InternalError(message=f"etcd: {e.code().name}: {details}")
+
+
+def key_parts(key: bytes) -> tuple[str, str, str] | None:
+    """(resource, namespace, name) of a registry key, or None for keys that are not objects."""
+    s = key.decode(errors="replace")
+    if not s.startswith(REGISTRY):
+        return None
+    parts = s[len(REGISTRY):].split("/")
+    if len(parts) == 2:
+        return parts[0], "", parts[1]
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    return None
+
+
+def chunked(items: Iterable[T], n: int) -> list[list[T]]:
+    out: list[list[T]] = []
+    for it in items:
+        if not out or len(out[-1]) >= n:
+            out.append([])
+        out[-1].append(it)
+    return out

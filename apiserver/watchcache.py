@@ -1,0 +1,366 @@
+"""The watch cache: every client watch is served from here, never straight from etcd.
+
+One etcd watch (over the whole keyspace, from the revision of one consistent initial list) feeds a
+store and a ring buffer of recent events per resource. A client watch then:
+- from resourceVersion "" or "0": gets synthetic ADDED events for the current state, then changes;
+- from N: gets exactly the buffered events after N, then changes — or Gone when the ring no longer
+  reaches back to N (the client relists), or waits up to 3s when N is newer than what the cache has
+  seen yet (a List just answered by etcd can be a moment ahead of the watch stream).
+
+Why one etcd watch rather than one per resource: every cache then shares one totally ordered
+revision stream, so the cache's revision tracks etcd's global revision and a watch from *any*
+resourceVersion a List returned can be served promptly. Kubernetes gets the same guarantee from
+etcd progress notifications, which etcd 3.4 sends only every 10 minutes by default
+(docs/deviations.md).
+
+Invariants: everything runs on one event loop, so registering a watcher and snapshotting the ring
+happen atomically (no event can fall between replay and live delivery); `rv` only grows; a
+watcher sees events in revision order; an object that stops matching a watcher's selectors
+arrives as DELETED (its previous state, stamped with the new resourceVersion), one that starts
+matching as ADDED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections import deque
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from api import errors
+from api.resources import RESOURCES, ResourceInfo
+from apiserver import metrics
+from apiserver.storage import Storage, decode_value, key_parts
+
+log = logging.getLogger(__name__)
+
+WAIT_FRESH_SECONDS = 3.0
+WATCHER_BUFFER = 4096
+
+Filter = Callable[[dict[str, Any]], bool]
+
+
+@dataclass
+class CacheEvent:
+    type: str  # ADDED, MODIFIED, DELETED
+    rv: int
+    namespace: str
+    obj: dict[str, Any]
+    prev: dict[str, Any] | None
+    _encoded: bytes | None = None
+    _prev_encoded: bytes | None = None
+
+    def encoded(self) -> bytes:
+        if self._encoded is None:
+            self._encoded = json.dumps(self.obj, separators=(",", ":")).encode()
+        return self._encoded
+
+    def prev_as_deleted(self) -> bytes:
+        """The previous state stamped with this event's resourceVersion (stopped matching)."""
+        if self._prev_encoded is None:
+            assert self.prev is not None
+            prev = {**self.prev, "metadata": {**self.prev.get("metadata", {}),
+                                              "resourceVersion": str(self.rv)}}
+            self._prev_encoded = json.dumps(prev, separators=(",", ":")).encode()
+        return self._prev_encoded
+
+
+@dataclass
+class Watcher:
+    """One client watch: a namespace/selector filter and the events waiting to be sent."""
+
+    resource: str
+    namespace: str
+    matches: Filter
+    initial: deque[tuple[str, bytes]] = field(default_factory=deque)
+    queue: asyncio.Queue[tuple[str, bytes] | None] = field(
+        default_factory=lambda: asyncio.Queue(WATCHER_BUFFER)
+    )
+    closed: bool = False
+    close_reason: str = ""
+
+    def offer(self, ev: CacheEvent) -> None:
+        if self.closed or (self.namespace and ev.namespace != self.namespace):
+            return
+        item = self._translate(ev)
+        if item is None:
+            return
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            # A consumer this far behind would hold memory without bound; end its watch and let
+            # it resume from its last resourceVersion, as Kubernetes does with slow watchers.
+            self.close("watcher too slow")
+
+    def _translate(self, ev: CacheEvent) -> tuple[str, bytes] | None:
+        now = self.matches(ev.obj)
+        before = ev.prev is not None and self.matches(ev.prev)
+        if ev.type == "DELETED":
+            return ("DELETED", ev.encoded()) if now else None
+        if now and before:
+            return ("MODIFIED", ev.encoded())
+        if now:
+            return ("ADDED", ev.encoded())
+        if before:
+            return ("DELETED", ev.prev_as_deleted())
+        return None
+
+    def close(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_reason = reason
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(None)
+
+    async def next(self, timeout: float | None) -> tuple[str, bytes] | None:
+        """The next event; None when closed; raises TimeoutError when idle for `timeout`."""
+        if self.initial:
+            return self.initial.popleft()
+        if self.closed and self.queue.empty():
+            return None
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+
+class ResourceCache:
+    """Current objects and recent events of one resource."""
+
+    def __init__(self, info: ResourceInfo, capacity: int) -> None:
+        self.info = info
+        self.store: dict[str, dict[str, Any]] = {}
+        self.ring: deque[CacheEvent] = deque()
+        self.capacity = capacity
+        # Watches from any resourceVersion >= start_rv can be served from the ring.
+        self.start_rv = 0
+        self.watchers: set[Watcher] = set()
+
+    def reset(self, objects: dict[str, dict[str, Any]], rv: int) -> None:
+        self.store = objects
+        self.ring.clear()
+        self.start_rv = rv
+        for w in list(self.watchers):
+            w.close("watch cache reinitialized")
+        self.watchers.clear()
+        metrics.WATCHERS.labels(self.info.name).set(0)
+
+    def apply(self, ev: CacheEvent, key: str) -> None:
+        if ev.type == "DELETED":
+            self.store.pop(key, None)
+        else:
+            self.store[key] = ev.obj
+        if len(self.ring) >= self.capacity:
+            self.start_rv = self.ring.popleft().rv
+        self.ring.append(ev)
+        metrics.WATCH_CACHE_EVENTS.labels(self.info.name).inc()
+        for w in self.watchers:
+            w.offer(ev)
+
+
+class WatchCache:
+    """All resource caches, fed by one etcd watch. `start()` returns once the initial list is in."""
+
+    def __init__(self, storage: Storage, capacity: int = 1000) -> None:
+        self.storage = storage
+        self.caches = {name: ResourceCache(info, capacity) for name, info in RESOURCES.items()}
+        self.rv = 0
+        self._advanced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._relist()
+        self._task = asyncio.create_task(self._run(), name="watch-cache")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for c in self.caches.values():
+            for w in list(c.watchers):
+                w.close("apiserver shutting down")
+
+    async def _relist(self) -> None:
+        rev = await self.storage.current_revision()
+        objects: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.caches}
+        start = b"/registry/"
+        end = b"/registry0"  # '/' + 1: the end of the /registry/ prefix
+        while True:
+            kvs, more, _, _ = await self.storage.range(start, end, limit=1000, revision=rev)
+            for kv in kvs:
+                parts = key_parts(kv.key)
+                if parts and parts[0] in objects:
+                    res, ns, name = parts
+                    objects[res][f"{ns}/{name}" if ns else name] = decode_value(
+                        kv.value, kv.mod_revision)
+            if not more or not kvs:
+                break
+            start = kvs[-1].key + b"\0"
+        for name, cache in self.caches.items():
+            cache.reset(objects[name], rev)
+        self._advance(rev)
+        self.ready.set()
+        log.info("watch cache listed %d objects at revision %d",
+                 sum(len(o) for o in objects.values()), rev)
+
+    async def _run(self) -> None:
+        """Follow etcd forever: reconnect with back-off; relist when etcd compacted past us."""
+        delay = 0.1
+        while True:
+            try:
+                async for resp in self.storage.watch(self.rv + 1):
+                    delay = 0.1
+                    self._handle(resp)
+            except errors.Gone as e:
+                log.warning("watch cache: %s; relisting", e)
+                await self._relist_with_retry()
+            except errors.ApiError as e:
+                log.warning("watch cache: etcd watch failed: %s; retrying in %.1fs", e, delay)
+            await asyncio.sleep(delay * (1 + random.random() / 2))
+            delay = min(delay * 2, 5.0)
+
+    async def _relist_with_retry(self) -> None:
+        while True:
+            try:
+                await self._relist()
+                return
+            except errors.ApiError as e:
+                log.warning("watch cache: relist failed: %s", e)
+                await asyncio.sleep(1.0)
+
+    def _handle(self, resp: Any) -> None:
+        if not resp.events:
+            # A progress notification: every later event has a higher revision.
+            if not resp.created and resp.header.revision > self.rv:
+                self._advance(int(resp.header.revision))
+            return
+        for ev in resp.events:
+            self._handle_event(ev)
+            self._advance(int(ev.kv.mod_revision))
+
+    def _handle_event(self, ev: Any) -> None:
+        parts = key_parts(ev.kv.key)
+        if not parts or parts[0] not in self.caches:
+            return
+        res, ns, name = parts
+        cache = self.caches[res]
+        key = f"{ns}/{name}" if ns else name
+        prev = cache.store.get(key)
+        if ev.type == 1:  # DELETE
+            if prev is None:
+                return
+            obj = {**prev, "metadata": {**prev.get("metadata", {}),
+                                        "resourceVersion": str(ev.kv.mod_revision)}}
+            cache.apply(CacheEvent("DELETED", ev.kv.mod_revision, ns, obj, prev), key)
+            return
+        try:
+            obj = decode_value(ev.kv.value, ev.kv.mod_revision)
+        except ValueError:
+            log.error("watch cache: undecodable value at %s", ev.kv.key)
+            return
+        kind = "MODIFIED" if prev is not None else "ADDED"
+        cache.apply(CacheEvent(kind, ev.kv.mod_revision, ns, obj, prev), key)
+
+    def _advance(self, rv: int) -> None:
+        if rv > self.rv:
+            self.rv = rv
+            self._advanced.set()
+            self._advanced = asyncio.Event()
+
+    async def wait_fresh(self, rv: int) -> None:
+        """Wait until the cache has seen revision `rv`; Timeout after 3s like kube-apiserver."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_FRESH_SECONDS
+        while self.rv < rv:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise errors.Timeout(
+                    message=f"Too large resource version: {rv}, current: {self.rv}",
+                    retry_after_seconds=1,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), remaining)
+
+    # --- what the registry and the gRPC service use ---------------------------------------
+
+    def get(self, resource: str, key: str) -> dict[str, Any] | None:
+        return self.caches[resource].store.get(key)
+
+    def list(self, resource: str, namespace: str, matches: Filter
+             ) -> tuple[list[dict[str, Any]], int]:
+        cache = self.caches[resource]
+        items = [
+            o for k, o in sorted(cache.store.items())
+            if (not namespace or k.startswith(namespace + "/")) and matches(o)
+        ]
+        return items, self.rv
+
+    async def watch(self, resource: str, namespace: str, matches: Filter, rv: str) -> Watcher:
+        """Register a watcher, primed with the replay its resourceVersion asks for."""
+        cache = self.caches[resource]
+        w = Watcher(resource, namespace, matches)
+        if rv in ("", "0"):
+            for _key, obj in sorted(cache.store.items()):
+                ns = obj.get("metadata", {}).get("namespace", "")
+                if (not namespace or ns == namespace) and matches(obj):
+                    w.initial.append(("ADDED", json.dumps(obj, separators=(",", ":")).encode()))
+        else:
+            start = _parse_rv(rv)
+            await self.wait_fresh(start)
+            if start < cache.start_rv:
+                raise errors.Gone(
+                    message=f"too old resource version: {start} ({cache.start_rv})"
+                )
+            for ev in cache.ring:
+                if ev.rv > start and (not namespace or ev.namespace == namespace):
+                    item = w._translate(ev)
+                    if item is not None:
+                        w.initial.append(item)
+        cache.watchers.add(w)
+        metrics.WATCHERS.labels(resource).set(len(cache.watchers))
+        return w
+
+    def unregister(self, w: Watcher) -> None:
+        cache = self.caches[w.resource]
+        cache.watchers.discard(w)
+        w.close("client went away")
+        metrics.WATCHERS.labels(w.resource).set(len(cache.watchers))
+
+    async def stream(
+        self, w: Watcher, bookmarks: bool, bookmark_interval: float, kind: str, api_version: str
+    ) -> AsyncGenerator[tuple[str, bytes], None]:
+        """Events for one watcher; BOOKMARKs (when asked) whenever it is idle for an interval."""
+        try:
+            while True:
+                try:
+                    item = await w.next(bookmark_interval if bookmarks else None)
+                except TimeoutError:
+                    yield "BOOKMARK", self._bookmark(kind, api_version)
+                    continue
+                if item is None:
+                    return
+                yield item
+        finally:
+            self.unregister(w)
+
+    def _bookmark(self, kind: str, api_version: str) -> bytes:
+        return json.dumps({"apiVersion": api_version, "kind": kind,
+                           "metadata": {"resourceVersion": str(self.rv)}}).encode()
+
+
+def _parse_rv(rv: str) -> int:
+    try:
+        value = int(rv)
+    except ValueError:
+        raise errors.BadRequest(message=f'resourceVersion: Invalid value: "{rv}": must be an '
+                                "integer") from None
+    if value < 0:
+        raise errors.BadRequest(message=f'resourceVersion: Invalid value: "{rv}": must be >= 0')
+    return value
+
+
+parse_rv = _parse_rv

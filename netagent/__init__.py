@@ -1,0 +1,1 @@
+"""netagent package."""
