@@ -93,14 +93,23 @@ class Admission:
                 "clusterIP"):
             spec["clusterIP"] = old_spec["clusterIP"]
             spec["clusterIPs"] = old_spec.get("clusterIPs") or [old_spec["clusterIP"]]
+        old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                     for p in old_spec.get("ports") or []}
         if spec.get("type") in _NODE_PORT_TYPES:
-            old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
-                         for p in old_spec.get("ports") or []}
             for p in spec.get("ports") or []:
                 if not p.get("nodePort"):
                     np = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
                     if np:
                         p["nodePort"] = np
+            return
+        # Leaving NodePort/LoadBalancer: fields that only meant something for the old type go
+        # with it, unless the user set them anew (upstream's dropTypeDependentFields).
+        for p in spec.get("ports") or []:
+            if p.get("nodePort") and p["nodePort"] == old_ports.get(
+                    (p.get("port"), p.get("protocol", "TCP"))):
+                p.pop("nodePort")
+        if spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy"):
+            spec.pop("externalTrafficPolicy", None)
 
     async def allocate(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> SideEffects:
         """Fill in and claim the Service's ClusterIP and NodePorts; release what it dropped."""
@@ -123,8 +132,11 @@ class Admission:
             ip = None
         elif ip in (None, ""):
             ip = await self.allocator.pick_ip(set())
-        if ip and ip != "None" and ip != old_ip:
+        elif ip != "None" and ip != old_ip:
             self.allocator.check_ip(ip, "spec.clusterIPs[0]")
+            await self.allocator.ensure_free(self.allocator.ip_key(ip), "spec.clusterIPs[0]",
+                                             f'"{ip}"')
+        if ip and ip != "None" and ip != old_ip:
             fx.claims[self.allocator.ip_key(ip)] = owner
         if ip:
             spec["clusterIP"] = ip
@@ -149,11 +161,14 @@ class Admission:
             if np in wanted:
                 raise errors.invalid("Service", "", [errors.Cause(
                     f"spec.ports[{i}].nodePort", f"Duplicate value: {np}", "FieldValueDuplicate")])
+            field = f"spec.ports[{i}].nodePort"
             if not np:
                 np = await self.allocator.pick_port(wanted)
                 p["nodePort"] = np
+            elif np not in old_ports:
+                self.allocator.check_port(np, field)
+                await self.allocator.ensure_free(self.allocator.port_key(np), field, np)
             if np not in old_ports:
-                self.allocator.check_port(np, f"spec.ports[{i}].nodePort")
                 fx.claims[self.allocator.port_key(np)] = owner
             wanted.add(np)
         fx.releases.extend(self.allocator.port_key(p) for p in old_ports - wanted)

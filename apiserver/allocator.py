@@ -63,6 +63,15 @@ class Allocator:
         kvs, _, _, _ = await self.storage.range(start, start[:-1] + b"0", keys_only=True)
         return {kv.key.decode()[len(prefix):] for kv in kvs}
 
+    async def ensure_free(self, key: str, field: str, value: object) -> None:
+        """A value the user asked for must be free (the txn still guards the race)."""
+        start = key.encode()
+        kvs, _, _, _ = await self.storage.range(start, start + b"\0", keys_only=True)
+        if kvs:
+            what = "IP" if key.startswith(IP_PREFIX) else "port"
+            raise errors.invalid("Service", "", [errors.Cause(
+                field, f"Invalid value: {value}: provided {what} is already allocated")])
+
     def check_ip(self, ip: str, field: str) -> None:
         try:
             addr = ipaddress.ip_address(ip)

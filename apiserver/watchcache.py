@@ -70,7 +70,7 @@ class CacheEvent:
         return self._prev_encoded
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: watchers live in sets
 class Watcher:
     """One client watch: a namespace/selector filter and the events waiting to be sent."""
 
