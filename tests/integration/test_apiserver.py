@@ -580,7 +580,7 @@ async def test_watch_bookmarks_advance(cluster: Cluster, namespace: str) -> None
     it = cluster.client.watch("configmaps", namespace,
                               resource_version=a["metadata"]["resourceVersion"],
                               allow_bookmarks=True)
-    ev = await asyncio.wait_for(it.__anext__(), 5)  # type: ignore[attr-defined]
+    ev = await asyncio.wait_for(it.__anext__(), 5)
     assert ev.type == "BOOKMARK"
     assert int(ev.object["metadata"]["resourceVersion"]) >= int(a["metadata"]["resourceVersion"])
     await it.aclose()  # type: ignore[attr-defined]
