@@ -66,10 +66,10 @@ def call(fn: Any, req: Any) -> None:
     try:
         fn(req, timeout=10)
     except grpc.RpcError as e:
-        code = e.code()  # type: ignore[attr-defined]
+        code = e.code()
         assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (
-            f"{code}: {e.details()}")  # type: ignore[attr-defined]
-        md = dict(e.trailing_metadata() or ())  # type: ignore[attr-defined]
+            f"{code}: {e.details()}")
+        md = dict(e.trailing_metadata() or ())
         status = json.loads(md[STATUS_METADATA_KEY])
         assert status["kind"] == "Status" and status["status"] == "Failure"
         assert status["message"]
