@@ -1,0 +1,15 @@
+"""tk-controller-manager: the entry point exists so the console script does; the controller-manager arrives with issue 3."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    print("tk-controller-manager: not implemented yet: the controller-manager arrives with issue 3 (see README.md)",
+          file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
