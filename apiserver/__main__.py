@@ -33,6 +33,8 @@ def parse(argv: list[str]) -> Config:
                    help="seconds between BOOKMARK events on idle watches that ask for them")
     p.add_argument("--etcd-compaction-interval", type=float, default=300.0,
                    help="seconds between etcd compactions (0 = never)")
+    p.add_argument("--event-ttl", type=int, default=3600,
+                   help="seconds an Event is kept before etcd expires it")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     try:  # the parsers' messages already name the flag
@@ -42,6 +44,8 @@ def parse(argv: list[str]) -> Config:
         p.error(str(e))
     if not 0 < a.port < 65536:
         p.error(f"--port: {a.port} is not a TCP port")
+    if a.event_ttl < 1:
+        p.error("--event-ttl: must be at least 1 second")
     if a.watch_cache_size < 1:
         p.error("--watch-cache-size: must be at least 1")
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
@@ -50,7 +54,7 @@ def parse(argv: list[str]) -> Config:
                   metrics_port=a.metrics_port, service_cluster_ip_range=a.service_cluster_ip_range,
                   service_node_port_range=a.service_node_port_range,
                   watch_cache_size=a.watch_cache_size, bookmark_interval=a.watch_bookmark_interval,
-                  compaction_interval=a.etcd_compaction_interval)
+                  compaction_interval=a.etcd_compaction_interval, event_ttl=a.event_ttl)
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ from api.resources import RESOURCES, ResourceInfo
 from api.selectors import from_label_selector, from_map, parse_field_selector, parse_label_selector
 from api.validation import validate
 from apiserver.admission import Admission
-from apiserver.storage import ClaimTaken, Storage, object_key, prefix_end, prefix_of
+from apiserver.storage import ClaimTaken, LeaseReuse, Storage, object_key, prefix_end, prefix_of
 from apiserver.watchcache import WatchCache
 
 MAX_OBJECT_BYTES = 1536 * 1024  # etcd's default request limit, as kube-apiserver enforces
@@ -108,10 +108,16 @@ def _labels_of(obj: Obj) -> dict[str, str]:
 
 
 class Registry:
-    def __init__(self, storage: Storage, cache: WatchCache, admission: Admission) -> None:
+    def __init__(self, storage: Storage, cache: WatchCache, admission: Admission,
+                 event_ttl: int = 3600) -> None:
         self.storage = storage
         self.cache = cache
         self.admission = admission
+        # Events expire like upstream's --event-ttl: their keys ride on an etcd lease.
+        self.event_leases = LeaseReuse(storage, event_ttl)
+
+    async def _lease_for(self, info: ResourceInfo) -> int:
+        return await self.event_leases.lease() if info.name == "events" else 0
 
     # --- decoding and preparing -----------------------------------------------------------
 
@@ -196,7 +202,7 @@ class Registry:
             if dry_run:
                 return obj
             try:
-                rv = await self.storage.create(key, obj, fx)
+                rv = await self.storage.create(key, obj, fx, await self._lease_for(info))
             except errors.AlreadyExists:
                 raise errors.AlreadyExists(
                     message=f'{qualified(info)} "{md["name"]}" already exists', kind=info.name,
@@ -412,7 +418,9 @@ class Registry:
         for _ in range(16):
             fx = await self.admission.allocate(info, new, cur)
             try:
-                _md(new)["resourceVersion"] = str(await self.storage.update(key, new, rv, fx))
+                lease = await self._lease_for(info)
+                _md(new)["resourceVersion"] = str(await self.storage.update(key, new, rv, fx,
+                                                                            lease))
                 return new
             except ClaimTaken:
                 continue

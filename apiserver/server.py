@@ -51,6 +51,7 @@ class Config:
     bookmark_interval: float = 10.0
     compaction_interval: float = 300.0
     etcd_wait: float = 120.0
+    event_ttl: int = 3600
     shutdown_grace: float = 5.0
 
 
@@ -90,7 +91,7 @@ async def run(cfg: Config, stop: asyncio.Event | None = None) -> None:
     cache = WatchCache(storage, cfg.watch_cache_size)
     await cache.start()
     allocator = Allocator(storage, cfg.service_cluster_ip_range, cfg.service_node_port_range)
-    registry = Registry(storage, cache, Admission(storage, cache, allocator))
+    registry = Registry(storage, cache, Admission(storage, cache, allocator), cfg.event_ttl)
     await bootstrap(registry)
 
     server = grpc.aio.server(options=[

@@ -98,8 +98,8 @@ def _cmp_mod(key: str, rev: int) -> rpc.Compare:
     )
 
 
-def _put(key: str, value: bytes) -> rpc.RequestOp:
-    return rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=value))
+def _put(key: str, value: bytes, lease: int = 0) -> rpc.RequestOp:
+    return rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=value, lease=lease))
 
 
 def _delete(key: str) -> rpc.RequestOp:
@@ -142,6 +142,7 @@ class Storage:
         self.kv = rpc.KVStub(self.channel)
         self.watch_stub = rpc.WatchStub(self.channel)
         self.maintenance = rpc.MaintenanceStub(self.channel)
+        self.lease_stub = rpc.LeaseStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -202,11 +203,19 @@ class Storage:
         req = rpc.TxnRequest(compare=compares, success=success, failure=failure or [])
         return await self._rpc(op, lambda: self.kv.Txn(req, timeout=self.timeout))
 
-    async def create(self, key: str, obj: dict[str, Any], fx: SideEffects | None = None) -> int:
+    async def grant_lease(self, ttl: int) -> int:
+        """An etcd lease: keys attached to it vanish `ttl` seconds later (event expiry)."""
+        resp = await self._rpc(
+            "lease", lambda: self.lease_stub.LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl),
+                                                        timeout=self.timeout))
+        return int(resp.ID)
+
+    async def create(self, key: str, obj: dict[str, Any], fx: SideEffects | None = None,
+                     lease: int = 0) -> int:
         """Store a new object; returns its resourceVersion. AlreadyExists / ClaimTaken."""
         fx = fx or SideEffects()
         resp = await self._txn(
-            [_cmp_absent(key), *fx.compares()], [_put(key, encode_value(obj)), *fx.ops()],
+            [_cmp_absent(key), *fx.compares()], [_put(key, encode_value(obj), lease), *fx.ops()],
             "create", failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode()))],
         )
         if resp.succeeded:
@@ -216,7 +225,8 @@ class Storage:
         raise ClaimTaken()
 
     async def update(
-        self, key: str, obj: dict[str, Any], expected_rv: int, fx: SideEffects | None = None
+        self, key: str, obj: dict[str, Any], expected_rv: int, fx: SideEffects | None = None,
+        lease: int = 0,
     ) -> int:
         """Compare-and-swap on mod_revision; returns the new resourceVersion.
 
@@ -226,7 +236,7 @@ class Storage:
         fx = fx or SideEffects()
         resp = await self._txn(
             [_cmp_mod(key, expected_rv), *fx.compares()],
-            [_put(key, encode_value(obj)), *fx.ops()],
+            [_put(key, encode_value(obj), lease), *fx.ops()],
             "update", failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode()))],
         )
         if resp.succeeded:
@@ -326,3 +336,28 @@ def chunked(items: Iterable[T], n: int) -> list[list[T]]:
             out.append([])
         out[-1].append(it)
     return out
+
+
+class LeaseReuse:
+    """Hands out etcd leases for keys that expire (Events), one lease per window of writes.
+
+    Granting a lease per write would double the etcd traffic of every event; upstream's lease
+    manager shares one lease among the writes of a short window and pads its TTL by that window,
+    so no key lives less than the asked TTL. Same here.
+    """
+
+    def __init__(self, storage: Storage, ttl: int, window: float = 60.0) -> None:
+        self.storage = storage
+        self.ttl = ttl
+        self.window = min(window, max(ttl * 0.05, 1.0))
+        self._lease = 0
+        self._granted = 0.0
+        self._lock = asyncio.Lock()
+
+    async def lease(self) -> int:
+        async with self._lock:
+            now = time.monotonic()
+            if not self._lease or now - self._granted > self.window:
+                self._lease = await self.storage.grant_lease(int(self.ttl + self.window))
+                self._granted = now
+            return self._lease

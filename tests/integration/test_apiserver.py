@@ -666,3 +666,24 @@ async def test_sigterm_is_graceful_and_restart_keeps_state() -> None:
                 except errors.ServiceUnavailable:
                     await asyncio.sleep(0.1)
             assert got["data"] == {"k": "v"}
+
+
+async def test_events_expire_after_event_ttl() -> None:
+    async with Cluster("--event-ttl", "2") as c:
+        ev = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1"},
+              "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+              "reason": "Test", "message": "hello", "type": "Normal"}
+        await c.client.create("events", ev, "default")
+        cm = await c.client.create("configmaps", configmap("stays"), "default")
+        assert (await c.client.get("events", "e1", "default"))["reason"] == "Test"
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            try:
+                await c.client.get("events", "e1", "default")
+            except errors.NotFound:
+                break
+        else:
+            pytest.fail("event did not expire")
+        # Expiry is the event's alone: other objects stay.
+        assert (await c.client.get("configmaps", "stays", "default"))["metadata"]["uid"] == \
+            cm["metadata"]["uid"]
