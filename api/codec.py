@@ -9,6 +9,7 @@ causes carry Kubernetes field paths (`spec.template.spec.containers[0].ports[0].
 
 from __future__ import annotations
 
+import functools
 import json
 import types
 import typing
@@ -48,8 +49,9 @@ def _shape(ann: Any) -> _Shape:
     return ("scalar", None)
 
 
+@functools.cache
 def _by_alias(cls: type[BaseModel]) -> dict[str, Any]:
-    """Wire name -> annotation for a model's fields."""
+    """Wire name -> annotation for a model's fields (cached: every request body walks these)."""
     out: dict[str, Any] = {}
     for name, f in cls.model_fields.items():
         out[f.alias or name] = f.annotation

@@ -117,7 +117,8 @@ class NodeSystemInfo(K8sModel):
 
 
 class DaemonEndpoint(K8sModel):
-    port: int
+    # Upstream's JSON name really is capitalised: `json:"Port"`.
+    port: int = Field(alias="Port")
 
 
 class NodeDaemonEndpoints(K8sModel):

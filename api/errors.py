@@ -1,4 +1,5 @@
-"""Kubernetes API errors, shared by the apiserver (which raises them) and clients (which catch them).
+"""Kubernetes API errors, shared by the apiserver (which raises them) and clients (which catch
+them).
 
 An error is a Kubernetes `Status` object (reason, message, code, details.causes with field paths)
 mapped onto a gRPC status code. The apiserver puts the Status JSON in the trailing metadata key
