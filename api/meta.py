@@ -27,6 +27,8 @@ class K8sModel(BaseModel):
         populate_by_name=True,
         extra="ignore",
         validate_assignment=False,
+        # Like Kubernetes' JSON decoding: "80" is not an int, 1 is not a string, "true" not a bool.
+        strict=True,
     )
 
     def to_dict(self) -> dict[str, Any]:
