@@ -33,7 +33,7 @@ import jsonpatch
 from api import errors
 from api.codec import decode
 from api.defaults import apply_defaults
-from api.meta import now_rfc3339
+from api.meta import TypedObject, now_rfc3339
 from api.proto import tinykube_pb2 as pb
 from api.resources import RESOURCES, ResourceInfo
 from api.selectors import from_label_selector, from_map, parse_field_selector, parse_label_selector
@@ -130,10 +130,15 @@ class Registry:
     def _validate(self, info: ResourceInfo, obj: Obj, old: Obj | None = None) -> None:
         model = info.model.model_validate(obj)
         old_model = info.model.model_validate(old) if old is not None else None
-        causes = validate(info.kind, model, old_model)
+        self._validate_model(info, model, old_model)
+
+    @staticmethod
+    def _validate_model(info: ResourceInfo, model: TypedObject,
+                        old: TypedObject | None = None) -> None:
+        causes = validate(info.kind, model, old)
         if causes:
             raise errors.invalid(f"{info.kind}{'.' + info.group if info.group else ''}",
-                                 _md(obj).get("name", ""), causes)
+                                 model.metadata.name or "", causes)
 
     def _check_size(self, info: ResourceInfo, obj: Obj) -> None:
         size = len(json.dumps(obj, separators=(",", ":")))
@@ -161,7 +166,11 @@ class Registry:
     async def create(self, info: ResourceInfo, namespace: str, raw: bytes,
                      dry_run: bool = False) -> Result:
         data = _json_object(raw)
-        obj, warnings = self._prepare(info, data)
+        model, warnings = decode(info, data)
+        apply_defaults(model)
+        # Validated once, here: what admission adds later is valid by construction.
+        self._validate_model(info, model)
+        obj = model.to_dict()
         ns = self._namespace_for(info, namespace, obj)
         md = _md(obj)
         if md.get("resourceVersion"):
@@ -191,7 +200,6 @@ class Registry:
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             md.pop(k, None)
         self.admission.prepare_for_create(info, obj)
-        self._validate(info, obj)
         if ns:
             await self.admission.check_namespace(ns)
         await self.admission.admit_create(info, obj)
