@@ -1,0 +1,118 @@
+"""What every tkctl verb shares: the client, the namespace, the output streams, and error wording.
+
+A verb never raises for a user mistake or a server refusal of one object: it reports the error on
+stderr in kubectl's words (`Error from server (NotFound): pods "x" not found`), marks the run
+failed and moves on to the next object, so `tkctl delete pod a b c` deletes what it can and exits
+1 at the end, as kubectl does.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from api import errors
+from client.apiclient import ApiClient
+
+DEFAULT_NAMESPACE = "default"
+
+
+class UsageError(Exception):
+    """A mistake in the command line; str() is the message without the `error: ` prefix."""
+
+
+@dataclass
+class Context:
+    """One invocation's shared state. `failed` becomes True at the first reported error."""
+
+    client: ApiClient
+    namespace: str = DEFAULT_NAMESPACE
+    explicit_namespace: bool = False
+    out: TextIO | None = None
+    err: TextIO | None = None
+    stdin: TextIO | None = None
+    failed: bool = False
+    # A watch ends quietly (exit 0) when --request-timeout runs out, as kubectl's does.
+    watching: bool = False
+
+    @property
+    def server(self) -> str:
+        return self.client.server
+
+    def print(self, line: str = "") -> None:
+        print(line, file=self.out, flush=True)
+
+    def print_err(self, line: str) -> None:
+        print(line, file=self.err, flush=True)
+
+    def error(self, message: str) -> None:
+        """Report `error: message` and remember the run failed."""
+        self.print_err(f"error: {_one_line(message)}")
+        self.failed = True
+
+    def api_error(self, exc: errors.ApiError, *, verb: str = "", source: str = "") -> None:
+        """Report an API error in kubectl's words; `verb`/`source` for objects from `-f`."""
+        self.print_err(format_api_error(exc, self.server, verb=verb, source=source))
+        self.failed = True
+
+    def warnings(self) -> None:
+        """Print the server's warnings for the last call (`Warning: unknown field "..."`)."""
+        for w in self.client.last_warnings:
+            text = w if w.startswith("Warning:") else f"Warning: {w}"
+            self.print_err(_one_line(text))
+        self.client.last_warnings = []
+
+
+@dataclass(frozen=True)
+class Command:
+    """A verb: how to configure its flags and how to run it. `commands.COMMANDS` lists them."""
+
+    name: str
+    summary: str
+    usage: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Context, argparse.Namespace], Awaitable[None]]
+    group: str = "Basic Commands"
+    needs_server: bool = True
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.strip().splitlines()) if "\n" in text.strip() else text.strip()
+
+
+def _is_connection_failure(exc: errors.ApiError) -> bool:
+    if not isinstance(exc, errors.ServiceUnavailable) or exc.kind or exc.name:
+        return False
+    msg = exc.message.lower()
+    return any(w in msg for w in ("connect", "socket", "dns", "unavailable", "refused"))
+
+
+def format_api_error(exc: errors.ApiError, server: str, *, verb: str = "", source: str = "") -> str:
+    """The one line kubectl would print for this error."""
+    if _is_connection_failure(exc):
+        if "refused" in exc.message.lower():
+            return (f"The connection to the server {server} was refused - did you specify the "
+                    "right host or port?")
+        return f"error: the server at {server} is not reachable: {_one_line(exc.message)}"
+    if isinstance(exc, errors.NotFound) and exc.kind == "resource":
+        return f"error: {exc.message}"
+    if isinstance(exc, errors.Invalid) and exc.causes:
+        return _invalid_line(exc)
+    where = f'error when {verb} "{source}": ' if verb and source else ""
+    return f"Error from server ({exc.reason}): {where}{_one_line(exc.message)}"
+
+
+def _invalid_line(exc: errors.Invalid) -> str:
+    kind = exc.kind.split(".", 1)[0]  # kubectl names the kind without its group
+    what = f'The {kind} "{exc.name}"' if kind or exc.name else "The request"
+    causes = [_cause_text(c) for c in exc.causes]
+    joined = causes[0] if len(causes) == 1 else "[" + ", ".join(causes) + "]"
+    return f"{what} is invalid: {_one_line(joined)}"
+
+
+def _cause_text(cause: errors.Cause) -> str:
+    if cause.field and not cause.message.startswith(cause.field):
+        return f"{cause.field}: {cause.message}"
+    return cause.message
