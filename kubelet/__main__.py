@@ -1,4 +1,7 @@
-"""tk-kubelet: the entry point exists so the console script does; the kubelet arrives with issue 4."""
+"""tk-kubelet: a placeholder until the kubelet arrives (issue 4).
+
+The console script exists from the start so the skeleton is complete; running it says so.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,8 @@ import sys
 
 
 def main() -> None:
-    print("tk-kubelet: not implemented yet: the kubelet arrives with issue 4 (see README.md)",
-          file=sys.stderr)
+    print("tk-kubelet: not implemented yet: the kubelet arrives with issue 4 "
+          "(see README.md)", file=sys.stderr)
     sys.exit(2)
 
 

@@ -1,4 +1,7 @@
-"""tk-proxy: the entry point exists so the console script does; kube-proxy arrives with issue 5."""
+"""tk-proxy: a placeholder until kube-proxy arrives (issue 5).
+
+The console script exists from the start so the skeleton is complete; running it says so.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,8 @@ import sys
 
 
 def main() -> None:
-    print("tk-proxy: not implemented yet: kube-proxy arrives with issue 5 (see README.md)",
-          file=sys.stderr)
+    print("tk-proxy: not implemented yet: kube-proxy arrives with issue 5 "
+          "(see README.md)", file=sys.stderr)
     sys.exit(2)
 
 

@@ -1,4 +1,7 @@
-"""tk-scheduler: the entry point exists so the console script does; the scheduler arrives with issue 3."""
+"""tk-scheduler: a placeholder until the scheduler arrives (issue 3).
+
+The console script exists from the start so the skeleton is complete; running it says so.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,8 @@ import sys
 
 
 def main() -> None:
-    print("tk-scheduler: not implemented yet: the scheduler arrives with issue 3 (see README.md)",
-          file=sys.stderr)
+    print("tk-scheduler: not implemented yet: the scheduler arrives with issue 3 "
+          "(see README.md)", file=sys.stderr)
     sys.exit(2)
 
 

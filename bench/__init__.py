@@ -1,0 +1,1 @@
+"""Benchmarks that print ratios against the physical limit (see bench/README.md)."""

@@ -1,0 +1,344 @@
+"""Execute the numbered walkthroughs (`docs/NN-*.md`) so that what they promise stays true.
+
+The docs follow Kubernetes The Hard Way: every step is a `##` heading, one sentence, one command
+in a ```bash block and, usually, a Verification: a ```text block with the expected output. This
+module parses them and runs every step, in order, against a fresh `harness.cluster.Cluster()` per
+document (real etcd + apiserver on free ports; not a shared cluster, since the steps create and
+delete objects by fixed names).
+
+Running a step:
+- only ```bash blocks run (```sh blocks are for the reader, such as setting variables in their
+  own shell); each runs as `bash -c BLOCK` in the repo root with stdin closed, stdout and stderr
+  merged, and the environment a reader's shell would have after "Before you begin":
+  TINYKUBE_SERVER=<the cluster's apiserver>, ETCDCTL_API=3, ETCDCTL_ENDPOINTS=<its etcd>, and
+  PATH starting with this Python's bin directory (the venv's, with the `tkctl` console script);
+- the Verification is the first ```text block after the command, before the next ```bash block
+  or `#`/`##` heading (a `### Verification` heading may introduce it). A step with one is judged
+  by its output only, not its exit status (some steps show an error on purpose); a step without
+  one must exit 0.
+
+Matching a Verification block against the output (`match_output`), line by line:
+- each line has its leading and trailing whitespace removed and every run of whitespace collapsed
+  to one space (tables may be aligned differently); blank lines are ignored on both sides;
+- a placeholder stands for what varies from run to run: `<rv>`, `<uid>`, `<age>`, `<ip>` match
+  one run of non-space characters; `<any>` matches anything within the line, spaces included,
+  or nothing. Other `<...>` text (kubectl's `<none>`) is literal;
+- a line that is exactly `...` matches any number of lines (none included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import os
+import re
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = sorted((REPO / "docs").glob("[0-9][0-9]-*.md"))
+STEP_TIMEOUT = 60.0
+
+# placeholder -> regex for what it matches
+PLACEHOLDERS = {
+    "rv": r"\S+",
+    "uid": r"\S+",
+    "age": r"\S+",
+    "ip": r"\S+",
+    "any": r".*",
+}
+_PLACEHOLDER = re.compile("<(" + "|".join(PLACEHOLDERS) + ")>")
+ELLIPSIS = "..."
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    doc: str
+    heading: str
+    line: int  # where the ```bash block starts, 1-based
+    command: str
+    expected: list[str] | None = None  # None: no Verification block
+
+    def where(self) -> str:
+        return f"{self.doc}:{self.line} step {self.heading!r}"
+
+
+def parse_steps(text: str, doc: str = "<doc>") -> list[Step]:
+    """The ```bash blocks of a walkthrough, each with the ```text Verification that follows it."""
+    steps: list[Step] = []
+    heading = "(before the first heading)"
+    lines = text.splitlines()
+    i = 0
+    awaiting: Step | None = None  # the last command, while its Verification may still follow
+    while i < len(lines):
+        line = lines[i]
+        fence = re.match(r"^(```+|~~~+)\s*([\w+-]*)", line)
+        if fence is None:
+            h = re.match(r"^(#{1,2})\s+(.*)", line)  # `###` and deeper stay inside a step
+            if h:
+                heading = h.group(2).strip()
+                awaiting = None
+            i += 1
+            continue
+        marker, lang = fence.group(1), fence.group(2).lower()
+        start = i
+        body: list[str] = []
+        i += 1
+        while i < len(lines) and not lines[i].startswith(marker):
+            body.append(lines[i])
+            i += 1
+        if i == len(lines):
+            raise ValueError(f"{doc}:{start + 1}: code block is not closed")
+        i += 1  # the closing fence
+        if lang == "bash":
+            awaiting = Step(doc, heading, start + 1, "\n".join(body))
+            steps.append(awaiting)
+        elif lang == "text" and awaiting is not None:
+            awaiting.expected = body
+            awaiting = None
+    return steps
+
+
+# --- matching --------------------------------------------------------------------------------
+
+
+def normalize(lines: list[str]) -> list[str]:
+    """Strip each line, collapse whitespace runs to one space, drop blank lines."""
+    out = []
+    for line in lines:
+        squeezed = " ".join(line.split())
+        if squeezed:
+            out.append(squeezed)
+    return out
+
+
+def _line_regex(expected: str) -> re.Pattern[str]:
+    parts: list[str] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(expected):
+        parts.append(re.escape(expected[pos : m.start()]))
+        parts.append(f"(?:{PLACEHOLDERS[m.group(1)]})")
+        pos = m.end()
+    parts.append(re.escape(expected[pos:]))
+    return re.compile("".join(parts))
+
+
+def line_matches(expected: str, actual: str) -> bool:
+    """One normalized expected line against one normalized output line."""
+    return _line_regex(expected).fullmatch(actual) is not None
+
+
+def match_output(expected: list[str], actual: list[str]) -> bool:
+    """Whether the output matches the Verification block (rules in the module docstring)."""
+    exp = normalize(expected)
+    act = normalize(actual)
+    regexes = [None if e == ELLIPSIS else _line_regex(e) for e in exp]
+    # reachable[j]: the expected lines consumed so far can match exactly act[:j]
+    reachable = [True] + [False] * len(act)
+    for rx in regexes:
+        nxt = [False] * (len(act) + 1)
+        for j, ok in enumerate(reachable):
+            if not ok:
+                continue
+            if rx is None:  # `...`: any number of lines
+                for k in range(j, len(act) + 1):
+                    nxt[k] = True
+                break
+            if j < len(act) and rx.fullmatch(act[j]):
+                nxt[j + 1] = True
+        reachable = nxt
+    return reachable[len(act)]
+
+
+def explain_mismatch(step: Step, output: str, returncode: int | None) -> str:
+    exp = normalize(step.expected or [])
+    act = normalize(output.splitlines())
+    diff = "\n".join(
+        difflib.unified_diff(exp, act, "expected (Verification)", "actual output", lineterm="")
+    )
+    return (
+        f"walkthrough {step.where()}: output does not match its Verification block\n"
+        f"--- command ---\n{step.command}\n"
+        f"--- exit status: {returncode} ---\n"
+        f"--- diff (whitespace collapsed; placeholders and `...` shown as written) ---\n{diff}\n"
+        f"--- raw output ---\n{output}"
+    )
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+async def run_step(step: Step, env: dict[str, str]) -> tuple[int | None, str]:
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", step.command, cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), STEP_TIMEOUT)
+    except TimeoutError:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = await proc.communicate()
+        pytest.fail(
+            f"walkthrough {step.where()}: timed out after {STEP_TIMEOUT:.0f}s\n"
+            f"--- command ---\n{step.command}\n--- output ---\n{out.decode(errors='replace')}"
+        )
+    return proc.returncode, out.decode(errors="replace")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
+async def test_walkthrough(doc: Path) -> None:
+    from harness.cluster import Cluster
+
+    steps = parse_steps(doc.read_text(), str(doc.relative_to(REPO)))
+    assert steps, f"{doc.name} has no ```bash steps"
+    async with Cluster() as cluster:
+        env = {
+            **os.environ,
+            "TINYKUBE_SERVER": cluster.server,
+            "ETCDCTL_API": "3",
+            "ETCDCTL_ENDPOINTS": cluster.etcd.url,
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+            "NO_COLOR": "1",
+        }
+        for step in steps:
+            code, output = await run_step(step, env)
+            if step.expected is None:
+                assert code == 0, (
+                    f"walkthrough {step.where()}: exited {code} (a step without a Verification "
+                    f"block must succeed)\n--- command ---\n{step.command}\n--- output ---\n"
+                    f"{output}"
+                )
+            elif not match_output(step.expected, output.splitlines()):
+                pytest.fail(explain_mismatch(step, output, code), pytrace=False)
+
+
+# --- the parser and matcher themselves (no cluster) ------------------------------------------
+
+
+def test_docs_parse() -> None:
+    """Every walkthrough has steps, and each step sits under a heading."""
+    assert DOCS, "no docs/NN-*.md walkthroughs found"
+    for doc in DOCS:
+        steps = parse_steps(doc.read_text(), doc.name)
+        assert steps, f"{doc.name}: no ```bash steps"
+        verified = [s for s in steps if s.expected is not None]
+        assert verified, f"{doc.name}: no step has a Verification block"
+        for s in steps:
+            assert s.command.strip(), f"{s.where()}: empty command"
+
+
+def test_parse_steps_pairs_commands_with_verification() -> None:
+    text = """# Title
+
+```sh
+export NOT_RUN=1
+```
+
+## Step one
+
+Do a thing.
+
+```bash
+echo one
+```
+
+Verification:
+
+```text
+one
+```
+
+## Step two
+
+```bash
+true
+```
+
+## Step three
+
+```text
+stray output with no command in this step
+```
+
+```bash
+printf 'a\\nb\\n'
+```
+
+```text
+a
+b
+```
+"""
+    steps = parse_steps(text, "t.md")
+    assert [(s.heading, s.command, s.expected) for s in steps] == [
+        ("Step one", "echo one", ["one"]),
+        ("Step two", "true", None),
+        ("Step three", "printf 'a\\nb\\n'", ["a", "b"]),
+    ]
+    assert steps[0].line == 11
+
+
+def test_parse_steps_rejects_unclosed_block() -> None:
+    with pytest.raises(ValueError, match="not closed"):
+        parse_steps("## S\n```bash\necho\n", "t.md")
+
+
+def test_matcher_collapses_whitespace_and_ignores_blank_lines() -> None:
+    expected = ["NAME               READY   UP-TO-DATE   AVAILABLE   AGE",
+                "nginx-deployment   0/3     0            0           <age>"]
+    actual = ["", "NAME READY  UP-TO-DATE AVAILABLE AGE  ", "nginx-deployment 0/3 0 0 12s", ""]
+    assert match_output(expected, actual)
+
+
+def test_matcher_placeholders() -> None:
+    assert match_output(["uid: <uid>", "resourceVersion: <rv>"],
+                        ["uid: 0b7e-11ee", "resourceVersion: 1234"])
+    # A one-word placeholder does not swallow spaces ...
+    assert not match_output(["resourceVersion: <rv>"], ["resourceVersion: 12 34"])
+    assert not match_output(["resourceVersion: <rv>"], ["resourceVersion:"])
+    # ... `<any>` does, and may match nothing.
+    assert match_output(["Error from server (Conflict): <any>modified<any>"],
+                        ["Error from server (Conflict): the object has been modified; retry"])
+    assert match_output(["a<any>b"], ["ab"])
+    # kubectl's `<none>` is literal text, not a placeholder.
+    assert match_output(["IP <none>"], ["IP <none>"])
+    assert not match_output(["IP <none>"], ["IP 10.0.0.1"])
+    # Regex characters in the expected text are literal.
+    assert not match_output(["a.c (x)"], ["abc (x)"])
+    assert match_output(["a.c (x) [y]*"], ["a.c (x) [y]*"])
+
+
+def test_matcher_rejects_what_should_not_match() -> None:
+    expected = ["deployment.apps/nginx-deployment created"]
+    assert not match_output(expected, ["deployment.apps/nginx-deployment configured"])
+    assert not match_output(expected, [])  # missing line
+    assert not match_output(expected, [expected[0], "extra line"])  # extra line
+    assert not match_output(["a", "b"], ["b", "a"])  # order matters
+    assert not match_output([], ["unexpected output"])
+    assert match_output([], ["", "   "])
+
+
+def test_matcher_ellipsis() -> None:
+    expected = ["{", '"kind": "Deployment",', "...", '"name": "nginx-deployment",', "...", "}"]
+    actual = ["{", '    "kind": "Deployment",', '    "metadata": {', '        "a": 1,',
+              '        "name": "nginx-deployment",', "    }", "}"]
+    assert match_output(expected, actual)
+    assert match_output(["...", "}"], ["}"])  # `...` may match no line
+    assert match_output(["..."], [])
+    assert not match_output(expected, actual[:-2])  # the closing line is still required
+    assert not match_output(["...", "x"], ["x", "y"])  # nothing after the last literal line
+
+
+def test_mismatch_message_names_doc_and_step() -> None:
+    step = Step("docs/01-x.md", "Apply it", 12, "tkctl apply -f x.yaml", ["created"])
+    msg = explain_mismatch(step, "error: boom\n", 1)
+    assert "docs/01-x.md:12" in msg and "'Apply it'" in msg
+    assert "-created" in msg and "+error: boom" in msg
