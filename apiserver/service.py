@@ -138,11 +138,12 @@ class ApiServicer(pb_grpc.ApiServicer):
         metrics.REQUESTS.labels("watch", request.resource, "200").inc()
         stream = self.cache.stream(watcher, opts.allow_watch_bookmarks, self.bookmark_interval,
                                    info.kind, info.api_version)
+        sent = metrics.WATCH_EVENTS_SENT.labels(info.name)
         try:
             async with asyncio.timeout(opts.timeout_seconds or None):
-                async for kind, data in stream:
-                    metrics.WATCH_EVENTS_SENT.labels(info.name).inc()
-                    yield pb.WatchEvent(type=kind, object=data)
+                async for message in stream:
+                    sent.inc()
+                    yield message
         except TimeoutError:
             return  # the client asked for a bounded watch; ending it is the answer
         finally:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api import errors
+from api.proto import tinykube_pb2 as pb
 from api.resources import RESOURCES, ResourceInfo
 from apiserver import metrics
 from apiserver.storage import Storage, decode_value, key_parts
@@ -45,29 +46,38 @@ WATCHER_BUFFER = 4096
 Filter = Callable[[dict[str, Any]], bool]
 
 
+def _message(kind: str, obj: dict[str, Any]) -> pb.WatchEvent:
+    return pb.WatchEvent(type=kind, object=json.dumps(obj, separators=(",", ":")).encode())
+
+
 @dataclass
 class CacheEvent:
+    """One change, with its wire messages built once and shared by every watcher it goes to
+    (with a thousand watchers, per-watcher encoding would dominate the cost of a write)."""
+
     type: str  # ADDED, MODIFIED, DELETED
     rv: int
     namespace: str
     obj: dict[str, Any]
     prev: dict[str, Any] | None
-    _encoded: bytes | None = None
-    _prev_encoded: bytes | None = None
+    _messages: dict[str, pb.WatchEvent] = field(default_factory=dict)
 
-    def encoded(self) -> bytes:
-        if self._encoded is None:
-            self._encoded = json.dumps(self.obj, separators=(",", ":")).encode()
-        return self._encoded
+    def message(self, kind: str) -> pb.WatchEvent:
+        """This event's object as a `kind` event (ADDED/MODIFIED/DELETED)."""
+        msg = self._messages.get(kind)
+        if msg is None:
+            msg = self._messages[kind] = _message(kind, self.obj)
+        return msg
 
-    def prev_as_deleted(self) -> bytes:
+    def prev_as_deleted(self) -> pb.WatchEvent:
         """The previous state stamped with this event's resourceVersion (stopped matching)."""
-        if self._prev_encoded is None:
+        msg = self._messages.get("prev")
+        if msg is None:
             assert self.prev is not None
             prev = {**self.prev, "metadata": {**self.prev.get("metadata", {}),
                                               "resourceVersion": str(self.rv)}}
-            self._prev_encoded = json.dumps(prev, separators=(",", ":")).encode()
-        return self._prev_encoded
+            msg = self._messages["prev"] = _message("DELETED", prev)
+        return msg
 
 
 @dataclass(eq=False)  # identity semantics: watchers live in sets
@@ -77,8 +87,8 @@ class Watcher:
     resource: str
     namespace: str
     matches: Filter
-    initial: deque[tuple[str, bytes]] = field(default_factory=deque)
-    queue: asyncio.Queue[tuple[str, bytes] | None] = field(
+    initial: deque[pb.WatchEvent] = field(default_factory=deque)
+    queue: asyncio.Queue[pb.WatchEvent | None] = field(
         default_factory=lambda: asyncio.Queue(WATCHER_BUFFER)
     )
     closed: bool = False
@@ -97,17 +107,17 @@ class Watcher:
             # it resume from its last resourceVersion, as Kubernetes does with slow watchers.
             self.close("watcher too slow")
 
-    def _translate(self, ev: CacheEvent) -> tuple[str, bytes] | None:
+    def _translate(self, ev: CacheEvent) -> pb.WatchEvent | None:
         now = self.matches(ev.obj)
         before = ev.prev is not None and self.matches(ev.prev)
         if ev.type == "DELETED":
-            return ("DELETED", ev.encoded()) if now else None
+            return ev.message("DELETED") if now else None
         if now and before:
-            return ("MODIFIED", ev.encoded())
+            return ev.message("MODIFIED")
         if now:
-            return ("ADDED", ev.encoded())
+            return ev.message("ADDED")
         if before:
-            return ("DELETED", ev.prev_as_deleted())
+            return ev.prev_as_deleted()
         return None
 
     def close(self, reason: str) -> None:
@@ -117,11 +127,13 @@ class Watcher:
             with contextlib.suppress(asyncio.QueueFull):
                 self.queue.put_nowait(None)
 
-    async def next(self, timeout: float | None) -> tuple[str, bytes] | None:
+    async def next(self, timeout: float | None) -> pb.WatchEvent | None:
         """The next event; None when closed; raises TimeoutError when idle for `timeout`."""
         if self.initial:
             return self.initial.popleft()
-        if self.closed and self.queue.empty():
+        if not self.queue.empty():
+            return self.queue.get_nowait()  # the common case under load: no timer needed
+        if self.closed:
             return None
         return await asyncio.wait_for(self.queue.get(), timeout)
 
@@ -307,7 +319,7 @@ class WatchCache:
             for _key, obj in sorted(cache.store.items()):
                 ns = obj.get("metadata", {}).get("namespace", "")
                 if (not namespace or ns == namespace) and matches(obj):
-                    w.initial.append(("ADDED", json.dumps(obj, separators=(",", ":")).encode()))
+                    w.initial.append(_message("ADDED", obj))
         else:
             start = _parse_rv(rv)
             await self.wait_fresh(start)
@@ -332,14 +344,14 @@ class WatchCache:
 
     async def stream(
         self, w: Watcher, bookmarks: bool, bookmark_interval: float, kind: str, api_version: str
-    ) -> AsyncGenerator[tuple[str, bytes], None]:
+    ) -> AsyncGenerator[pb.WatchEvent, None]:
         """Events for one watcher; BOOKMARKs (when asked) whenever it is idle for an interval."""
         try:
             while True:
                 try:
                     item = await w.next(bookmark_interval if bookmarks else None)
                 except TimeoutError:
-                    yield "BOOKMARK", self._bookmark(kind, api_version)
+                    yield pb.WatchEvent(type="BOOKMARK", object=self._bookmark(kind, api_version))
                     continue
                 if item is None:
                     return
