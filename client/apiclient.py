@@ -39,6 +39,13 @@ _CHANNEL_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # While the channel is disconnected, calls fail fast and the channel only retries the
+    # connection on its own back-off (default: up to 120 s). Capping it lets every informer
+    # notice a restarted apiserver within ~2 s instead of tens of seconds; the reflector has
+    # its own back-off on top.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
 
 T = TypeVar("T", bound=TypedObject)
