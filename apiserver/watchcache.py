@@ -135,6 +135,8 @@ class Watcher:
             return self.queue.get_nowait()  # the common case under load: no timer needed
         if self.closed:
             return None
+        if timeout is None:
+            return await self.queue.get()
         return await asyncio.wait_for(self.queue.get(), timeout)
 
 
