@@ -6,8 +6,9 @@ The shared `cluster` is never stopped or restarted here; the restart test starts
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -157,26 +158,42 @@ def _cache(inf: SharedInformer[ConfigMap]) -> dict[str, str]:
     return {k: o.metadata.resource_version or "" for k, o in inf.store.items()}
 
 
+async def new_namespace(client: ApiClient) -> str:
+    ns = f"t-{uuid.uuid4().hex[:10]}"
+    await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                       "metadata": {"name": ns}})
+    return ns
+
+
+@contextlib.asynccontextmanager
+async def recorded_informer(c: Cluster, ns: str
+                            ) -> AsyncIterator[tuple[SharedInformer[ConfigMap], Recorder]]:
+    """A synced ConfigMap informer on its own client (so killing the apiserver cuts it off),
+    with a Recorder as its handler."""
+    watcher_client = c.new_client()
+    inf: SharedInformer[ConfigMap] = SharedInformer(
+        watcher_client, ConfigMap, namespace=ns, backoff=Backoff(initial=0.1, cap=1.0))
+    rec = Recorder()
+    inf.add_event_handler(rec.on_add, rec.on_update, rec.on_delete)
+    inf.start()
+    try:
+        async with asyncio.timeout(10):
+            await inf.wait_for_sync()
+        yield inf, rec
+    finally:
+        await inf.stop()
+        await watcher_client.close()
+
+
 async def test_informer_converges_after_apiserver_sigkill_and_restart() -> None:
     """Kill -9 the apiserver mid-watch, change things while it is down (through a second
     apiserver on the same etcd), restart it: the informer ends equal to a fresh list and its
     handler has seen every create and delete, including those made while it was cut off."""
     async with Cluster() as c:
-        ns = f"t-{uuid.uuid4().hex[:10]}"
-        await c.client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                             "metadata": {"name": ns}})
+        ns = await new_namespace(c.client)
         for i in range(10):
             await c.client.create("configmaps", configmap(f"before-{i}"), ns)
-
-        watcher_client = c.new_client()
-        inf: SharedInformer[ConfigMap] = SharedInformer(
-            watcher_client, ConfigMap, namespace=ns, backoff=Backoff(initial=0.1, cap=1.0))
-        rec = Recorder()
-        inf.add_event_handler(rec.on_add, rec.on_update, rec.on_delete)
-        inf.start()
-        try:
-            async with asyncio.timeout(10):
-                await inf.wait_for_sync()
+        async with recorded_informer(c, ns) as (inf, rec):
             await c.client.create("configmaps", configmap("live"), ns)
             await rec.until(lambda: rec.kinds("live") == ["add"])
 
@@ -224,9 +241,6 @@ async def test_informer_converges_after_apiserver_sigkill_and_restart() -> None:
             assert rec.kinds("before-0")[-1] == "update"
             # during-0 came and went while we were cut off: nothing to report, no stale entry.
             assert "during-0" not in {k.split("/")[1] for k in _cache(inf)}
-        finally:
-            await inf.stop()
-            await watcher_client.close()
 
 
 async def _try_create(client: ApiClient, obj: dict[str, Any], ns: str) -> bool:
@@ -241,20 +255,10 @@ async def test_compacted_resource_version_is_gone_and_informer_relists() -> None
     """The informer's resourceVersion is compacted away while it is cut off: the apiserver
     answers Gone, the informer relists, and it ends equal to the truth, deletes included."""
     async with Cluster() as c:
-        ns = f"t-{uuid.uuid4().hex[:10]}"
-        await c.client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                             "metadata": {"name": ns}})
+        ns = await new_namespace(c.client)
         for i in range(4):
             await c.client.create("configmaps", configmap(f"cm-{i}"), ns)
-        watcher_client = c.new_client()
-        inf: SharedInformer[ConfigMap] = SharedInformer(
-            watcher_client, ConfigMap, namespace=ns, backoff=Backoff(initial=0.1, cap=1.0))
-        rec = Recorder()
-        inf.add_event_handler(rec.on_add, rec.on_update, rec.on_delete)
-        inf.start()
-        try:
-            async with asyncio.timeout(10):
-                await inf.wait_for_sync()
+        async with recorded_informer(c, ns) as (inf, rec):
             old_rv = inf.last_sync_resource_version
             assert inf.reflector.list_count == 1
             assert c.apiserver is not None
@@ -286,6 +290,3 @@ async def test_compacted_resource_version_is_gone_and_informer_relists() -> None
             await rec.until(lambda: rec.kinds("cm-1")[-1:] == ["delete"])
             assert rec.kinds("cm-new") == ["add"]
             assert rec.kinds("cm-0")[-1] == "update"
-        finally:
-            await inf.stop()
-            await watcher_client.close()

@@ -14,30 +14,8 @@ from harness.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The Kubernetes docs' nginx-deployment.yaml (concepts/workloads/controllers/deployment).
-NGINX = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-deployment
-  labels:
-    app: nginx
-spec:
-  replicas: 3
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: nginx:1.14.2
-        ports:
-        - containerPort: 80
-"""
+# The Kubernetes docs' nginx-deployment.yaml, verbatim (concepts/workloads/controllers).
+NGINX = (ROOT / "docs" / "examples" / "nginx-deployment.yaml").read_text()
 
 
 class Result:

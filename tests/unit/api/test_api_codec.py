@@ -2,6 +2,7 @@
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -14,29 +15,8 @@ from api.resources import RESOURCES
 from api.validation import validate
 
 # https://kubernetes.io/docs/concepts/workloads/controllers/deployment/ (nginx-deployment.yaml)
-NGINX_DEPLOYMENT = """
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-deployment
-  labels:
-    app: nginx
-spec:
-  replicas: 3
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: nginx:1.14.2
-        ports:
-        - containerPort: 80
-"""
+NGINX_DEPLOYMENT = (Path(__file__).resolve().parents[3] / "docs" / "examples" /
+                    "nginx-deployment.yaml").read_text()
 
 # A pod exercising most of the modelled surface; every field here must round-trip unchanged.
 FULL_POD = """
