@@ -687,3 +687,21 @@ async def test_events_expire_after_event_ttl() -> None:
         # Expiry is the event's alone: other objects stay.
         assert (await c.client.get("configmaps", "stays", "default"))["metadata"]["uid"] == \
             cm["metadata"]["uid"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--etcd-servers", "foo://x"], "--etcd-servers: not an etcd URL"),
+    (["--service-cluster-ip-range", "10.0.0.0/33"], "--service-cluster-ip-range: '10.0.0.0/33'"),
+    (["--service-node-port-range", "3-2"], "--service-node-port-range"),
+    (["--port", "99999"], "--port: 99999 is not a TCP port"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_flags_give_one_clear_line(args: list[str], message: str) -> None:
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "apiserver", *args], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
