@@ -60,7 +60,7 @@ RESOURCES: dict[str, ResourceInfo] = {
     r.name: r
     for r in (
         ResourceInfo("namespaces", "namespace", "Namespace", "", "v1", False, core.Namespace,
-                     ("ns",), frozenset({"status"}), _fields("status.phase")),
+                     ("ns",), frozenset({"status", "finalize"}), _fields("status.phase")),
         ResourceInfo("nodes", "node", "Node", "", "v1", False, core.Node, ("no",),
                      frozenset({"status"}), _fields("spec.unschedulable")),
         ResourceInfo("pods", "pod", "Pod", "", "v1", True, core.Pod, ("po",),

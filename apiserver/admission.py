@@ -146,31 +146,41 @@ class Admission:
 
     async def _allocate_ports(self, spec: Obj, old_spec: Obj, owner: str,
                               fx: SideEffects) -> None:
+        """NodePorts as upstream allocates them: one claim per port number, which ports of
+        different protocols may share (DNS on 53/TCP and 53/UDP); ports the user asked for are
+        reserved before any is picked, so a pick never takes one of them."""
+        ports = spec.get("ports") or []
         old_ports = {p["nodePort"] for p in old_spec.get("ports") or [] if p.get("nodePort")}
-        wanted: set[int] = set()
-        needs = spec.get("type") in _NODE_PORT_TYPES
-        for i, p in enumerate(spec.get("ports") or []):
-            np = p.get("nodePort")
-            if not needs:
-                if np and np not in old_ports:
+        if spec.get("type") not in _NODE_PORT_TYPES:
+            for i, p in enumerate(ports):
+                if p.get("nodePort") and p["nodePort"] not in old_ports:
                     raise errors.invalid("Service", "", [errors.Cause(
                         f"spec.ports[{i}].nodePort", "Forbidden: may not be used when `type` is "
                         f"'{spec.get('type', 'ClusterIP')}'", "FieldValueForbidden")])
                 p.pop("nodePort", None)
-                continue
-            if np in wanted:
-                raise errors.invalid("Service", "", [errors.Cause(
-                    f"spec.ports[{i}].nodePort", f"Duplicate value: {np}", "FieldValueDuplicate")])
-            field = f"spec.ports[{i}].nodePort"
+            fx.releases.extend(self.allocator.port_key(p) for p in old_ports)
+            return
+        seen: set[tuple[int, str]] = set()
+        wanted: set[int] = set()
+        for i, p in enumerate(ports):
+            np = p.get("nodePort")
             if not np:
-                np = await self.allocator.pick_port(wanted)
-                p["nodePort"] = np
-            elif np not in old_ports:
+                continue
+            field = f"spec.ports[{i}].nodePort"
+            if (np, p.get("protocol", "TCP")) in seen:
+                raise errors.invalid("Service", "", [errors.Cause(
+                    field, f"Duplicate value: {np}", "FieldValueDuplicate")])
+            seen.add((np, p.get("protocol", "TCP")))
+            if np not in old_ports and np not in wanted:
                 self.allocator.check_port(np, field)
                 await self.allocator.ensure_free(self.allocator.port_key(np), field, np)
-            if np not in old_ports:
-                fx.claims[self.allocator.port_key(np)] = owner
             wanted.add(np)
+        for p in ports:
+            if not p.get("nodePort"):
+                p["nodePort"] = await self.allocator.pick_port(wanted | old_ports)
+                wanted.add(p["nodePort"])
+        for np in wanted - old_ports:
+            fx.claims[self.allocator.port_key(np)] = owner
         fx.releases.extend(self.allocator.port_key(p) for p in old_ports - wanted)
 
     def release(self, info: ResourceInfo, obj: Obj) -> SideEffects:

@@ -91,10 +91,11 @@ class Allocator:
                 f"The range of valid ports is {lo}-{hi}")])
 
     async def pick_ip(self, exclude: set[str]) -> str:
-        taken = await self._taken(IP_PREFIX) | exclude
         # Skip the network address and .1 (reserved for the `kubernetes` Service upstream).
         first, last = int(self.net.network_address) + 2, int(self.net.broadcast_address) - 1
         size = last - first + 1
+        taken = {ip for ip in await self._taken(IP_PREFIX) | exclude
+                 if first <= int(ipaddress.IPv4Address(ip)) <= last}
         if len(taken) >= size:
             raise errors.InternalError(message=f"failed to allocate a serviceIP: range {self.net} "
                                        "is full")

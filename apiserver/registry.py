@@ -22,6 +22,7 @@ import builtins
 import copy
 import datetime as dt
 import json
+import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable
@@ -39,8 +40,18 @@ from api.resources import RESOURCES, ResourceInfo
 from api.selectors import from_label_selector, from_map, parse_field_selector, parse_label_selector
 from api.validation import validate
 from apiserver.admission import Admission
-from apiserver.storage import ClaimTaken, LeaseReuse, Storage, object_key, prefix_end, prefix_of
+from apiserver.storage import (
+    ClaimTaken,
+    LeaseReuse,
+    Storage,
+    decode_value,
+    object_key,
+    prefix_end,
+    prefix_of,
+)
 from apiserver.watchcache import WatchCache
+
+log = logging.getLogger(__name__)
 
 MAX_OBJECT_BYTES = 1536 * 1024  # etcd's default request limit, as kube-apiserver enforces
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
@@ -183,7 +194,8 @@ class Registry:
         generated = not md.get("name")
         for _ in range(8):
             if generated:
-                md["name"] = md["generateName"] + "".join(random.choices(_NAME_CHARS, k=5))
+                # Upstream's limit: the prefix is cut so that prefix + 5 characters fit in 63.
+                md["name"] = md["generateName"][:58] + "".join(random.choices(_NAME_CHARS, k=5))
             try:
                 return Result(await self._create_once(info, ns, obj, dry_run), warnings)
             except errors.AlreadyExists:
@@ -206,19 +218,22 @@ class Registry:
         self._check_size(info, obj)
         key = object_key(info.name, ns, md["name"])
         for _ in range(16):
-            fx = await self.admission.allocate(info, obj, None)
+            # Allocation writes what it picks into the object: each attempt starts from the
+            # object as the user sent it, so a lost race picks again instead of "insisting".
+            attempt = copy.deepcopy(obj)
+            fx = await self.admission.allocate(info, attempt, None)
             if dry_run:
-                return obj
+                return attempt
             try:
-                rv = await self.storage.create(key, obj, fx, await self._lease_for(info))
+                rv = await self.storage.create(key, attempt, fx, await self._lease_for(info))
             except errors.AlreadyExists:
                 raise errors.AlreadyExists(
                     message=f'{qualified(info)} "{md["name"]}" already exists', kind=info.name,
                     name=md["name"], group=info.group) from None
             except ClaimTaken:
                 continue  # another request took the ClusterIP/NodePort we picked: pick again
-            md["resourceVersion"] = str(rv)
-            return obj
+            _md(attempt)["resourceVersion"] = str(rv)
+            return attempt
         raise errors.InternalError(message="could not allocate: too much contention")
 
     # --- get / list -----------------------------------------------------------------------
@@ -279,10 +294,16 @@ class Registry:
                     message="The provided continue parameter is too old to display a consistent "
                     "list result. You can start a new list without the continue parameter."
                 ) from None
+            except errors.BadRequest:
+                raise errors.BadRequest(message="continue key is not valid: its revision is in "
+                                        "the future") from None
             revision = revision or header_rev
             for i, kv in enumerate(kvs):
-                obj = json.loads(kv.value)
-                _md(obj)["resourceVersion"] = str(kv.mod_revision)
+                try:
+                    obj = decode_value(kv.value, kv.mod_revision)
+                except ValueError:
+                    log.error("skipping undecodable value at %r", kv.key)
+                    continue
                 if matches(obj):
                     items.append(obj)
                 if limit and len(items) >= limit and (i < len(kvs) - 1 or more):
@@ -311,6 +332,7 @@ class Registry:
         ns = ns if info.namespaced else ""
         data = _json_object(raw)
         if subresource == "scale":
+            self._check_subresource(info, subresource, ("scale",))
             return Result(await self._update_scale(info, ns, name, data, dry_run), [])
         self._check_subresource(info, subresource, ("", "status", "finalize"))
         obj, warnings = self._prepare(info, data)
@@ -336,6 +358,7 @@ class Registry:
         ns = ns if info.namespaced else ""
         patch = _parse_patch(patch_type, raw)
         if subresource == "scale":
+            self._check_subresource(info, subresource, ("scale",))
             cur_scale = self._scale_of(info, await self._current(info, ns, name))
             scale = _apply_patch(cur_scale, patch_type, patch)
             return Result(await self._update_scale(info, ns, name, scale, dry_run), [])
@@ -350,8 +373,8 @@ class Registry:
 
         # A resourceVersion inside the patch is a precondition, as in Kubernetes.
         user_rv = ""
-        if isinstance(patch, dict):
-            user_rv = str((patch.get("metadata") or {}).get("resourceVersion") or "")
+        if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
+            user_rv = str(patch["metadata"].get("resourceVersion") or "")
         result = await self._update_loop(info, ns, name, subresource, transform, user_rv, dry_run)
         return Result(result, warnings)
 
@@ -386,16 +409,22 @@ class Registry:
                 "finalizers") or []
             return merged
         md, cur_md = _md(new), _md(cur)
+        if md.get("uid") and md["uid"] != cur_md.get("uid"):
+            raise _conflict(info, cur_md.get("name", ""), "Precondition failed: UID in "
+                            f"precondition: {md['uid']}, UID in object meta: {cur_md.get('uid')}")
         for k in _SYSTEM_META:
             if k in cur_md:
                 md[k] = cur_md[k]
             else:
                 md.pop(k, None)
-        if ("status" in info.subresources and info.name != "nodes") or info.name == "namespaces":
+        if "status" in info.subresources:
             if "status" in cur:
                 new["status"] = cur["status"]
             else:
                 new.pop("status", None)
+        if info.name == "namespaces":  # only the `finalize` subresource changes these
+            new.setdefault("spec", {})["finalizers"] = (cur.get("spec") or {}).get(
+                "finalizers") or []
         if info.has_generation and new.get("spec") != cur.get("spec"):
             md["generation"] = int(cur_md.get("generation") or 1) + 1
         added = set(md.get("finalizers") or []) - set(cur_md.get("finalizers") or [])
@@ -424,12 +453,13 @@ class Registry:
             await self.storage.delete(key, rv, fx)
             return new
         for _ in range(16):
-            fx = await self.admission.allocate(info, new, cur)
+            attempt = copy.deepcopy(new)  # as in create: a lost race picks again
+            fx = await self.admission.allocate(info, attempt, cur)
             try:
                 lease = await self._lease_for(info)
-                _md(new)["resourceVersion"] = str(await self.storage.update(key, new, rv, fx,
-                                                                            lease))
-                return new
+                _md(attempt)["resourceVersion"] = str(
+                    await self.storage.update(key, attempt, rv, fx, lease))
+                return attempt
             except ClaimTaken:
                 continue
         raise errors.InternalError(message="could not allocate: too much contention")
@@ -465,12 +495,15 @@ class Registry:
 
     async def _update_scale(self, info: ResourceInfo, ns: str, name: str, scale: Obj,
                             dry_run: bool) -> Obj:
-        replicas = (scale.get("spec") or {}).get("replicas")
+        spec, meta = scale.get("spec"), scale.get("metadata")
+        if not isinstance(spec, dict) or not isinstance(meta, dict | None):
+            raise errors.BadRequest(message="a Scale must have an object `spec` (and `metadata`)")
+        replicas = spec.get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             raise errors.invalid("Scale", name, [errors.Cause(
                 "spec.replicas", f"Invalid value: {json.dumps(replicas)}: must be greater than "
                 "or equal to 0")])
-        user_rv = str((scale.get("metadata") or {}).get("resourceVersion") or "")
+        user_rv = str((meta or {}).get("resourceVersion") or "")
 
         def transform(cur: Obj) -> Obj:
             new = copy.deepcopy(cur)
@@ -599,7 +632,10 @@ class Registry:
     async def bind(self, ns: str, name: str, raw: bytes) -> Obj:
         info = RESOURCES["pods"]
         binding = _json_object(raw, "binding")
-        target = binding.get("target") or {}
+        target, meta = binding.get("target"), binding.get("metadata")
+        if not isinstance(target, dict) or not isinstance(meta, dict | None):
+            raise errors.BadRequest(message="a Binding must have an object `target` "
+                                    "(and `metadata`)")
         node = target.get("name")
         if not node or not isinstance(node, str):
             raise errors.invalid("Binding", name, [errors.Cause(
@@ -608,7 +644,7 @@ class Registry:
             raise errors.invalid("Binding", name, [errors.Cause(
                 "target.kind", f'Unsupported value: "{target.get("kind")}": supported values: '
                 '"Node"', "FieldValueNotSupported")])
-        uid = (binding.get("metadata") or {}).get("uid")
+        uid = (meta or {}).get("uid")
 
         def transform(cur: Obj) -> Obj:
             md, spec = _md(cur), cur.setdefault("spec", {})
@@ -639,6 +675,8 @@ class Registry:
                 rv = await self.storage.update(object_key("pods", ns, name), new, _rv(cur))
             except errors.Conflict:
                 continue
+            except errors.NotFound:
+                raise _not_found(info, name) from None
             _md(new)["resourceVersion"] = str(rv)
             return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
                     "code": 201}

@@ -55,7 +55,11 @@ def prefix_end(prefix: bytes) -> bytes:
 
 
 def decode_value(value: bytes, mod_revision: int) -> dict[str, Any]:
-    obj: dict[str, Any] = json.loads(value)
+    """The stored object with its resourceVersion; ValueError for anything but a JSON object
+    (someone wrote the key by hand: the object is unreadable, the server must not fall over)."""
+    obj = json.loads(value)
+    if not isinstance(obj, dict) or not isinstance(obj.get("metadata", {}), dict):
+        raise ValueError("stored value is not a Kubernetes object")
     obj.setdefault("metadata", {})["resourceVersion"] = str(mod_revision)
     return obj
 
@@ -309,6 +313,8 @@ def _etcd_error(e: grpc.aio.AioRpcError) -> errors.ApiError:
     details = e.details() or ""
     if "compacted" in details:
         return errors.Gone(message=f"etcd: {details}")
+    if "future revision" in details:
+        return errors.BadRequest(message=f"etcd: {details}")
     if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return errors.ServiceUnavailable(message=f"etcd unavailable: {details}")
     if "request is too large" in details:

@@ -209,8 +209,12 @@ class WatchCache:
                 parts = key_parts(kv.key)
                 if parts and parts[0] in objects:
                     res, ns, name = parts
-                    objects[res][f"{ns}/{name}" if ns else name] = decode_value(
-                        kv.value, kv.mod_revision)
+                    try:
+                        obj = decode_value(kv.value, kv.mod_revision)
+                    except ValueError:
+                        log.error("watch cache: skipping undecodable value at %r", kv.key)
+                        continue
+                    objects[res][f"{ns}/{name}" if ns else name] = obj
             if not more or not kvs:
                 break
             start = kvs[-1].key + b"\0"
@@ -234,6 +238,10 @@ class WatchCache:
                 await self._relist_with_retry()
             except errors.ApiError as e:
                 log.warning("watch cache: etcd watch failed: %s; retrying in %.1fs", e, delay)
+            except Exception:
+                # A bug here must not freeze every watch for good: log it, start over.
+                log.exception("watch cache: unexpected error; relisting")
+                await self._relist_with_retry()
             await asyncio.sleep(delay * (1 + random.random() / 2))
             delay = min(delay * 2, 5.0)
 

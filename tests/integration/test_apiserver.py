@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import urllib.request
 from typing import Any
@@ -705,3 +706,106 @@ def test_bad_flags_give_one_clear_line(args: list[str], message: str) -> None:
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+# --- regressions found in review --------------------------------------------------------------
+
+
+async def test_lost_allocation_races_pick_again() -> None:
+    """20 concurrent NodePort Services in a 20-port range: random picks collide constantly, and
+    every collision must be retried with a new pick, never reported as the user's conflict."""
+    async with Cluster("--service-node-port-range", "30000-30019") as c:
+        created = await asyncio.gather(*(
+            c.client.create("services", service(f"r{i}", "NodePort"), "default")
+            for i in range(20)))
+        assert sorted(s["spec"]["ports"][0]["nodePort"] for s in created) == list(
+            range(30000, 30020))
+        with pytest.raises(errors.InternalError, match="range 30000-30019 is full"):
+            await c.client.create("services", service("one-too-many", "NodePort"), "default")
+
+
+async def test_scale_only_where_the_resource_has_it(cluster: Cluster, namespace: str) -> None:
+    await cluster.client.create("configmaps", configmap("noscale"), namespace)
+    with pytest.raises(errors.NotFound, match="configmaps/scale"):
+        await cluster.client.update("configmaps", {"spec": {"replicas": 3}, "metadata": {
+            "name": "noscale"}}, namespace, subresource="scale")
+    with pytest.raises(errors.NotFound, match="configmaps/scale"):
+        await cluster.client.patch("configmaps", "noscale", {"spec": {"replicas": 3}}, namespace,
+                                   subresource="scale")
+    assert "spec" not in await cluster.client.get("configmaps", "noscale", namespace)
+
+
+async def test_wrongly_shaped_bodies_are_bad_requests(cluster: Cluster, namespace: str) -> None:
+    await cluster.client.create("deployments", deployment("shape"), namespace)
+    await cluster.client.create("pods", pod("shape"), namespace)
+    with pytest.raises(errors.ApiError) as e:
+        await cluster.client.patch("deployments", "shape", {"metadata": "x"}, namespace)
+    assert not isinstance(e.value, errors.InternalError), e.value
+    with pytest.raises(errors.BadRequest):
+        await cluster.client.update("deployments", {"metadata": {"name": "shape"}, "spec": "s"},
+                                    namespace, subresource="scale")
+    # A continue token from the future (well-formed, revision not yet reached).
+    page = await cluster.client.list("deployments", namespace, limit=1)
+    assert "continue" not in page["metadata"]
+    future = base64.urlsafe_b64encode(json.dumps({
+        "v": 1, "rv": 10**9,
+        "start": base64.b64encode(f"/registry/deployments/{namespace}/".encode()).decode(),
+    }).encode()).decode()
+    with pytest.raises(errors.BadRequest, match="continue key is not valid"):
+        await cluster.client.list("deployments", namespace, limit=1, continue_token=future)
+
+
+async def test_undecodable_value_in_etcd_does_not_freeze_watches(cluster: Cluster,
+                                                                 namespace: str) -> None:
+    cluster.etcd.etcdctl("put", f"/registry/configmaps/{namespace}/handmade", "[1]")
+    made = await cluster.client.create("configmaps", configmap("after-bad"), namespace)
+    listed = await cluster.client.list("configmaps", namespace)
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["after-bad"]
+    cached = await cluster.client.list("configmaps", namespace, resource_version="0")
+    assert [i["metadata"]["name"] for i in cached["items"]] == ["after-bad"]
+    it = cluster.client.watch("configmaps", namespace,
+                              resource_version=made["metadata"]["resourceVersion"])
+    await cluster.client.patch("configmaps", "after-bad", {"data": {"n": "1"}}, namespace)
+    assert (await collect(it, 1))[0].type == "MODIFIED"
+    await it.aclose()  # type: ignore[attr-defined]
+
+
+async def test_namespace_finalizers_change_only_through_finalize(cluster: Cluster) -> None:
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fin-ns"}}
+    await cluster.client.create("namespaces", ns)
+    cur = await cluster.client.delete("namespaces", "fin-ns")
+    cur["spec"]["finalizers"] = []
+    kept = await cluster.client.update("namespaces", cur)
+    assert kept["spec"]["finalizers"] == ["kubernetes"]
+    await cluster.client.update("namespaces", cur, subresource="finalize")
+    with pytest.raises(errors.NotFound):
+        await cluster.client.get("namespaces", "fin-ns")
+
+
+async def test_update_with_another_uid_is_conflict(cluster: Cluster, namespace: str) -> None:
+    old = await cluster.client.create("configmaps", configmap("reborn"), namespace)
+    await cluster.client.delete("configmaps", "reborn", namespace)
+    await cluster.client.create("configmaps", configmap("reborn", {"gen": "2"}), namespace)
+    stale = {**old, "metadata": {k: v for k, v in old["metadata"].items()
+                                 if k != "resourceVersion"}}
+    with pytest.raises(errors.Conflict, match="Precondition failed: UID"):
+        await cluster.client.update("configmaps", stale)
+    assert (await cluster.client.get("configmaps", "reborn", namespace))["data"] == {"gen": "2"}
+
+
+async def test_long_generate_name_is_cut_to_fit(cluster: Cluster, namespace: str) -> None:
+    body = service("x")
+    body["metadata"] = {"generateName": "a" * 62}
+    out = await cluster.client.create("services", body, namespace)
+    assert len(out["metadata"]["name"]) == 63
+
+
+async def test_tcp_and_udp_share_a_node_port(cluster: Cluster, namespace: str) -> None:
+    dns = service("dns", "NodePort")
+    dns["spec"]["ports"] = [{"name": "dns-tcp", "port": 53, "protocol": "TCP", "nodePort": 31053},
+                            {"name": "dns-udp", "port": 53, "protocol": "UDP", "nodePort": 31053}]
+    out = await cluster.client.create("services", dns, namespace)
+    assert [p["nodePort"] for p in out["spec"]["ports"]] == [31053, 31053]
+    await cluster.client.delete("services", "dns", namespace)
+    again = await cluster.client.create("services", dns, namespace)  # released once, reusable
+    assert again["spec"]["ports"][0]["nodePort"] == 31053
