@@ -45,12 +45,6 @@ class OwnerReference(K8sModel):
     block_owner_deletion: bool | None = None
 
 
-class ManagedFieldsEntry(K8sModel):
-    manager: str | None = None
-    operation: str | None = None
-    time: str | None = None
-
-
 class ObjectMeta(K8sModel):
     name: str | None = None
     generate_name: str | None = None

@@ -55,17 +55,11 @@ class Admission:
             obj.pop("status", None)
         elif info.name == "pods":
             obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
+            self._pod_defaults(obj)
         elif info.name == "namespaces":
             spec = obj.setdefault("spec", {})
             spec["finalizers"] = spec.get("finalizers") or ["kubernetes"]
             obj["status"] = {"phase": "Active"}
-
-    async def admit_create(self, info: ResourceInfo, obj: Obj) -> None:
-        if info.name == "pods":
-            self._pod_defaults(obj)
-
-    async def admit_update(self, info: ResourceInfo, new: Obj, old: Obj) -> None:
-        return None
 
     def _pod_defaults(self, pod: Obj) -> None:
         spec = pod.setdefault("spec", {})

@@ -34,7 +34,7 @@ import jsonpatch
 from api import errors
 from api.codec import decode
 from api.defaults import apply_defaults
-from api.meta import TypedObject, now_rfc3339
+from api.meta import LabelSelector, TypedObject, now_rfc3339
 from api.proto import tinykube_pb2 as pb
 from api.resources import RESOURCES, ResourceInfo
 from api.selectors import from_label_selector, from_map, parse_field_selector, parse_label_selector
@@ -43,6 +43,7 @@ from apiserver.admission import Admission
 from apiserver.storage import (
     ClaimTaken,
     LeaseReuse,
+    SideEffects,
     Storage,
     decode_value,
     object_key,
@@ -63,7 +64,8 @@ _GC_FINALIZERS = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}
 _PROTECTED_NAMESPACES = {"default", "kube-system", "kube-node-lease", "kube-public"}
 
 Obj = dict[str, Any]
-Transform = Callable[[Obj], Awaitable[Obj] | Obj]
+# Writes one attempt (object, its allocation side effects, its etcd lease); returns the new rv.
+Write = Callable[[Obj, SideEffects, int], Awaitable[int]]
 
 
 @dataclass
@@ -72,12 +74,8 @@ class Result:
     warnings: list[str]
 
 
-def qualified(info: ResourceInfo) -> str:
-    return info.qualified_name
-
-
 def _not_found(info: ResourceInfo, name: str) -> errors.NotFound:
-    return errors.NotFound(message=f'{qualified(info)} "{name}" not found', kind=info.name,
+    return errors.NotFound(message=f'{info.qualified_name} "{name}" not found', kind=info.name,
                            name=name, group=info.group)
 
 
@@ -85,7 +83,7 @@ def _conflict(info: ResourceInfo, name: str, why: str = "") -> errors.Conflict:
     why = why or ("the object has been modified; please apply your changes to the latest "
                   "version and try again")
     return errors.Conflict(
-        message=f'Operation cannot be fulfilled on {qualified(info)} "{name}": {why}',
+        message=f'Operation cannot be fulfilled on {info.qualified_name} "{name}": {why}',
         kind=info.name, name=name, group=info.group)
 
 
@@ -132,10 +130,16 @@ class Registry:
 
     # --- decoding and preparing -----------------------------------------------------------
 
-    def _prepare(self, info: ResourceInfo, data: Obj) -> tuple[Obj, list[str]]:
-        """Parse, default and normalize one object; unknown fields come back as warnings."""
+    @staticmethod
+    def _decode(info: ResourceInfo, data: Obj) -> tuple[TypedObject, list[str]]:
+        """Parse and default one object; unknown fields come back as warnings."""
         model, warnings = decode(info, data)
         apply_defaults(model)
+        return model, warnings
+
+    def _prepare(self, info: ResourceInfo, data: Obj) -> tuple[Obj, list[str]]:
+        """`_decode`, normalized back to the JSON form we store."""
+        model, warnings = self._decode(info, data)
         return model.to_dict(), warnings
 
     def _validate(self, info: ResourceInfo, obj: Obj, old: Obj | None = None) -> None:
@@ -155,7 +159,7 @@ class Registry:
         size = len(json.dumps(obj, separators=(",", ":")))
         if size > MAX_OBJECT_BYTES:
             raise errors.RequestEntityTooLarge(
-                message=f'{qualified(info)} "{_md(obj).get("name", "")}" is too large: {size} '
+                message=f'{info.qualified_name} "{_md(obj).get("name", "")}" is too large: {size} '
                 f"bytes; the limit is {MAX_OBJECT_BYTES} bytes (1.5 MiB)")
 
     def _namespace_for(self, info: ResourceInfo, request_ns: str, obj: Obj) -> str:
@@ -177,8 +181,7 @@ class Registry:
     async def create(self, info: ResourceInfo, namespace: str, raw: bytes,
                      dry_run: bool = False) -> Result:
         data = _json_object(raw)
-        model, warnings = decode(info, data)
-        apply_defaults(model)
+        model, warnings = self._decode(info, data)
         # Validated once, here: what admission adds later is valid by construction.
         self._validate_model(info, model)
         obj = model.to_dict()
@@ -202,7 +205,7 @@ class Registry:
                 if not generated:
                     raise
         raise errors.AlreadyExists(
-            message=f'{qualified(info)} "{md["name"]}" already exists: could not generate a '
+            message=f'{info.qualified_name} "{md["name"]}" already exists: could not generate a '
             "unique name; try again", kind=info.name, name=md["name"])
 
     async def _create_once(self, info: ResourceInfo, ns: str, obj: Obj, dry_run: bool) -> Obj:
@@ -214,24 +217,34 @@ class Registry:
         self.admission.prepare_for_create(info, obj)
         if ns:
             await self.admission.check_namespace(ns)
-        await self.admission.admit_create(info, obj)
         self._check_size(info, obj)
+        if dry_run:
+            await self.admission.allocate(info, obj, None)
+            return obj
         key = object_key(info.name, ns, md["name"])
+        try:
+            return await self._write_allocating(
+                info, obj, None, lambda o, fx, lease: self.storage.create(key, o, fx, lease))
+        except errors.AlreadyExists:
+            raise errors.AlreadyExists(
+                message=f'{info.qualified_name} "{md["name"]}" already exists', kind=info.name,
+                name=md["name"], group=info.group) from None
+
+    async def _write_allocating(self, info: ResourceInfo, obj: Obj, old: Obj | None,
+                                write: Write) -> Obj:
+        """Allocate the object's ClusterIP/NodePorts and write it, in one transaction.
+
+        Allocation writes what it picks into the object, so each attempt starts from a fresh
+        copy: when another request claimed a picked value first (ClaimTaken), the next attempt
+        picks again instead of insisting on a value that is now someone else's.
+        """
         for _ in range(16):
-            # Allocation writes what it picks into the object: each attempt starts from the
-            # object as the user sent it, so a lost race picks again instead of "insisting".
             attempt = copy.deepcopy(obj)
-            fx = await self.admission.allocate(info, attempt, None)
-            if dry_run:
-                return attempt
+            fx = await self.admission.allocate(info, attempt, old)
             try:
-                rv = await self.storage.create(key, attempt, fx, await self._lease_for(info))
-            except errors.AlreadyExists:
-                raise errors.AlreadyExists(
-                    message=f'{qualified(info)} "{md["name"]}" already exists', kind=info.name,
-                    name=md["name"], group=info.group) from None
+                rv = await write(attempt, fx, await self._lease_for(info))
             except ClaimTaken:
-                continue  # another request took the ClusterIP/NodePort we picked: pick again
+                continue
             _md(attempt)["resourceVersion"] = str(rv)
             return attempt
         raise errors.InternalError(message="could not allocate: too much contention")
@@ -253,7 +266,7 @@ class Registry:
         if sub and (sub not in info.subresources or sub not in allowed):
             raise errors.NotFound(
                 message=f'the server could not find the requested resource '
-                f'({qualified(info)}/{sub})', kind=info.name)
+                f'({info.qualified_name}/{sub})', kind=info.name)
 
     def matcher(self, info: ResourceInfo, opts: pb.ListOptions) -> Callable[[Obj], bool]:
         label = parse_label_selector(opts.label_selector)
@@ -443,7 +456,6 @@ class Registry:
         if _strip_rv(new) == _strip_rv(cur):
             return cur  # nothing changed: no write, no new resourceVersion, no watch event
         self._validate(info, new, cur)
-        await self.admission.admit_update(info, new, cur)
         self._check_size(info, new)
         if dry_run:
             return new
@@ -452,17 +464,8 @@ class Registry:
             fx = self.admission.release(info, cur)
             await self.storage.delete(key, rv, fx)
             return new
-        for _ in range(16):
-            attempt = copy.deepcopy(new)  # as in create: a lost race picks again
-            fx = await self.admission.allocate(info, attempt, cur)
-            try:
-                lease = await self._lease_for(info)
-                _md(attempt)["resourceVersion"] = str(
-                    await self.storage.update(key, attempt, rv, fx, lease))
-                return attempt
-            except ClaimTaken:
-                continue
-        raise errors.InternalError(message="could not allocate: too much contention")
+        return await self._write_allocating(
+            info, new, cur, lambda o, fx, lease: self.storage.update(key, o, rv, fx, lease))
 
     @staticmethod
     def _finalized(info: ResourceInfo, obj: Obj) -> bool:
@@ -481,7 +484,6 @@ class Registry:
         md, spec, status = _md(obj), obj.get("spec") or {}, obj.get("status") or {}
         sel = spec.get("selector")
         if info.group:  # apps/v1: a LabelSelector
-            from api.meta import LabelSelector
             selector = str(from_label_selector(LabelSelector.model_validate(sel or {})))
         else:
             selector = str(from_map(sel or {}))

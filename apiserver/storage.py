@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -334,14 +334,6 @@ def key_parts(key: bytes) -> tuple[str, str, str] | None:
         return parts[0], parts[1], parts[2]
     return None
 
-
-def chunked(items: Iterable[T], n: int) -> list[list[T]]:
-    out: list[list[T]] = []
-    for it in items:
-        if not out or len(out[-1]) >= n:
-            out.append([])
-        out[-1].append(it)
-    return out
 
 
 class LeaseReuse:

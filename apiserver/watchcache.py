@@ -95,9 +95,9 @@ class Watcher:
     close_reason: str = ""
 
     def offer(self, ev: CacheEvent) -> None:
-        if self.closed or (self.namespace and ev.namespace != self.namespace):
+        if self.closed:
             return
-        item = self._translate(ev)
+        item = self.translate(ev)
         if item is None:
             return
         try:
@@ -107,7 +107,10 @@ class Watcher:
             # it resume from its last resourceVersion, as Kubernetes does with slow watchers.
             self.close("watcher too slow")
 
-    def _translate(self, ev: CacheEvent) -> pb.WatchEvent | None:
+    def translate(self, ev: CacheEvent) -> pb.WatchEvent | None:
+        """What this watcher is told of `ev`, if anything."""
+        if self.namespace and ev.namespace != self.namespace:
+            return None
         now = self.matches(ev.obj)
         before = ev.prev is not None and self.matches(ev.prev)
         if ev.type == "DELETED":
@@ -183,7 +186,6 @@ class WatchCache:
         self.rv = 0
         self._advanced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.ready = asyncio.Event()
 
     async def start(self) -> None:
         await self._relist()
@@ -221,7 +223,6 @@ class WatchCache:
         for name, cache in self.caches.items():
             cache.reset(objects[name], rev)
         self._advance(rev)
-        self.ready.set()
         log.info("watch cache listed %d objects at revision %d",
                  sum(len(o) for o in objects.values()), rev)
 
@@ -326,10 +327,8 @@ class WatchCache:
         cache = self.caches[resource]
         w = Watcher(resource, namespace, matches)
         if rv in ("", "0"):
-            for _key, obj in sorted(cache.store.items()):
-                ns = obj.get("metadata", {}).get("namespace", "")
-                if (not namespace or ns == namespace) and matches(obj):
-                    w.initial.append(_message("ADDED", obj))
+            items, _ = self.list(resource, namespace, matches)
+            w.initial.extend(_message("ADDED", obj) for obj in items)
         else:
             start = _parse_rv(rv)
             await self.wait_fresh(start)
@@ -338,8 +337,8 @@ class WatchCache:
                     message=f"too old resource version: {start} ({cache.start_rv})"
                 )
             for ev in cache.ring:
-                if ev.rv > start and (not namespace or ev.namespace == namespace):
-                    item = w._translate(ev)
+                if ev.rv > start:
+                    item = w.translate(ev)
                     if item is not None:
                         w.initial.append(item)
         cache.watchers.add(w)
@@ -384,5 +383,3 @@ def _parse_rv(rv: str) -> int:
         raise errors.BadRequest(message=f'resourceVersion: Invalid value: "{rv}": must be >= 0')
     return value
 
-
-parse_rv = _parse_rv
