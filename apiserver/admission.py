@@ -7,17 +7,21 @@ Kubernetes' built-in admission plugins that a cluster cannot work without, in th
   finalizer and phase Active;
 - ServiceAccount (the defaulting half): pods run as `default` unless they say otherwise;
 - DefaultTolerationSeconds: pods tolerate `not-ready` / `unreachable` NoExecute for 300s;
-- Service IP and NodePort allocation (the service registry's allocators).
+- Service IP and NodePort allocation (the service registry's allocators);
+- validating plugins with a say over who may write what (NodeRestriction, RBAC's escalation
+  check), run on every create, update and delete through `validate`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from api import errors
 from api.quantity import parse_quantity
 from api.resources import ResourceInfo
 from apiserver.allocator import Allocator
+from apiserver.auth import AdmissionPlugin, AdmissionRequest, current_user
 from apiserver.storage import SideEffects, Storage, object_key
 from apiserver.watchcache import WatchCache
 
@@ -30,11 +34,22 @@ _STATUS_RESET = {"services", "replicationcontrollers", "replicasets", "deploymen
 
 class Admission:
     def __init__(self, storage: Storage, cache: WatchCache, allocator: Allocator,
-                 default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
+                 default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+                 plugins: Sequence[AdmissionPlugin] = ()) -> None:
         self.storage = storage
+        self.plugins = list(plugins)
         self.cache = cache
         self.allocator = allocator
         self.toleration_seconds = default_toleration_seconds
+
+    async def validate(self, operation: str, info: ResourceInfo, subresource: str, ns: str,
+                       name: str, obj: Obj | None, old: Obj | None) -> None:
+        """Run the validating plugins for one write by the current request's user."""
+        if not self.plugins:
+            return
+        req = AdmissionRequest(operation, info, subresource, ns, name, obj, old, current_user())
+        for plugin in self.plugins:
+            await plugin.admit(req)
 
     async def check_namespace(self, ns: str) -> None:
         # The cache answers almost always; a namespace created a moment ago may not be in it

@@ -215,6 +215,7 @@ class Registry:
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             md.pop(k, None)
         self.admission.prepare_for_create(info, obj)
+        await self.admission.validate("CREATE", info, "", ns, md["name"], obj, None)
         if ns:
             await self.admission.check_namespace(ns)
         self._check_size(info, obj)
@@ -400,7 +401,7 @@ class Registry:
                 raise _conflict(info, name)
             new = self._merge_update(info, cur, copy.deepcopy(transform(cur)), subresource)
             try:
-                return await self._write_update(info, ns, name, cur, new, dry_run)
+                return await self._write_update(info, ns, name, subresource, cur, new, dry_run)
             except errors.Conflict:
                 if user_rv:
                     raise _conflict(info, name) from None
@@ -449,8 +450,11 @@ class Registry:
         self.admission.keep_allocations(info, new, cur)
         return new
 
-    async def _write_update(self, info: ResourceInfo, ns: str, name: str, cur: Obj, new: Obj,
-                            dry_run: bool) -> Obj:
+    async def _write_update(self, info: ResourceInfo, ns: str, name: str, subresource: str,
+                            cur: Obj, new: Obj, dry_run: bool) -> Obj:
+        # Admission sees even a no-op write: whether the caller may write is not a question of
+        # whether the write changes anything.
+        await self.admission.validate("UPDATE", info, subresource, ns, name, new, cur)
         rv = _rv(cur)
         _md(new)["resourceVersion"] = str(rv)
         if _strip_rv(new) == _strip_rv(cur):
@@ -530,6 +534,7 @@ class Registry:
         for _ in range(32):
             cur = await self._current(info, ns, name)
             self._check_preconditions(info, name, cur, opts)
+            await self.admission.validate("DELETE", info, "", ns, name, None, cur)
             new = self._deletion_state(info, cur, opts)
             try:
                 if new is None:

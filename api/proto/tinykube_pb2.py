@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61pi/proto/tinykube.proto\x12\x0btinykube.v1\"\xb6\x01\n\x0bListOptions\x12\x16\n\x0elabel_selector\x18\x01 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x03\x12\x16\n\x0e\x63ontinue_token\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x1d\n\x15\x61llow_watch_bookmarks\x18\x06 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\x07 \x01(\x03\"\x9b\x01\n\rDeleteOptions\x12\x1c\n\x14grace_period_seconds\x18\x01 \x01(\x03\x12\x1a\n\x12propagation_policy\x18\x02 \x01(\t\x12\x18\n\x10precondition_uid\x18\x03 \x01(\t\x12%\n\x1dprecondition_resource_version\x18\x04 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\"U\n\rCreateRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06object\x18\x03 \x01(\x0c\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"T\n\nGetRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0bsubresource\x18\x04 \x01(\t\"]\n\x0bListRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.tinykube.v1.ListOptions\"x\n\rUpdateRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0bsubresource\x18\x04 \x01(\t\x12\x0e\n\x06object\x18\x05 \x01(\x0c\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\"\x8a\x01\n\x0cPatchRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0bsubresource\x18\x04 \x01(\t\x12\x12\n\npatch_type\x18\x05 \x01(\t\x12\r\n\x05patch\x18\x06 \x01(\x0c\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\"o\n\rDeleteRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12+\n\x07options\x18\x04 \x01(\x0b\x32\x1a.tinykube.v1.DeleteOptions\"\x9b\x01\n\x17\x44\x65leteCollectionRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12.\n\x0clist_options\x18\x03 \x01(\x0b\x32\x18.tinykube.v1.ListOptions\x12+\n\x07options\x18\x04 \x01(\x0b\x32\x1a.tinykube.v1.DeleteOptions\"?\n\x0b\x42indRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x62inding\x18\x03 \x01(\x0c\"\x12\n\x10\x44iscoveryRequest\"2\n\x0eObjectResponse\x12\x0e\n\x06object\x18\x01 \x01(\x0c\x12\x10\n\x08warnings\x18\x02 \x03(\t\"*\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\x0c\x32\xa8\x05\n\x03\x41pi\x12\x41\n\x06\x43reate\x12\x1a.tinykube.v1.CreateRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12;\n\x03Get\x12\x17.tinykube.v1.GetRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12=\n\x04List\x12\x18.tinykube.v1.ListRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12\x41\n\x06Update\x12\x1a.tinykube.v1.UpdateRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12?\n\x05Patch\x12\x19.tinykube.v1.PatchRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12\x41\n\x06\x44\x65lete\x12\x1a.tinykube.v1.DeleteRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12U\n\x10\x44\x65leteCollection\x12$.tinykube.v1.DeleteCollectionRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12<\n\x05Watch\x12\x18.tinykube.v1.ListRequest\x1a\x17.tinykube.v1.WatchEvent0\x01\x12=\n\x04\x42ind\x12\x18.tinykube.v1.BindRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12G\n\tDiscovery\x12\x1d.tinykube.v1.DiscoveryRequest\x1a\x1b.tinykube.v1.ObjectResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61pi/proto/tinykube.proto\x12\x0btinykube.v1\"\xb6\x01\n\x0bListOptions\x12\x16\n\x0elabel_selector\x18\x01 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x03\x12\x16\n\x0e\x63ontinue_token\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x1d\n\x15\x61llow_watch_bookmarks\x18\x06 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\x07 \x01(\x03\"\x9b\x01\n\rDeleteOptions\x12\x1c\n\x14grace_period_seconds\x18\x01 \x01(\x03\x12\x1a\n\x12propagation_policy\x18\x02 \x01(\t\x12\x18\n\x10precondition_uid\x18\x03 \x01(\t\x12%\n\x1dprecondition_resource_version\x18\x04 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\"x\n\rCreateRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06object\x18\x03 \x01(\x0c\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x13\n\x0bsubresource\x18\x06 \x01(\t\"T\n\nGetRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0bsubresource\x18\x04 \x01(\t\"]\n\x0bListRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.tinykube.v1.ListOptions\"x\n\rUpdateRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0bsubresource\x18\x04 \x01(\t\x12\x0e\n\x06object\x18\x05 \x01(\x0c\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\"\x8a\x01\n\x0cPatchRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0bsubresource\x18\x04 \x01(\t\x12\x12\n\npatch_type\x18\x05 \x01(\t\x12\r\n\x05patch\x18\x06 \x01(\x0c\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\"o\n\rDeleteRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12+\n\x07options\x18\x04 \x01(\x0b\x32\x1a.tinykube.v1.DeleteOptions\"\x9b\x01\n\x17\x44\x65leteCollectionRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12.\n\x0clist_options\x18\x03 \x01(\x0b\x32\x18.tinykube.v1.ListOptions\x12+\n\x07options\x18\x04 \x01(\x0b\x32\x1a.tinykube.v1.DeleteOptions\"?\n\x0b\x42indRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x62inding\x18\x03 \x01(\x0c\"\x12\n\x10\x44iscoveryRequest\"2\n\x0eObjectResponse\x12\x0e\n\x06object\x18\x01 \x01(\x0c\x12\x10\n\x08warnings\x18\x02 \x03(\t\"*\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\x0c\x32\xa8\x05\n\x03\x41pi\x12\x41\n\x06\x43reate\x12\x1a.tinykube.v1.CreateRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12;\n\x03Get\x12\x17.tinykube.v1.GetRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12=\n\x04List\x12\x18.tinykube.v1.ListRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12\x41\n\x06Update\x12\x1a.tinykube.v1.UpdateRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12?\n\x05Patch\x12\x19.tinykube.v1.PatchRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12\x41\n\x06\x44\x65lete\x12\x1a.tinykube.v1.DeleteRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12U\n\x10\x44\x65leteCollection\x12$.tinykube.v1.DeleteCollectionRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12<\n\x05Watch\x12\x18.tinykube.v1.ListRequest\x1a\x17.tinykube.v1.WatchEvent0\x01\x12=\n\x04\x42ind\x12\x18.tinykube.v1.BindRequest\x1a\x1b.tinykube.v1.ObjectResponse\x12G\n\tDiscovery\x12\x1d.tinykube.v1.DiscoveryRequest\x1a\x1b.tinykube.v1.ObjectResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,27 +36,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEOPTIONS']._serialized_start=227
   _globals['_DELETEOPTIONS']._serialized_end=382
   _globals['_CREATEREQUEST']._serialized_start=384
-  _globals['_CREATEREQUEST']._serialized_end=469
-  _globals['_GETREQUEST']._serialized_start=471
-  _globals['_GETREQUEST']._serialized_end=555
-  _globals['_LISTREQUEST']._serialized_start=557
-  _globals['_LISTREQUEST']._serialized_end=650
-  _globals['_UPDATEREQUEST']._serialized_start=652
-  _globals['_UPDATEREQUEST']._serialized_end=772
-  _globals['_PATCHREQUEST']._serialized_start=775
-  _globals['_PATCHREQUEST']._serialized_end=913
-  _globals['_DELETEREQUEST']._serialized_start=915
-  _globals['_DELETEREQUEST']._serialized_end=1026
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1029
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1184
-  _globals['_BINDREQUEST']._serialized_start=1186
-  _globals['_BINDREQUEST']._serialized_end=1249
-  _globals['_DISCOVERYREQUEST']._serialized_start=1251
-  _globals['_DISCOVERYREQUEST']._serialized_end=1269
-  _globals['_OBJECTRESPONSE']._serialized_start=1271
-  _globals['_OBJECTRESPONSE']._serialized_end=1321
-  _globals['_WATCHEVENT']._serialized_start=1323
-  _globals['_WATCHEVENT']._serialized_end=1365
-  _globals['_API']._serialized_start=1368
-  _globals['_API']._serialized_end=2048
+  _globals['_CREATEREQUEST']._serialized_end=504
+  _globals['_GETREQUEST']._serialized_start=506
+  _globals['_GETREQUEST']._serialized_end=590
+  _globals['_LISTREQUEST']._serialized_start=592
+  _globals['_LISTREQUEST']._serialized_end=685
+  _globals['_UPDATEREQUEST']._serialized_start=687
+  _globals['_UPDATEREQUEST']._serialized_end=807
+  _globals['_PATCHREQUEST']._serialized_start=810
+  _globals['_PATCHREQUEST']._serialized_end=948
+  _globals['_DELETEREQUEST']._serialized_start=950
+  _globals['_DELETEREQUEST']._serialized_end=1061
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1064
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1219
+  _globals['_BINDREQUEST']._serialized_start=1221
+  _globals['_BINDREQUEST']._serialized_end=1284
+  _globals['_DISCOVERYREQUEST']._serialized_start=1286
+  _globals['_DISCOVERYREQUEST']._serialized_end=1304
+  _globals['_OBJECTRESPONSE']._serialized_start=1306
+  _globals['_OBJECTRESPONSE']._serialized_end=1356
+  _globals['_WATCHEVENT']._serialized_start=1358
+  _globals['_WATCHEVENT']._serialized_end=1400
+  _globals['_API']._serialized_start=1403
+  _globals['_API']._serialized_end=2083
 # @@protoc_insertion_point(module_scope)

@@ -113,10 +113,15 @@ class CreateRequest(_message.Message):
     NAMESPACE_FIELD_NUMBER: _builtins.int
     OBJECT_FIELD_NUMBER: _builtins.int
     DRY_RUN_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SUBRESOURCE_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     namespace: _builtins.str
     object: _builtins.bytes
     dry_run: _builtins.bool
+    name: _builtins.str
+    """For a create on a subresource of an existing object (serviceaccounts/NAME/token)."""
+    subresource: _builtins.str
     def __init__(
         self,
         *,
@@ -124,10 +129,12 @@ class CreateRequest(_message.Message):
         namespace: _builtins.str = ...,
         object: _builtins.bytes = ...,
         dry_run: _builtins.bool = ...,
+        name: _builtins.str = ...,
+        subresource: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "namespace", b"namespace", "object", b"object", "resource", b"resource"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "name", b"name", "namespace", b"namespace", "object", b"object", "resource", b"resource", "subresource", b"subresource"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

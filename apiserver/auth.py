@@ -1,0 +1,129 @@
+"""Who is asking and what they ask: the vocabulary authentication, authorization, admission and
+audit share.
+
+Kubernetes splits a request's security into stages with small interfaces between them
+(`user.Info`, `authorizer.Attributes`, `authorizer.Decision`, `admission.Attributes`); this module
+is those interfaces, so each stage is a separate module that can be read and tested alone:
+authn.py turns a connection into a `UserInfo`, authz.py/rbac.py answer `Attributes` with a
+`Decision`, admission plugins (noderestriction.py, the RBAC escalation check) see an
+`AdmissionRequest`, audit.py records the outcome.
+
+The user of the request being served travels in a context variable (`CURRENT_USER`): the gRPC
+servicer sets it once per call, and admission code deep in the registry reads it without every
+signature in between growing a parameter. Internal writes of the apiserver itself (bootstrap
+namespaces and policy) run with no user, and admission plugins let them through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from api.resources import ResourceInfo
+
+# Well-known users and groups (k8s.io/apiserver/pkg/authentication/user).
+SYSTEM_MASTERS = "system:masters"
+AUTHENTICATED = "system:authenticated"
+UNAUTHENTICATED = "system:unauthenticated"
+ANONYMOUS = "system:anonymous"
+NODES_GROUP = "system:nodes"
+NODE_USER_PREFIX = "system:node:"
+SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+SERVICE_ACCOUNTS_GROUP = "system:serviceaccounts"
+
+# Verbs that change state: these are audited, and are what NodeRestriction looks at.
+MUTATING_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """An authenticated identity: user name, groups, and for tokens the uid and extra claims."""
+
+    name: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def in_group(self, group: str) -> bool:
+        return group in self.groups
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `UserInfo` shape of the Kubernetes API (audit events, SelfSubjectReview)."""
+        out: dict[str, Any] = {"username": self.name, "groups": list(self.groups)}
+        if self.uid:
+            out["uid"] = self.uid
+        if self.extra:
+            out["extra"] = {k: list(v) for k, v in self.extra.items()}
+        return out
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """What a request asks to do (upstream `authorizer.AttributesRecord`).
+
+    A resource request has `resource` (plural, e.g. "pods") and optionally `subresource`,
+    `namespace` ("" for cluster scope or all namespaces) and `name` ("" for list/watch/create).
+    A non-resource request (discovery, version) has `path` instead.
+    """
+
+    user: UserInfo
+    verb: str
+    resource: str = ""
+    subresource: str = ""
+    api_group: str = ""
+    namespace: str = ""
+    name: str = ""
+    path: str = ""
+
+    @property
+    def is_resource_request(self) -> bool:
+        return bool(self.resource)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An authorizer's answer. `allowed=False` means "no opinion" as well as "deny": RBAC has no
+    deny rules, so the union authorizer asks the next one. `reason` explains either way."""
+
+    allowed: bool
+    reason: str = ""
+
+
+class Authorizer(Protocol):
+    def authorize(self, attrs: Attributes) -> Decision: ...
+
+
+@dataclass
+class AdmissionRequest:
+    """One write as admission plugins see it (upstream `admission.Attributes`).
+
+    operation: CREATE, UPDATE or DELETE. `obj` is the object about to be stored (None for
+    DELETE), `old` the stored one (None for CREATE). `user` is None for the apiserver's own
+    internal writes.
+    """
+
+    operation: str
+    info: ResourceInfo
+    subresource: str
+    namespace: str
+    name: str
+    obj: dict[str, Any] | None
+    old: dict[str, Any] | None
+    user: UserInfo | None
+
+
+class AdmissionPlugin(Protocol):
+    """A validating admission plugin: raise an `api.errors.ApiError` (usually Forbidden) to
+    refuse the write; return to let it through."""
+
+    async def admit(self, req: AdmissionRequest) -> None: ...
+
+
+CURRENT_USER: ContextVar[UserInfo | None] = ContextVar("tinykube_current_user", default=None)
+
+
+def current_user() -> UserInfo | None:
+    """The user of the request being served in this task (None: the apiserver itself)."""
+    return CURRENT_USER.get()
