@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 
-from api import apps, core
+from api import apps, authentication, core, rbac
 from api.meta import ObjectMeta, TypedObject
 
 DEFAULT_TERMINATION_GRACE_PERIOD = 30
@@ -236,6 +236,20 @@ def _default_namespace(ns: core.Namespace) -> None:
     # The "kubernetes" finalizer is the namespace registry's PrepareForCreate, not a default.
 
 
+def _default_binding(b: rbac.RoleBinding | rbac.ClusterRoleBinding) -> None:
+    # SetDefaults_RoleBinding / _Subject: the RBAC group is implied for roles, users and groups.
+    if not b.role_ref.api_group:
+        b.role_ref.api_group = rbac.GROUP
+    for s in b.subjects or []:
+        if not s.api_group and s.kind in (rbac.USER_KIND, rbac.GROUP_KIND):
+            s.api_group = rbac.GROUP
+
+
+def _default_token_request(tr: authentication.TokenRequest) -> None:
+    if tr.spec.expiration_seconds is None:
+        tr.spec.expiration_seconds = authentication.DEFAULT_EXPIRATION_SECONDS
+
+
 def apply_defaults(obj: TypedObject) -> None:
     """Fill in Kubernetes' defaults for `obj`, in place. Safe to call more than once."""
     if obj.metadata is None:
@@ -258,3 +272,7 @@ def apply_defaults(obj: TypedObject) -> None:
         _default_secret(obj)
     elif isinstance(obj, core.Namespace):
         _default_namespace(obj)
+    elif isinstance(obj, rbac.RoleBinding | rbac.ClusterRoleBinding):
+        _default_binding(obj)
+    elif isinstance(obj, authentication.TokenRequest):
+        _default_token_request(obj)

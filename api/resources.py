@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from api import apps, autoscaling, coordination, core
+from api import apps, authentication, authorization, autoscaling, coordination, core, rbac
 from api.errors import NotFound
 from api.meta import TypedObject
 
@@ -33,6 +33,10 @@ class ResourceInfo:
     field_selectors: frozenset[str] = field(default=_META_FIELDS)
     # Whether a spec change bumps metadata.generation (kinds with a spec/status split).
     has_generation: bool = False
+    # Create-only and never stored (the review kinds: SubjectAccessReview, TokenReview, ...):
+    # the apiserver answers a create with the object and its status filled, and every other
+    # verb is NotFound/MethodNotAllowed, as upstream's reviews are.
+    virtual: bool = False
 
     @property
     def api_version(self) -> str:
@@ -49,6 +53,8 @@ class ResourceInfo:
 
     @property
     def verbs(self) -> tuple[str, ...]:
+        if self.virtual:
+            return ("create",)
         return ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
@@ -77,7 +83,7 @@ RESOURCES: dict[str, ResourceInfo] = {
                      frozenset({"status", "scale"}), _fields("status.replicas"),
                      has_generation=True),
         ResourceInfo("serviceaccounts", "serviceaccount", "ServiceAccount", "", "v1", True,
-                     core.ServiceAccount, ("sa",)),
+                     core.ServiceAccount, ("sa",), frozenset({"token"})),
         ResourceInfo("events", "event", "Event", "", "v1", True, core.Event, ("ev",),
                      field_selectors=_fields(
                          "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
@@ -96,12 +102,31 @@ RESOURCES: dict[str, ResourceInfo] = {
                      has_generation=True),
         ResourceInfo("leases", "lease", "Lease", "coordination.k8s.io", "v1", True,
                      coordination.Lease),
+        ResourceInfo("roles", "role", "Role", rbac.GROUP, "v1", True, rbac.Role),
+        ResourceInfo("clusterroles", "clusterrole", "ClusterRole", rbac.GROUP, "v1", False,
+                     rbac.ClusterRole),
+        ResourceInfo("rolebindings", "rolebinding", "RoleBinding", rbac.GROUP, "v1", True,
+                     rbac.RoleBinding),
+        ResourceInfo("clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding",
+                     rbac.GROUP, "v1", False, rbac.ClusterRoleBinding),
+        ResourceInfo("selfsubjectaccessreviews", "selfsubjectaccessreview",
+                     "SelfSubjectAccessReview", authorization.GROUP, "v1", False,
+                     authorization.SelfSubjectAccessReview, virtual=True),
+        ResourceInfo("subjectaccessreviews", "subjectaccessreview", "SubjectAccessReview",
+                     authorization.GROUP, "v1", False, authorization.SubjectAccessReview,
+                     virtual=True),
+        ResourceInfo("selfsubjectreviews", "selfsubjectreview", "SelfSubjectReview",
+                     authentication.GROUP, "v1", False, authentication.SelfSubjectReview,
+                     virtual=True),
+        ResourceInfo("tokenreviews", "tokenreview", "TokenReview", authentication.GROUP, "v1",
+                     False, authentication.TokenReview, virtual=True),
     )
 }
 
 # Kinds that are not stored resources but travel through subresources.
 SCALE_MODEL = autoscaling.Scale
 BINDING_MODEL = core.Binding
+TOKEN_REQUEST_MODEL = authentication.TokenRequest  # the body of serviceaccounts/token
 
 
 def _aliases() -> dict[str, ResourceInfo]:

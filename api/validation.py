@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from api import apps, coordination, core
+from api import apps, authentication, authorization, coordination, core, rbac
 from api.autoscaling import Scale
 from api.errors import BadRequest, Cause
 from api.meta import LabelSelector, ObjectMeta, TypedObject
@@ -233,14 +233,30 @@ def config_key_errors(value: str) -> list[str]:
     return errs
 
 
+def path_segment_name_errors(value: str) -> list[str]:
+    """IsValidPathSegmentName: RBAC names only need to fit in a URL path segment, which is why
+    `system:kube-scheduler` is a valid ClusterRole name."""
+    if value in (".", ".."):
+        return [f"may not be '{value}'"]
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
+
+
 NameCheck = Callable[[str], list[str]]
 
 # Which name syntax each kind uses (upstream's ValidateXName functions).
 _NAME_CHECKS: dict[str, NameCheck] = {
     "Namespace": dns1123_label_errors,
     "Service": dns1035_label_errors,
+    "Role": path_segment_name_errors,
+    "ClusterRole": path_segment_name_errors,
+    "RoleBinding": path_segment_name_errors,
+    "ClusterRoleBinding": path_segment_name_errors,
 }
-_CLUSTER_SCOPED = frozenset({"Namespace", "Node"})
+_CLUSTER_SCOPED = frozenset({"Namespace", "Node", "ClusterRole", "ClusterRoleBinding"})
+# Kinds whose metadata is not an object's (subresource bodies, create-only reviews).
+_NO_META_CHECK = frozenset({"Binding", "Scale", "TokenRequest", "TokenReview",
+                            "SelfSubjectReview", "SubjectAccessReview",
+                            "SelfSubjectAccessReview"})
 
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 MAX_DATA_BYTES = 1024 * 1024
@@ -1175,6 +1191,137 @@ def _validate_scale(e: _Errs, s: Scale) -> None:
     e.non_negative("spec.replicas", s.spec.replicas if s.spec else None)
 
 
+# --------------------------------------------------------------------------------------------
+# RBAC (pkg/apis/rbac/validation) and the review kinds
+# --------------------------------------------------------------------------------------------
+
+_ROLE_KINDS = ("Role", "ClusterRole")
+_SUBJECT_KINDS = (rbac.SERVICE_ACCOUNT_KIND, rbac.USER_KIND, rbac.GROUP_KIND)
+
+
+def _validate_policy_rule(e: _Errs, p: str, rule: rbac.PolicyRule, namespaced: bool) -> None:
+    if not rule.verbs:
+        e.required(f"{p}.verbs", "verbs must contain at least one value")
+    if rule.non_resource_urls:
+        if namespaced:
+            e.invalid(f"{p}.nonResourceURLs", rule.non_resource_urls,
+                      "namespaced rules cannot apply to non-resource URLs")
+        if rule.api_groups or rule.resources or rule.resource_names:
+            e.invalid(f"{p}.nonResourceURLs", rule.non_resource_urls,
+                      "rules cannot apply to both regular resources and non-resource URLs")
+        return
+    if not rule.api_groups:
+        e.required(f"{p}.apiGroups", "resource rules must supply at least one api group")
+    if not rule.resources:
+        e.required(f"{p}.resources", "resource rules must supply at least one resource")
+
+
+def _validate_role(e: _Errs, role: rbac.Role | rbac.ClusterRole) -> None:
+    namespaced = isinstance(role, rbac.Role)
+    for i, rule in enumerate(role.rules or []):
+        _validate_policy_rule(e, f"rules[{i}]", rule, namespaced)
+    agg = role.aggregation_rule if isinstance(role, rbac.ClusterRole) else None
+    if agg is not None:
+        if not agg.cluster_role_selectors:
+            e.required("aggregationRule.clusterRoleSelectors",
+                       "at least one clusterRoleSelector required if aggregationRule is non-nil")
+        for i, sel in enumerate(agg.cluster_role_selectors or []):
+            _validate_label_selector(e, f"aggregationRule.clusterRoleSelectors[{i}]", sel)
+
+
+def _validate_subject(e: _Errs, p: str, s: rbac.Subject, namespaced: bool) -> None:
+    if not s.name:
+        e.required(f"{p}.name")
+    if s.kind == rbac.SERVICE_ACCOUNT_KIND:
+        for msg in dns1123_subdomain_errors(s.name) if s.name else []:
+            e.invalid(f"{p}.name", s.name, msg)
+        if s.api_group:
+            e.not_supported(f"{p}.apiGroup", s.api_group, ("",))
+        # A RoleBinding's ServiceAccount subject without a namespace means the binding's own.
+        if not namespaced and not s.namespace:
+            e.required(f"{p}.namespace")
+    elif s.kind in (rbac.USER_KIND, rbac.GROUP_KIND):
+        if s.api_group != rbac.GROUP:
+            e.not_supported(f"{p}.apiGroup", s.api_group or "", (rbac.GROUP,))
+    else:
+        e.not_supported(f"{p}.kind", s.kind, _SUBJECT_KINDS)
+
+
+def _fmt_role_ref(ref: rbac.RoleRef) -> str:
+    return (f"rbac.RoleRef{{APIGroup:{_go_quote(ref.api_group)}, Kind:{_go_quote(ref.kind)}, "
+            f"Name:{_go_quote(ref.name)}}}")
+
+
+def _validate_role_binding(e: _Errs, b: rbac.RoleBinding | rbac.ClusterRoleBinding,
+                           old: TypedObject | None) -> None:
+    namespaced = isinstance(b, rbac.RoleBinding)
+    ref = b.role_ref
+    if ref.api_group != rbac.GROUP:
+        e.not_supported("roleRef.apiGroup", ref.api_group, (rbac.GROUP,))
+    kinds = _ROLE_KINDS if namespaced else ("ClusterRole",)
+    if ref.kind not in kinds:
+        e.not_supported("roleRef.kind", ref.kind, kinds)
+    if not ref.name:
+        e.required("roleRef.name")
+    for msg in path_segment_name_errors(ref.name) if ref.name else []:
+        e.invalid("roleRef.name", ref.name, msg)
+    for i, s in enumerate(b.subjects or []):
+        _validate_subject(e, f"subjects[{i}]", s, namespaced)
+    if isinstance(old, rbac.RoleBinding | rbac.ClusterRoleBinding) and old.role_ref != ref:
+        e.invalid("roleRef", _fmt_role_ref(ref), "cannot change roleRef", raw=True)
+
+
+def _validate_review_meta(e: _Errs, obj: TypedObject) -> None:
+    """Access reviews are questions, not objects: upstream refuses any metadata on them."""
+    md = obj.metadata.to_dict()
+    if md:
+        e.invalid("metadata", md, "must be empty")
+
+
+def _validate_access_review(
+    e: _Errs, r: authorization.SubjectAccessReview | authorization.SelfSubjectAccessReview
+) -> None:
+    _validate_review_meta(e, r)
+    spec = r.spec
+    if spec.resource_attributes is not None and spec.non_resource_attributes is not None:
+        e.invalid("spec.nonResourceAttributes", spec.non_resource_attributes.to_dict(),
+                  "cannot be specified in combination with resourceAttributes")
+    if spec.resource_attributes is None and spec.non_resource_attributes is None:
+        e.invalid("spec.resourceAttributes", None,
+                  "exactly one of nonResourceAttributes or resourceAttributes must be specified")
+    if isinstance(spec, authorization.SubjectAccessReviewSpec) and not spec.user and not (
+        spec.groups
+    ):
+        e.invalid("spec.user", spec.user or "", "at least one of user or group must be specified")
+
+
+def _validate_token_request(e: _Errs, tr: authentication.TokenRequest) -> None:
+    # The lower bound (upstream: 10 minutes) is the apiserver's
+    # --service-account-min-token-expiration flag, so it is checked there, not here.
+    seconds = tr.spec.expiration_seconds
+    if seconds is not None and seconds <= 0:
+        e.invalid("spec.expirationSeconds", seconds, "must be greater than 0")
+    if seconds is not None and seconds > authentication.MAX_EXPIRATION_SECONDS:
+        e.invalid("spec.expirationSeconds", seconds,
+                  "may not specify a duration larger than 2^32 seconds")
+    ref = tr.spec.bound_object_ref
+    if ref is not None and not ref.name:
+        e.required("spec.boundObjectRef.name")
+
+
+def _validate_security(e: _Errs, obj: TypedObject, old: TypedObject | None) -> None:
+    """The RBAC kinds and the authentication/authorization request kinds."""
+    if isinstance(obj, rbac.Role | rbac.ClusterRole):
+        _validate_role(e, obj)
+    elif isinstance(obj, rbac.RoleBinding | rbac.ClusterRoleBinding):
+        _validate_role_binding(e, obj, old)
+    elif isinstance(obj, authorization.SubjectAccessReview
+                    | authorization.SelfSubjectAccessReview):
+        _validate_access_review(e, obj)
+    elif isinstance(obj, authentication.TokenRequest):
+        _validate_token_request(e, obj)
+
+
 def validate(kind: str, obj: TypedObject, old: TypedObject | None = None) -> list[Cause]:
     """Every reason `obj` (a `kind`) is invalid; on update pass the stored `old` too.
 
@@ -1182,9 +1329,9 @@ def validate(kind: str, obj: TypedObject, old: TypedObject | None = None) -> lis
     with the result to answer the client.
     """
     e = _Errs()
-    if kind not in ("Binding", "Scale"):
+    if kind not in _NO_META_CHECK:
         _validate_meta(e, kind, obj.metadata, None)
-    elif not obj.metadata.name:
+    elif kind in ("Binding", "Scale") and not obj.metadata.name:
         e.required("metadata.name")
     if old is not None:
         _validate_meta_update(e, obj.metadata, old.metadata)
@@ -1228,6 +1375,8 @@ def validate(kind: str, obj: TypedObject, old: TypedObject | None = None) -> lis
         _validate_binding(e, obj)
     elif isinstance(obj, Scale):
         _validate_scale(e, obj)
+    else:
+        _validate_security(e, obj, old)
     if old is not None and isinstance(obj, apps.ReplicaSet | apps.Deployment) and isinstance(
         old, apps.ReplicaSet | apps.Deployment
     ):

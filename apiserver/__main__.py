@@ -5,11 +5,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import sys
 
 from api import errors
 from apiserver.allocator import parse_ip_range, parse_port_range
-from apiserver.server import Config, run
+from apiserver.authz import MODES
+from apiserver.server import Config, load_material, run
+from apiserver.storage import parse_endpoints
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str) -> float:
+    """Seconds of a Go duration as upstream flags take them: 10m, 1h30m, 1s, 500ms."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (want e.g. 10m, 1h, 30s)")
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+def _csv(values: list[str] | None) -> list[str]:
+    """Repeatable flags that also take comma-separated lists."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,32 +54,84 @@ def parse(argv: list[str]) -> Config:
                    help="seconds between etcd compactions (0 = never)")
     p.add_argument("--event-ttl", type=int, default=3600,
                    help="seconds an Event is kept before etcd expires it")
+    sec = p.add_argument_group("security (secure by default: `tkctl pki init` creates the files)")
+    sec.add_argument("--insecure", action="store_true",
+                     help="serve plaintext with no authentication or authorization (walkthroughs)")
+    sec.add_argument("--tls-cert-file", default="", help="serving certificate (PEM)")
+    sec.add_argument("--tls-private-key-file", default="", help="its private key (PEM)")
+    sec.add_argument("--client-ca-file", default="",
+                     help="CA that signs client certificates (CN = user, O = groups)")
+    sec.add_argument("--token-port", type=int, default=6444,
+                     help="TLS port for bearer tokens (ServiceAccounts), no client cert (0 = off)")
+    sec.add_argument("--etcd-cafile", default="", help="etcd's CA (with https:// etcd servers)")
+    sec.add_argument("--etcd-certfile", default="", help="client certificate for etcd")
+    sec.add_argument("--etcd-keyfile", default="", help="its private key")
+    sec.add_argument("--service-account-key-file", action="append", metavar="FILE",
+                     help="public key(s) verifying ServiceAccount tokens (repeatable)")
+    sec.add_argument("--service-account-signing-key-file", default="",
+                     help="private key signing ServiceAccount tokens")
+    sec.add_argument("--service-account-issuer",
+                     default="https://kubernetes.default.svc.cluster.local")
+    sec.add_argument("--api-audiences", action="append", metavar="AUD",
+                     help="audiences tokens must carry (default: the issuer)")
+    sec.add_argument("--service-account-min-token-expiration", type=duration, default=600.0,
+                     metavar="DURATION", help="shortest TokenRequest expiration (default 10m)")
+    sec.add_argument("--authorization-mode", default="Node,RBAC",
+                     help="comma-separated authorizers in order: Node, RBAC, AlwaysAllow")
+    sec.add_argument("--audit-log-path", default="", help="audit log file (JSON lines)")
+    sec.add_argument("--encryption-provider-config", default="",
+                     help="EncryptionConfiguration for encryption at rest")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     try:  # the parsers' messages already name the flag
+        parse_endpoints(a.etcd_servers)
         parse_ip_range(a.service_cluster_ip_range)
         parse_port_range(a.service_node_port_range)
     except ValueError as e:
         p.error(str(e))
     if not 0 < a.port < 65536:
         p.error(f"--port: {a.port} is not a TCP port")
+    if not 0 <= a.token_port < 65536 or (a.token_port and a.token_port == a.port):
+        p.error(f"--token-port: {a.token_port} is not a free TCP port (0 = off)")
     if a.event_ttl < 1:
         p.error("--event-ttl: must be at least 1 second")
+    modes = _csv([a.authorization_mode])
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes or len(set(modes)) != len(modes):
+        p.error(f"--authorization-mode: want a comma-separated list of distinct modes of "
+                f"{', '.join(MODES)} (got {a.authorization_mode!r})")
     if a.watch_cache_size < 1:
         p.error("--watch-cache-size: must be at least 1")
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return Config(etcd_servers=a.etcd_servers, bind_address=a.bind_address, port=a.port,
-                  metrics_port=a.metrics_port, service_cluster_ip_range=a.service_cluster_ip_range,
-                  service_node_port_range=a.service_node_port_range,
-                  watch_cache_size=a.watch_cache_size, bookmark_interval=a.watch_bookmark_interval,
-                  compaction_interval=a.etcd_compaction_interval, event_ttl=a.event_ttl)
+    return Config(
+        etcd_servers=a.etcd_servers, bind_address=a.bind_address, port=a.port,
+        metrics_port=a.metrics_port, service_cluster_ip_range=a.service_cluster_ip_range,
+        service_node_port_range=a.service_node_port_range,
+        watch_cache_size=a.watch_cache_size, bookmark_interval=a.watch_bookmark_interval,
+        compaction_interval=a.etcd_compaction_interval, event_ttl=a.event_ttl,
+        insecure=a.insecure, tls_cert_file=a.tls_cert_file,
+        tls_private_key_file=a.tls_private_key_file, client_ca_file=a.client_ca_file,
+        token_port=0 if a.insecure else a.token_port, etcd_cafile=a.etcd_cafile,
+        etcd_certfile=a.etcd_certfile, etcd_keyfile=a.etcd_keyfile,
+        service_account_key_files=_csv(a.service_account_key_file),
+        service_account_signing_key_file=a.service_account_signing_key_file,
+        service_account_issuer=a.service_account_issuer,
+        api_audiences=_csv(a.api_audiences),
+        service_account_min_token_expiration=a.service_account_min_token_expiration,
+        authorization_modes=modes,
+        audit_log_path=a.audit_log_path, encryption_provider_config=a.encryption_provider_config)
 
 
 def main() -> None:
     cfg = parse(sys.argv[1:])
+    try:  # every file the flags name, read before anything starts: one line if one is wrong
+        material = load_material(cfg)
+    except ValueError as e:
+        print(f"tk-apiserver: error: {e}", file=sys.stderr)
+        sys.exit(2)
     try:
-        asyncio.run(run(cfg))
+        asyncio.run(run(cfg, material=material))
     except (OSError, ValueError, errors.ApiError) as e:
         print(f"tk-apiserver: error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -22,6 +22,7 @@ from api.quantity import parse_quantity
 from api.resources import ResourceInfo
 from apiserver.allocator import Allocator
 from apiserver.auth import AdmissionPlugin, AdmissionRequest, current_user
+from apiserver.noderestriction import MIRROR_POD_ANNOTATION
 from apiserver.storage import SideEffects, Storage, object_key
 from apiserver.watchcache import WatchCache
 
@@ -78,9 +79,13 @@ class Admission:
 
     def _pod_defaults(self, pod: Obj) -> None:
         spec = pod.setdefault("spec", {})
-        sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
-        spec["serviceAccountName"] = sa
-        spec["serviceAccount"] = sa  # the deprecated mirror Kubernetes still fills
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        # Mirror pods (a kubelet's static pods) run no ServiceAccount, as upstream's plugin
+        # skips them: NodeRestriction refuses a mirror pod that names one.
+        if MIRROR_POD_ANNOTATION not in annotations:
+            sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+            spec["serviceAccountName"] = sa
+            spec["serviceAccount"] = sa  # the deprecated mirror Kubernetes still fills
         tolerations = spec.get("tolerations") or []
         for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
             if not any(t.get("key") == key and t.get("effect") in ("NoExecute", None, "")

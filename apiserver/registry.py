@@ -40,16 +40,18 @@ from api.resources import RESOURCES, ResourceInfo
 from api.selectors import from_label_selector, from_map, parse_field_selector, parse_label_selector
 from api.validation import validate
 from apiserver.admission import Admission
+from apiserver.auth import Authorizer
+from apiserver.reviews import Reviews
 from apiserver.storage import (
     ClaimTaken,
     LeaseReuse,
     SideEffects,
     Storage,
-    decode_value,
     object_key,
     prefix_end,
     prefix_of,
 )
+from apiserver.tokens import TokenIssuer, TokenVerifier
 from apiserver.watchcache import WatchCache
 
 log = logging.getLogger(__name__)
@@ -118,10 +120,15 @@ def _labels_of(obj: Obj) -> dict[str, str]:
 
 class Registry:
     def __init__(self, storage: Storage, cache: WatchCache, admission: Admission,
-                 event_ttl: int = 3600) -> None:
+                 event_ttl: int = 3600, *, tokens: TokenIssuer | None = None,
+                 token_verifier: TokenVerifier | None = None,
+                 authorizer: Authorizer | None = None) -> None:
         self.storage = storage
         self.cache = cache
         self.admission = admission
+        # Reviews and TokenRequests: creates that are answered, never stored.
+        self.reviews = Reviews(storage, admission, tokens=tokens, token_verifier=token_verifier,
+                               authorizer=authorizer)
         # Events expire like upstream's --event-ttl: their keys ride on an etcd lease.
         self.event_leases = LeaseReuse(storage, event_ttl)
 
@@ -179,11 +186,16 @@ class Registry:
     # --- create ---------------------------------------------------------------------------
 
     async def create(self, info: ResourceInfo, namespace: str, raw: bytes,
-                     dry_run: bool = False) -> Result:
+                     dry_run: bool = False, *, name: str = "", subresource: str = "") -> Result:
         data = _json_object(raw)
+        if subresource:
+            return await self._create_subresource(info, namespace, name, subresource, data,
+                                                  dry_run)
         model, warnings = self._decode(info, data)
         # Validated once, here: what admission adds later is valid by construction.
         self._validate_model(info, model)
+        if info.virtual:
+            return Result(await self.reviews.create(info, model), warnings)
         obj = model.to_dict()
         ns = self._namespace_for(info, namespace, obj)
         md = _md(obj)
@@ -207,6 +219,15 @@ class Registry:
         raise errors.AlreadyExists(
             message=f'{info.qualified_name} "{md["name"]}" already exists: could not generate a '
             "unique name; try again", kind=info.name, name=md["name"])
+
+    async def _create_subresource(self, info: ResourceInfo, ns: str, name: str, sub: str,
+                                  data: Obj, dry_run: bool) -> Result:
+        """A create on a subresource of an existing object: serviceaccounts/NAME/token."""
+        self._check_subresource(info, sub, ("token",))
+        if not name:
+            raise errors.BadRequest(message=f"{info.qualified_name}/{sub}: a create on a "
+                                    "subresource needs the object's name")
+        return Result(await self.reviews.token_request(ns, name, data, dry_run), [])
 
     async def _create_once(self, info: ResourceInfo, ns: str, obj: Obj, dry_run: bool) -> Obj:
         obj = copy.deepcopy(obj)
@@ -314,7 +335,7 @@ class Registry:
             revision = revision or header_rev
             for i, kv in enumerate(kvs):
                 try:
-                    obj = decode_value(kv.value, kv.mod_revision)
+                    obj = self.storage.decode(kv)
                 except ValueError:
                     log.error("skipping undecodable value at %r", kv.key)
                     continue

@@ -1,7 +1,16 @@
 """The apiserver process: storage → watch cache → registry → gRPC server, and its lifecycle.
 
 Start-up waits for etcd (in the lab it may come up after us), fills the watch cache, creates the
-bootstrap namespaces, and only then listens, so a client that connects is served at once.
+bootstrap namespaces and the bootstrap RBAC policy, and only then listens, so a client that
+connects is served at once.
+
+Secure by default (issue 7). Two TLS listeners share one gRPC server:
+- `--port` requires a client certificate signed by `--client-ca-file` (CN = user, O = groups);
+- `--token-port` is server-only TLS for bearer tokens (ServiceAccount tokens from pods), because
+  gRPC Python cannot "verify a client certificate if one is presented", which is how
+  kube-apiserver takes certificates and tokens on one port (docs/deviations.md).
+`--insecure` serves one plaintext port with no authentication or authorization at all, with a
+WARNING line; it exists for the first walkthrough only.
 Shutdown on SIGTERM is graceful: health goes NOT_SERVING, open watches end cleanly (clients
 resume from their last resourceVersion elsewhere or after restart), in-flight calls get a grace
 period. etcd is compacted periodically, as kube-apiserver does, which is what makes old
@@ -16,20 +25,28 @@ import json
 import logging
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from api import errors
 from api.proto import tinykube_pb2_grpc as pb_grpc
 from api.resources import RESOURCES
-from apiserver import metrics
+from apiserver import authz, bootstrap_policy, encryption, metrics
 from apiserver.admission import Admission
 from apiserver.allocator import Allocator
+from apiserver.audit import AuditLog
+from apiserver.auth import AdmissionPlugin
+from apiserver.authn import Authenticator
+from apiserver.noderestriction import NodeRestriction
+from apiserver.rbac import EscalationCheck, RBACAuthorizer
 from apiserver.registry import Registry
 from apiserver.service import ApiServicer
-from apiserver.storage import Storage
+from apiserver.storage import EtcdTLS, Storage, parse_endpoints, read_flag_file
+from apiserver.tokens import TokenIssuer, TokenVerifier, load_public_keys
 from apiserver.watchcache import WatchCache
 
 log = logging.getLogger(__name__)
@@ -53,6 +70,98 @@ class Config:
     etcd_wait: float = 120.0
     event_ttl: int = 3600
     shutdown_grace: float = 5.0
+    # Transport security (flag names as kube-apiserver's).
+    insecure: bool = False
+    tls_cert_file: str = ""
+    tls_private_key_file: str = ""
+    client_ca_file: str = ""
+    token_port: int = 6444  # 0 = no token listener
+    etcd_cafile: str = ""
+    etcd_certfile: str = ""
+    etcd_keyfile: str = ""
+    # ServiceAccount tokens.
+    service_account_key_files: list[str] = field(default_factory=list)
+    service_account_signing_key_file: str = ""
+    service_account_issuer: str = "https://kubernetes.default.svc.cluster.local"
+    api_audiences: list[str] = field(default_factory=list)  # empty: the issuer
+    service_account_min_token_expiration: float = 600.0
+    authorization_modes: list[str] = field(default_factory=lambda: ["Node", "RBAC"])
+    audit_log_path: str = ""
+    encryption_provider_config: str = ""
+
+
+@dataclass
+class Material:
+    """The contents of every file the flags name, read once before anything starts, so that a
+    missing or unreadable file is one line naming its flag."""
+
+    serving_cert: bytes | None = None
+    serving_key: bytes | None = None
+    client_ca: bytes | None = None
+    etcd_tls: EtcdTLS | None = None
+    encryption: encryption.EncryptionConfig | None = None
+    issuer: TokenIssuer | None = None
+    verify_keys: list[bytes] = field(default_factory=list)
+
+
+SECURE_FLAGS = (("--tls-cert-file", "tls_cert_file"),
+                ("--tls-private-key-file", "tls_private_key_file"),
+                ("--client-ca-file", "client_ca_file"))
+
+
+def _pem(flag: str, path: str, *, key: bool = False) -> bytes:
+    """A PEM certificate (bundle) or private key a flag names, checked now: gRPC would only
+    fail later, at the first handshake, with a message naming neither the flag nor the file."""
+    data = read_flag_file(flag, path)
+    try:
+        if key:
+            serialization.load_pem_private_key(data, password=None)
+        else:
+            x509.load_pem_x509_certificates(data)
+    except (ValueError, TypeError):
+        what = "private key" if key else "certificate"
+        raise ValueError(f"{flag}: {path} is not a PEM {what}") from None
+    return data
+
+
+def load_material(cfg: Config) -> Material:
+    """Check the security flags and read their files; ValueError with one line otherwise."""
+    m = Material()
+    if not cfg.insecure:
+        for flag, attr in SECURE_FLAGS:
+            if not getattr(cfg, attr):
+                raise ValueError(
+                    f"{flag} is required: the apiserver serves TLS with client certificates "
+                    "(`tkctl pki init` creates them; --insecure serves plaintext without "
+                    "authentication)")
+        m.serving_cert = _pem("--tls-cert-file", cfg.tls_cert_file)
+        m.serving_key = _pem("--tls-private-key-file", cfg.tls_private_key_file, key=True)
+        m.client_ca = _pem("--client-ca-file", cfg.client_ca_file)
+    etcd_files = (cfg.etcd_cafile, cfg.etcd_certfile, cfg.etcd_keyfile)
+    if any(etcd_files):
+        for flag, value in zip(("--etcd-cafile", "--etcd-certfile", "--etcd-keyfile"),
+                               etcd_files, strict=True):
+            if not value:
+                raise ValueError(f"{flag} is required with the other --etcd-* TLS flags")
+        m.etcd_tls = EtcdTLS.load(*etcd_files)
+    Storage.check_tls(parse_endpoints(cfg.etcd_servers)[1], m.etcd_tls)
+    if cfg.encryption_provider_config:
+        m.encryption = encryption.load(cfg.encryption_provider_config)
+    m.verify_keys = [read_flag_file("--service-account-key-file", p)
+                     for p in cfg.service_account_key_files]
+    for pem in m.verify_keys:
+        load_public_keys(pem)  # ValueError naming the flag
+    if cfg.service_account_signing_key_file:
+        signing_key = read_flag_file("--service-account-signing-key-file",
+                                     cfg.service_account_signing_key_file)
+        m.issuer = TokenIssuer(
+            signing_key, cfg.service_account_issuer,
+            audiences=cfg.api_audiences or [cfg.service_account_issuer],
+            min_expiration_seconds=max(1, int(cfg.service_account_min_token_expiration)))
+        # Without --service-account-key-file, verify the tokens we sign (a private key
+        # counts as its public half).
+        m.verify_keys = m.verify_keys or [signing_key]
+    return m
 
 
 async def bootstrap(registry: Registry) -> None:
@@ -80,19 +189,65 @@ async def compactor(storage: Storage, interval: float) -> None:
             log.warning("compaction failed: %s", e)
 
 
-async def run(cfg: Config, stop: asyncio.Event | None = None) -> None:
+def _listen(server: grpc.aio.Server, cfg: Config, m: Material) -> list[str]:
+    """Add the listeners; returns what each serves, for the start-up log line."""
+    address = f"{cfg.bind_address}:{cfg.port}"
+    if cfg.insecure:
+        if server.add_insecure_port(address) == 0:
+            raise OSError(f"--port: cannot listen on {address}")
+        return [f"{address} (plaintext, no authentication)"]
+    assert m.serving_key is not None and m.serving_cert is not None
+    pair = [(m.serving_key, m.serving_cert)]
+    mtls = grpc.ssl_server_credentials(pair, root_certificates=m.client_ca,
+                                       require_client_auth=True)
+    if server.add_secure_port(address, mtls) == 0:
+        raise OSError(f"--port: cannot listen on {address}")
+    out = [f"{address} (TLS, client certificates)"]
+    if cfg.token_port:
+        token_address = f"{cfg.bind_address}:{cfg.token_port}"
+        if server.add_secure_port(token_address, grpc.ssl_server_credentials(pair)) == 0:
+            raise OSError(f"--token-port: cannot listen on {token_address}")
+        out.append(f"{token_address} (TLS, bearer tokens)")
+    return out
+
+
+def _verifier(cfg: Config, m: Material, cache: WatchCache) -> TokenVerifier | None:
+    if not m.verify_keys:
+        return None
+    return TokenVerifier(m.verify_keys, [cfg.service_account_issuer],
+                         cfg.api_audiences or [cfg.service_account_issuer], cache)
+
+
+async def run(cfg: Config, stop: asyncio.Event | None = None,
+              material: Material | None = None) -> None:
+    m = material or load_material(cfg)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if cfg.insecure:
+        log.warning("--insecure: serving plaintext on %s:%d with no authentication and no "
+                    "authorization: anyone who can reach it is cluster-admin",
+                    cfg.bind_address, cfg.port)
 
-    storage = Storage(cfg.etcd_servers)
+    storage = Storage(cfg.etcd_servers, tls=m.etcd_tls, encryption=m.encryption)
     await storage.wait_ready(time.monotonic() + cfg.etcd_wait)
     cache = WatchCache(storage, cfg.watch_cache_size)
     await cache.start()
     allocator = Allocator(storage, cfg.service_cluster_ip_range, cfg.service_node_port_range)
-    registry = Registry(storage, cache, Admission(storage, cache, allocator), cfg.event_ttl)
+    authorizer = authz.build(["AlwaysAllow"] if cfg.insecure else cfg.authorization_modes, cache)
+    verifier = _verifier(cfg, m, cache)
+    # Validating admission: a kubelet writes only its own Node, Lease and pods; nobody grants
+    # RBAC rights they do not hold (`escalate`/`bind` asked of the whole authorizer chain).
+    plugins: list[AdmissionPlugin] = [NodeRestriction(cache),
+                                      EscalationCheck(RBACAuthorizer(cache), authorizer)]
+    registry = Registry(storage, cache, Admission(storage, cache, allocator, plugins=plugins),
+                        cfg.event_ttl, tokens=m.issuer, token_verifier=verifier,
+                        authorizer=authorizer)
     await bootstrap(registry)
+    await bootstrap_policy.ensure(registry)
+    authenticator = Authenticator(tokens=verifier, insecure=cfg.insecure)
+    audit = AuditLog(cfg.audit_log_path) if cfg.audit_log_path else None
 
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -100,12 +255,12 @@ async def run(cfg: Config, stop: asyncio.Event | None = None) -> None:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ])
-    pb_grpc.add_ApiServicer_to_server(ApiServicer(registry, cache, cfg.bookmark_interval), server)
+    servicer = ApiServicer(registry, cache, cfg.bookmark_interval, authenticator=authenticator,
+                           authorizer=authorizer, audit=audit)
+    pb_grpc.add_ApiServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    address = f"{cfg.bind_address}:{cfg.port}"
-    if server.add_insecure_port(address) == 0:
-        raise OSError(f"--port: cannot listen on {address}")
+    listeners = _listen(server, cfg, m)
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     if cfg.metrics_port:
@@ -113,7 +268,7 @@ async def run(cfg: Config, stop: asyncio.Event | None = None) -> None:
     tasks = []
     if cfg.compaction_interval > 0:
         tasks.append(asyncio.create_task(compactor(storage, cfg.compaction_interval)))
-    log.info("apiserver serving on %s (etcd %s)", address, cfg.etcd_servers)
+    log.info("apiserver serving on %s (etcd %s)", ", ".join(listeners), cfg.etcd_servers)
 
     await stop.wait()
     log.info("shutting down")
@@ -122,4 +277,6 @@ async def run(cfg: Config, stop: asyncio.Event | None = None) -> None:
         t.cancel()
     await cache.stop()  # ends every watch stream cleanly
     await server.stop(cfg.shutdown_grace)
+    if audit is not None:
+        await audit.close()
     await storage.close()

@@ -1,8 +1,12 @@
 """The gRPC `Api` service: thin handlers that decode envelopes and call the registry.
 
-Every handler resolves the resource, times the call for the metrics, and turns an ApiError into
-its gRPC status code plus the Kubernetes `Status` in trailing metadata. Anything else is a bug in
-the server: it is logged with its traceback and the client gets one InternalError line.
+Every call goes through the same steps, as a kube-apiserver request goes through its filter
+chain: authenticate (authn.py: certificate or bearer token; 401 without either) → impersonate
+(if asked, and allowed) → authorize the verb on the resource (authz.py; 403 in upstream's words)
+→ the registry, with the user in `auth.CURRENT_USER` for admission → audit (audit.py). An
+ApiError becomes its gRPC status code plus the Kubernetes `Status` in trailing metadata.
+Anything else is a bug in the server: it is logged with its traceback and the client gets one
+InternalError line.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from api.proto import tinykube_pb2 as pb
 from api.proto import tinykube_pb2_grpc as pb_grpc
 from api.resources import RESOURCES, ResourceInfo
 from apiserver import metrics
+from apiserver.audit import AuditLog, AuditRecord
+from apiserver.auth import CURRENT_USER, Attributes, Authorizer, UserInfo
+from apiserver.authn import Authenticator, metadata_values
+from apiserver.authz import forbidden
 from apiserver.registry import Registry, Result
 from apiserver.watchcache import WatchCache
 
@@ -48,92 +56,211 @@ async def _abort(context: grpc.aio.ServicerContext, e: errors.ApiError) -> NoRet
     raise AssertionError("unreachable")  # pragma: no cover - abort raises
 
 
+def _create_only(info: ResourceInfo) -> errors.MethodNotAllowed:
+    """Reviews are answered, not stored: only create means anything (upstream: 405)."""
+    return errors.MethodNotAllowed(message="the server does not allow this method on the "
+                                   f"requested resource ({info.qualified_name} are create-only)",
+                                   kind=info.name, group=info.group)
+
+
+def _source_ip(peer: str) -> str:
+    """`ipv4:127.0.0.1:5000` / `ipv6:[::1]:5000` → the address."""
+    _, _, rest = peer.partition(":")
+    host = rest.rsplit(":", 1)[0] if rest.count(":") >= 1 else rest
+    return host.strip("[]")
+
+
+def _body_namespace(raw: bytes) -> str:
+    """The namespace a create's body names (what the registry will use when the request
+    names none), so that it is authorized where it is written."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return ""  # the registry answers with the decoding error
+    md = data.get("metadata") if isinstance(data, dict) else None
+    ns = md.get("namespace") if isinstance(md, dict) else None
+    return ns if isinstance(ns, str) else ""
+
+
 class ApiServicer(pb_grpc.ApiServicer):
-    def __init__(self, registry: Registry, cache: WatchCache, bookmark_interval: float) -> None:
+    def __init__(self, registry: Registry, cache: WatchCache, bookmark_interval: float, *,
+                 authenticator: Authenticator, authorizer: Authorizer,
+                 audit: AuditLog | None = None) -> None:
         self.registry = registry
         self.cache = cache
         self.bookmark_interval = bookmark_interval
+        self.authenticator = authenticator
+        self.authorizer = authorizer
+        self.audit = audit
 
-    async def _unary(self, verb: str, resource: str, context: grpc.aio.ServicerContext,
+    # --- the steps every call takes ---------------------------------------------------------
+
+    def _record(self, context: grpc.aio.ServicerContext, verb: str, resource: str = "",
+                namespace: str = "", name: str = "", subresource: str = "",
+                path: str = "") -> AuditRecord:
+        """What the request asks, as authorization and audit see it."""
+        info = RESOURCES.get(resource)
+        if info is not None and not info.namespaced:
+            namespace = ""
+        agent = metadata_values(context.invocation_metadata(), "user-agent")
+        return AuditRecord(
+            verb=verb, resource=resource, subresource=subresource, namespace=namespace,
+            name=name, path=path, api_group=info.group if info else "",
+            api_version=info.version if info else "", source_ips=[_source_ip(context.peer())],
+            user_agent=agent[0] if agent else "")
+
+    async def _authorize(self, context: grpc.aio.ServicerContext, rec: AuditRecord) -> UserInfo:
+        """Authenticate, impersonate, authorize: the user the request runs as."""
+        user = await self.authenticator.authenticate(context)
+        rec.user = user
+        acting = self.authenticator.impersonate(user, context.invocation_metadata(),
+                                                self.authorizer)
+        if acting is not None:
+            rec.impersonated = acting
+            user = acting
+        attrs = Attributes(user, rec.verb, resource=rec.resource, subresource=rec.subresource,
+                           api_group=rec.api_group, namespace=rec.namespace, name=rec.name,
+                           path=rec.path)
+        decision = self.authorizer.authorize(attrs)
+        if not decision.allowed:
+            raise forbidden(attrs, decision.reason)
+        return user
+
+    def _finish(self, rec: AuditRecord, error: errors.ApiError | None) -> None:
+        if error is not None:
+            rec.code, rec.reason, rec.message = error.code, error.reason, error.message
+        if self.audit is not None:
+            self.audit.record(rec)
+
+    async def _unary(self, context: grpc.aio.ServicerContext, rec: AuditRecord,
                      fn: Callable[[ResourceInfo], Awaitable[Result | dict[str, Any]]]
                      ) -> pb.ObjectResponse:
         start = time.perf_counter()
         code = "200"
+        error: errors.ApiError | None = None
+        reset = None
         try:
-            result = await fn(_resource(resource))
+            user = await self._authorize(context, rec)
+            reset = CURRENT_USER.set(user)
+            info = _resource(rec.resource)
+            if info.virtual and rec.verb != "create":
+                raise _create_only(info)
+            result = await fn(info)
+            if rec.verb == "create":
+                rec.code = 201
+                if not rec.name and isinstance(result, Result) and not info.virtual:
+                    # A create names its object in the body (generateName: in the answer);
+                    # the audit event names it, as upstream's does.
+                    rec.name = str((result.object.get("metadata") or {}).get("name", ""))
             if isinstance(result, Result):
                 return pb.ObjectResponse(object=_dumps(result.object), warnings=result.warnings)
             return pb.ObjectResponse(object=_dumps(result))
         except errors.ApiError as e:
-            code = str(e.code)
+            code, error = str(e.code), e
             await _abort(context, e)
         except Exception as e:
             code = "500"
-            log.exception("%s %s failed", verb, resource)
-            await _abort(context, errors.InternalError(message=f"Internal error occurred: {e}"))
+            log.exception("%s %s failed", rec.verb, rec.resource)
+            error = errors.InternalError(message=f"Internal error occurred: {e}")
+            await _abort(context, error)
         finally:
-            metrics.REQUESTS.labels(verb, resource, code).inc()
-            metrics.LATENCY.labels(verb, resource).observe(time.perf_counter() - start)
+            if reset is not None:
+                CURRENT_USER.reset(reset)
+            self._finish(rec, error)
+            metrics.REQUESTS.labels(rec.verb, rec.resource, code).inc()
+            metrics.LATENCY.labels(rec.verb, rec.resource).observe(time.perf_counter() - start)
+
+    # --- the RPCs ---------------------------------------------------------------------------
 
     async def Create(self, request: pb.CreateRequest, context: grpc.aio.ServicerContext
                      ) -> pb.ObjectResponse:
-        return await self._unary("create", request.resource, context, lambda info: (
-            self.registry.create(info, request.namespace, request.object, request.dry_run)))
+        ns = request.namespace
+        info = RESOURCES.get(request.resource)
+        if info is not None and info.namespaced and not ns and not request.subresource:
+            ns = _body_namespace(request.object) or "default"
+        rec = self._record(context, "create", request.resource, ns, request.name,
+                           request.subresource)
+        return await self._unary(context, rec, lambda info: self.registry.create(
+            info, ns, request.object, request.dry_run, name=request.name,
+            subresource=request.subresource))
 
     async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext
                   ) -> pb.ObjectResponse:
-        return await self._unary("get", request.resource, context, lambda info: (
+        rec = self._record(context, "get", request.resource, request.namespace, request.name,
+                           request.subresource)
+        return await self._unary(context, rec, lambda info: (
             self.registry.get(info, request.namespace, request.name, request.subresource)))
 
     async def List(self, request: pb.ListRequest, context: grpc.aio.ServicerContext
                    ) -> pb.ObjectResponse:
-        return await self._unary("list", request.resource, context, lambda info: (
+        rec = self._record(context, "list", request.resource, request.namespace)
+        return await self._unary(context, rec, lambda info: (
             self.registry.list(info, request.namespace, request.options)))
 
     async def Update(self, request: pb.UpdateRequest, context: grpc.aio.ServicerContext
                      ) -> pb.ObjectResponse:
-        return await self._unary("update", request.resource, context, lambda info: (
+        rec = self._record(context, "update", request.resource, request.namespace, request.name,
+                           request.subresource)
+        return await self._unary(context, rec, lambda info: (
             self.registry.update(info, request.namespace, request.name, request.subresource,
                                  request.object, request.dry_run)))
 
     async def Patch(self, request: pb.PatchRequest, context: grpc.aio.ServicerContext
                     ) -> pb.ObjectResponse:
-        return await self._unary("patch", request.resource, context, lambda info: (
+        rec = self._record(context, "patch", request.resource, request.namespace, request.name,
+                           request.subresource)
+        return await self._unary(context, rec, lambda info: (
             self.registry.patch(info, request.namespace, request.name, request.subresource,
                                 request.patch_type, request.patch, request.dry_run)))
 
     async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
                      ) -> pb.ObjectResponse:
-        return await self._unary("delete", request.resource, context, lambda info: (
+        rec = self._record(context, "delete", request.resource, request.namespace, request.name)
+        return await self._unary(context, rec, lambda info: (
             self.registry.delete(info, request.namespace, request.name, request.options)))
 
     async def DeleteCollection(self, request: pb.DeleteCollectionRequest,
                                context: grpc.aio.ServicerContext) -> pb.ObjectResponse:
-        return await self._unary("deletecollection", request.resource, context, lambda info: (
+        rec = self._record(context, "deletecollection", request.resource, request.namespace)
+        return await self._unary(context, rec, lambda info: (
             self.registry.delete_collection(info, request.namespace, request.list_options,
                                             request.options)))
 
     async def Bind(self, request: pb.BindRequest, context: grpc.aio.ServicerContext
                    ) -> pb.ObjectResponse:
-        return await self._unary("create", "pods", context, lambda _info: (
+        rec = self._record(context, "create", "pods", request.namespace, request.name,
+                           "binding")
+        return await self._unary(context, rec, lambda _info: (
             self.registry.bind(request.namespace, request.name, request.binding)))
 
     async def Discovery(self, request: pb.DiscoveryRequest, context: grpc.aio.ServicerContext
                         ) -> pb.ObjectResponse:
-        # Nothing here can fail, so no _unary: it would also count the call as some resource's.
+        # No _unary: it would count the call as some resource's.
+        rec = self._record(context, "get", path="/api")
+        try:
+            await self._authorize(context, rec)
+        except errors.ApiError as e:
+            metrics.REQUESTS.labels("get", "discovery", str(e.code)).inc()
+            self._finish(rec, e)
+            await _abort(context, e)
         metrics.REQUESTS.labels("get", "discovery", "200").inc()
         return pb.ObjectResponse(object=_dumps(discovery_document()))
 
     async def Watch(self, request: pb.ListRequest, context: grpc.aio.ServicerContext
                     ) -> AsyncIterator[pb.WatchEvent]:
         opts = request.options
+        rec = self._record(context, "watch", request.resource, request.namespace)
         try:
+            await self._authorize(context, rec)
             info = _resource(request.resource)
+            if info.virtual:
+                raise _create_only(info)
             ns = request.namespace if info.namespaced else ""
             watcher = await self.cache.watch(info.name, ns, self.registry.matcher(info, opts),
                                              opts.resource_version)
         except errors.ApiError as e:
             metrics.REQUESTS.labels("watch", request.resource, str(e.code)).inc()
+            self._finish(rec, e)
             await _abort(context, e)
         metrics.REQUESTS.labels("watch", request.resource, "200").inc()
         stream = self.cache.stream(watcher, opts.allow_watch_bookmarks, self.bookmark_interval,

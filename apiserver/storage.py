@@ -9,6 +9,11 @@ control `limit`, read revision, compaction and the watch stream ourselves):
   update/delete: `mod_revision` equals the version the caller read), so concurrent writers get a
   Conflict instead of losing an update. Extra keys (ClusterIP/NodePort claims) ride in the same
   transaction, so an allocation can never leak or be given twice.
+
+Values go through one place each way (`Storage.encode` / `Storage.decode`), where the
+`--encryption-provider-config` transformer of the key's resource applies (encryption.py). The
+channel to etcd is TLS with a client certificate when `--etcd-servers` are https:// URLs: etcd is
+started with client-certificate auth, and the apiserver is its only client.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -27,6 +33,7 @@ from aetcd import rpc
 
 from api import errors
 from apiserver import metrics
+from apiserver.encryption import IDENTITY, EncryptionConfig, Transformer
 
 log = logging.getLogger(__name__)
 
@@ -110,46 +117,113 @@ def _delete(key: str) -> rpc.RequestOp:
     return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key.encode()))
 
 
-def _parse_endpoints(servers: str) -> list[str]:
-    out = []
+@dataclass(frozen=True)
+class EtcdTLS:
+    """The etcd CA and the apiserver's etcd client certificate and key (PEM bytes)."""
+
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+    @classmethod
+    def load(cls, cafile: str, certfile: str, keyfile: str) -> EtcdTLS:
+        """Read the three files; ValueError naming the flag of a file that cannot be read."""
+        return cls(read_flag_file("--etcd-cafile", cafile),
+                   read_flag_file("--etcd-certfile", certfile),
+                   read_flag_file("--etcd-keyfile", keyfile))
+
+
+def read_flag_file(flag: str, path: str) -> bytes:
+    """The bytes of a file a flag names; ValueError `--flag: cannot read PATH: reason`."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise ValueError(f"{flag}: cannot read {path}: {e.strerror or e}") from None
+
+
+def parse_endpoints(servers: str) -> tuple[list[str], bool]:
+    """host:port of every URL of `--etcd-servers`, and whether they are https (all or none)."""
+    out, schemes = [], set()
     for url in (s.strip() for s in servers.split(",")):
         if not url:
             continue
         u = urlparse(url if "://" in url else f"http://{url}")
         if u.scheme not in ("http", "https") or not u.hostname:
-            raise ValueError(f"--etcd-servers: not an etcd URL: {url!r} (want http://HOST:PORT)")
+            raise ValueError(f"--etcd-servers: not an etcd URL: {url!r} (want https://HOST:PORT)")
+        schemes.add(u.scheme)
         out.append(f"{u.hostname}:{u.port or 2379}")
     if not out:
         raise ValueError("--etcd-servers: at least one URL is required")
-    return out
+    if len(schemes) > 1:
+        raise ValueError("--etcd-servers: mixes http:// and https:// URLs")
+    return out, schemes == {"https"}
 
 
 class Storage:
     """One gRPC channel to etcd and the verbs the registry needs. All methods raise ApiErrors."""
 
-    def __init__(self, servers: str, timeout: float = 10.0) -> None:
-        self.endpoints = _parse_endpoints(servers)
+    def __init__(self, servers: str, timeout: float = 10.0, *, tls: EtcdTLS | None = None,
+                 encryption: EncryptionConfig | None = None) -> None:
+        self.endpoints, https = parse_endpoints(servers)
+        self.check_tls(https, tls)
         self.timeout = timeout
+        self.encryption = encryption
         # grpc's round_robin over every endpoint: a dead member is skipped by the channel.
         target = self.endpoints[0]
         if len(self.endpoints) > 1:
             target = "ipv4:" + ",".join(self.endpoints)
-        self.channel = grpc.aio.insecure_channel(
-            target,
-            options=[
-                ("grpc.lb_policy_name", "round_robin"),
-                ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-                ("grpc.keepalive_time_ms", 10_000),
-                ("grpc.keepalive_permit_without_calls", 1),
-            ],
-        )
+        options: list[tuple[str, Any]] = [
+            ("grpc.lb_policy_name", "round_robin"),
+            ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+        if tls is None:
+            self.channel = grpc.aio.insecure_channel(target, options=options)
+        else:
+            if len(self.endpoints) > 1:
+                # An ipv4: target has no single authority; every member's certificate must
+                # carry the first URL's host (etcd's server certificates share their SANs).
+                options.append(("grpc.ssl_target_name_override",
+                                self.endpoints[0].rsplit(":", 1)[0]))
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=tls.ca_pem, private_key=tls.key_pem,
+                certificate_chain=tls.cert_pem)
+            self.channel = grpc.aio.secure_channel(target, creds, options=options)
         self.kv = rpc.KVStub(self.channel)
         self.watch_stub = rpc.WatchStub(self.channel)
         self.maintenance = rpc.MaintenanceStub(self.channel)
         self.lease_stub = rpc.LeaseStub(self.channel)
 
+    @staticmethod
+    def check_tls(https: bool, tls: EtcdTLS | None) -> None:
+        """https:// etcd URLs go with the three --etcd-* TLS flags, http:// without them."""
+        if https and tls is None:
+            raise ValueError("--etcd-servers: https:// URLs need --etcd-cafile, --etcd-certfile "
+                             "and --etcd-keyfile")
+        if tls is not None and not https:
+            raise ValueError("--etcd-servers: use https:// URLs with --etcd-cafile, "
+                             "--etcd-certfile and --etcd-keyfile")
+
     async def close(self) -> None:
         await self.channel.close()
+
+    def _transformer(self, key: bytes) -> Transformer:
+        if self.encryption is None:
+            return IDENTITY
+        parts = key_parts(key)
+        return self.encryption.transformer_for(parts[0]) if parts else IDENTITY
+
+    def encode(self, key: str, obj: dict[str, Any]) -> bytes:
+        """The bytes stored at `key`: JSON, encrypted when the resource is configured so."""
+        k = key.encode()
+        return self._transformer(k).to_storage(encode_value(obj), k)
+
+    def decode(self, kv: Any) -> dict[str, Any]:
+        """The object in an etcd KeyValue, with its resourceVersion. ValueError when it cannot
+        be read (undecryptable, or not a Kubernetes object): callers log it and skip it."""
+        return decode_value(self._transformer(kv.key).from_storage(kv.value, kv.key),
+                            kv.mod_revision)
 
     async def _rpc(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
         start = time.perf_counter()
@@ -187,8 +261,11 @@ class Storage:
         )
         if not resp.kvs:
             return None
-        kv = resp.kvs[0]
-        return decode_value(kv.value, kv.mod_revision)
+        try:
+            return self.decode(resp.kvs[0])
+        except ValueError as e:
+            log.error("cannot read %s: %s", key, e)
+            raise errors.InternalError(message=f"cannot read {key} from storage: {e}") from None
 
     async def range(
         self, start: bytes, end: bytes, limit: int = 0, revision: int = 0, keys_only: bool = False
@@ -219,7 +296,8 @@ class Storage:
         """Store a new object; returns its resourceVersion. AlreadyExists / ClaimTaken."""
         fx = fx or SideEffects()
         resp = await self._txn(
-            [_cmp_absent(key), *fx.compares()], [_put(key, encode_value(obj), lease), *fx.ops()],
+            [_cmp_absent(key), *fx.compares()],
+            [_put(key, self.encode(key, obj), lease), *fx.ops()],
             "create", failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode()))],
         )
         if resp.succeeded:
@@ -240,7 +318,7 @@ class Storage:
         fx = fx or SideEffects()
         resp = await self._txn(
             [_cmp_mod(key, expected_rv), *fx.compares()],
-            [_put(key, encode_value(obj), lease), *fx.ops()],
+            [_put(key, self.encode(key, obj), lease), *fx.ops()],
             "update", failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode()))],
         )
         if resp.succeeded:

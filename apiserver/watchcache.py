@@ -36,7 +36,7 @@ from api import errors
 from api.proto import tinykube_pb2 as pb
 from api.resources import RESOURCES, ResourceInfo
 from apiserver import metrics
-from apiserver.storage import Storage, decode_value, key_parts
+from apiserver.storage import Storage, key_parts
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +212,9 @@ class WatchCache:
                 if parts and parts[0] in objects:
                     res, ns, name = parts
                     try:
-                        obj = decode_value(kv.value, kv.mod_revision)
-                    except ValueError:
-                        log.error("watch cache: skipping undecodable value at %r", kv.key)
+                        obj = self.storage.decode(kv)
+                    except ValueError as e:
+                        log.error("watch cache: skipping undecodable value at %r: %s", kv.key, e)
                         continue
                     objects[res][f"{ns}/{name}" if ns else name] = obj
             if not more or not kvs:
@@ -281,9 +281,9 @@ class WatchCache:
             cache.apply(CacheEvent("DELETED", ev.kv.mod_revision, ns, obj, prev), key)
             return
         try:
-            obj = decode_value(ev.kv.value, ev.kv.mod_revision)
-        except ValueError:
-            log.error("watch cache: undecodable value at %s", ev.kv.key)
+            obj = self.storage.decode(ev.kv)
+        except ValueError as e:
+            log.error("watch cache: undecodable value at %r: %s", ev.kv.key, e)
             return
         kind = "MODIFIED" if prev is not None else "ADDED"
         cache.apply(CacheEvent(kind, ev.kv.mod_revision, ns, obj, prev), key)

@@ -160,15 +160,41 @@ async def run_level(
     return res
 
 
-def etcd_client(url: str) -> aetcd.Client:
+class _TLSEtcdClient(aetcd.Client):
+    """aetcd dials plaintext only; the cluster's etcd wants TLS and a client certificate, so
+    this one dials it as the apiserver does (and the raw reference pays for TLS too)."""
+
+    def __init__(self, host: str, port: int, creds: grpc.ChannelCredentials) -> None:
+        super().__init__(host=host, port=port)
+        self._creds = creds
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        self.channel = aetcd.rpc.secure_channel(f"{self._host}:{self._port}", self._creds)
+        self.kvstub = aetcd.rpc.KVStub(self.channel)
+        self.leasestub = aetcd.rpc.LeaseStub(self.channel)
+        self._watcher = aetcd.watcher.Watcher(aetcd.rpc.WatchStub(self.channel),
+                                              timeout=self._timeout, metadata=self.metadata)
+        self._connected.set()
+
+
+def etcd_client(url: str, files: tuple[Any, Any, Any] | None = None) -> aetcd.Client:
+    """A raw etcd client; `files` (CA, client certificate, key) for an https etcd."""
     u = urlparse(url)
-    return aetcd.Client(host=u.hostname or "127.0.0.1", port=u.port or 2379)
+    host, port = u.hostname or "127.0.0.1", u.port or 2379
+    if files is None:
+        return aetcd.Client(host=host, port=port)
+    ca, cert, key = (f.read_bytes() for f in files)
+    creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                         certificate_chain=cert)
+    return _TLSEtcdClient(host, port, creds)
 
 
 async def bench_creates(cluster: Cluster, n: int, max_seconds: float) -> list[Result]:
     results: list[Result] = []
     api = cluster.client
-    etcd = etcd_client(cluster.etcd.url)
+    etcd = etcd_client(cluster.etcd.url, cluster.etcd.client_cert_files)
     try:
         # Warm both paths up (connections, first-call costs) before measuring.
         for i in range(5):
@@ -247,7 +273,7 @@ async def bench_fanout(
     start_rv = str((await api.list("configmaps", ns))["metadata"]["resourceVersion"])
     # Separate channels: a distinct user agent keeps gRPC from sharing one connection.
     chans = [
-        grpc.aio.insecure_channel(cluster.server, options=[
+        cluster.channel(options=[
             ("grpc.primary_user_agent", f"tinykube-bench-watch-{i}"),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ])
@@ -333,7 +359,7 @@ async def raw_watch_reference(
     cluster: Cluster, objects: int, rate: float
 ) -> tuple[list[float], list[float]]:
     """etcd itself: one raw watcher; latency from a raw put starting and returning to its event."""
-    etcd = etcd_client(cluster.etcd.url)
+    etcd = etcd_client(cluster.etcd.url, cluster.etcd.client_cert_files)
     prefix = b"/bench-raw-watch/"
     got: dict[bytes, float] = {}
     put_sent: dict[bytes, float] = {}

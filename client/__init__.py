@@ -4,7 +4,10 @@ Components never share memory or import each other (DESIGN §1); each rebuilds i
 cluster by list + watch and acts through API calls. This package is that machinery, with
 client-go's names so that Kubernetes knowledge carries over:
 
-- `apiclient`: the typed async gRPC client (ApiClient, ResourceClient);
+- `apiclient`: the typed async gRPC client (ApiClient, ResourceClient), over TLS with a client
+  certificate or bearer token, optionally impersonating another user;
+- `config`: kubeconfig files and in-cluster ServiceAccount config -> ClientConfig;
+- `pki`: the cluster CA, certificates, keys and kubeconfigs (`tkctl pki init`, the harness);
 - `store`: Store / Indexer / Lister, the local cache;
 - `reflector`: Reflector, list + watch into a Store, surviving restarts and `Gone`;
 - `informer`: SharedInformer, SharedInformerFactory, ResourceEventHandler;

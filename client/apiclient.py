@@ -5,6 +5,9 @@ Two layers, as client-go has a dynamic and a typed client:
 - `ApiClient.resource(Model)`: a `ResourceClient[Model]` whose verbs take and return the pydantic
   models (controllers).
 
+The channel comes from a `client.config.ClientConfig` (a kubeconfig): TLS with the cluster CA
+and a client certificate, or a bearer token, sent with every call as metadata.
+
 A failed call raises the same `api.errors.ApiError` subclass the server raised (NotFound,
 Conflict, Gone, Invalid with field causes, ...), rebuilt from the Status in trailing metadata.
 """
@@ -15,7 +18,8 @@ import asyncio
 import builtins
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -26,9 +30,14 @@ from api.meta import TypedObject
 from api.proto import tinykube_pb2 as pb
 from api.proto import tinykube_pb2_grpc as pb_grpc
 from api.resources import ResourceInfo, for_model, lookup
+from client.config import DEFAULT_SERVER, SERVER_ENV, ClientConfig
 
-DEFAULT_SERVER = "127.0.0.1:6443"
-SERVER_ENV = "TINYKUBE_SERVER"
+# Metadata keys of impersonation (upstream's Impersonate-User / Impersonate-Group headers).
+IMPERSONATE_USER = "impersonate-user"
+IMPERSONATE_GROUP = "impersonate-group"
+# A token file is re-read at most this often: kubelets rotate projected tokens well before
+# they expire, and client-go re-reads on a similar period.
+_TOKEN_REREAD_SECONDS = 60.0
 
 # Large lists and objects up to the apiserver's 1.5 MiB object limit, with headroom.
 _MAX_MESSAGE = 64 * 1024 * 1024
@@ -57,6 +66,47 @@ def resolve_server(flag: str | None = None) -> str:
     return flag or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
 
 
+def open_channel(config: ClientConfig, options: Sequence[tuple[str, Any]]) -> grpc.aio.Channel:
+    """A channel to `config.server`: TLS (server verified against the CA, client certificate if
+    any) when the config has a CA, plaintext otherwise."""
+    if not config.secure:
+        return grpc.aio.insecure_channel(config.server, options=list(options))
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=config.ca_pem, private_key=config.key_pem,
+        certificate_chain=config.cert_pem,
+    )
+    opts = list(options)
+    if config.tls_server_name:
+        # Verify the certificate against this name instead of the host dialled (an address
+        # that is not among the apiserver certificate's SANs).
+        opts.append(("grpc.ssl_target_name_override", config.tls_server_name))
+    return grpc.aio.secure_channel(config.server, creds, options=opts)
+
+
+class _Token:
+    """The bearer token of a config: inline, or read from its file (re-read periodically so a
+    rotated token is picked up without restarting)."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self._inline = config.token
+        self._file = config.token_file
+        self._cached: str | None = None
+        self._read_at = 0.0
+
+    def get(self) -> str | None:
+        if self._inline or not self._file:
+            return self._inline
+        now = time.monotonic()
+        if self._cached is None or now - self._read_at >= _TOKEN_REREAD_SECONDS:
+            try:
+                with open(self._file) as f:
+                    self._cached = f.read().strip()
+                self._read_at = now
+            except OSError:
+                pass  # keep the last token; the server will say Unauthorized if it is stale
+        return self._cached
+
+
 @dataclass
 class WatchEvent:
     """One watch event: type is ADDED, MODIFIED, DELETED, BOOKMARK or ERROR."""
@@ -77,16 +127,43 @@ def _ns(info: ResourceInfo, namespace: str | None) -> str:
 
 
 class ApiClient:
-    """Verbs on any resource, objects as dicts. Create once, share, `await close()` at the end."""
+    """Verbs on any resource, objects as dicts. Create once, share, `await close()` at the end.
 
-    def __init__(self, server: str | None = None, *, user_agent: str = "tinykube") -> None:
-        self.server = resolve_server(server)
-        self._channel = grpc.aio.insecure_channel(
-            self.server, options=[*_CHANNEL_OPTIONS, ("grpc.primary_user_agent", user_agent)]
-        )
+    `ApiClient(config=load_config(...))` opens a TLS channel with the client certificate and/or
+    bearer token of a kubeconfig; `ApiClient("host:port")` (the old positional form) a plaintext
+    one, which only an `--insecure` apiserver answers. `impersonate_user`/`impersonate_groups`
+    act as another identity (kubectl's `--as`/`--as-group`), if the server allows it.
+    """
+
+    def __init__(
+        self, server: str | None = None, *, config: ClientConfig | None = None,
+        user_agent: str = "tinykube", impersonate_user: str | None = None,
+        impersonate_groups: Sequence[str] = (),
+    ) -> None:
+        self.config = config or ClientConfig(server=resolve_server(server))
+        self.server = self.config.server
+        self._channel = open_channel(
+            self.config, [*_CHANNEL_OPTIONS, ("grpc.primary_user_agent", user_agent)])
         self._stub = pb_grpc.ApiStub(self._channel)
+        self._impersonation: builtins.list[tuple[str, str]] = []
+        if impersonate_user:
+            self._impersonation.append((IMPERSONATE_USER, impersonate_user))
+        self._impersonation += [(IMPERSONATE_GROUP, g) for g in impersonate_groups]
+        self._token = _Token(self.config)
         # Warnings from the last call (e.g. unknown fields dropped), as kubectl prints them.
         self.last_warnings: list[str] = []
+
+    @property
+    def secure(self) -> bool:
+        return self.config.secure
+
+    def metadata(self) -> tuple[tuple[str, str], ...] | None:
+        """The per-call metadata: bearer token and impersonation headers (None if neither)."""
+        md = list(self._impersonation)
+        token = self._token.get()
+        if token:
+            md.append(("authorization", f"Bearer {token}"))
+        return tuple(md) or None
 
     async def close(self) -> None:
         await self._channel.close()
@@ -108,6 +185,11 @@ class ApiClient:
     def resource(self, model: type[T]) -> ResourceClient[T]:
         return ResourceClient(self, model)
 
+    async def _unary(self, rpc: Callable[..., Any], req: Any) -> dict[str, Any]:
+        """One unary call with this client's metadata; server errors as `api.errors`."""
+        resp = await _call(lambda: rpc(req, metadata=self.metadata()))
+        return self._object(resp)
+
     def _object(self, resp: pb.ObjectResponse) -> dict[str, Any]:
         self.last_warnings = list(resp.warnings)
         result: dict[str, Any] = json.loads(resp.object)
@@ -117,15 +199,17 @@ class ApiClient:
 
     async def create(
         self, resource: str, obj: dict[str, Any], namespace: str | None = None,
-        *, dry_run: bool = False,
+        *, dry_run: bool = False, name: str = "", subresource: str = "",
     ) -> dict[str, Any]:
+        """Create `obj`; with `name` and `subresource`, create on a subresource of an existing
+        object instead (`serviceaccounts/NAME/token` with a TokenRequest body)."""
         info = lookup(resource)
         ns = namespace or (obj.get("metadata") or {}).get("namespace") or ""
         req = pb.CreateRequest(
             resource=info.name, namespace=_ns(info, ns), object=json.dumps(obj).encode(),
-            dry_run=dry_run,
+            dry_run=dry_run, name=name, subresource=subresource,
         )
-        return self._object(await _call(lambda: self._stub.Create(req)))
+        return await self._unary(self._stub.Create, req)
 
     async def get(
         self, resource: str, name: str, namespace: str | None = None, *, subresource: str = ""
@@ -134,7 +218,7 @@ class ApiClient:
         req = pb.GetRequest(
             resource=info.name, namespace=_ns(info, namespace), name=name, subresource=subresource
         )
-        return self._object(await _call(lambda: self._stub.Get(req)))
+        return await self._unary(self._stub.Get, req)
 
     async def list(
         self, resource: str, namespace: str | None = None, *, label_selector: str = "",
@@ -150,7 +234,7 @@ class ApiClient:
                 continue_token=continue_token, resource_version=resource_version,
             ),
         )
-        return self._object(await _call(lambda: self._stub.List(req)))
+        return await self._unary(self._stub.List, req)
 
     async def list_all(
         self, resource: str, namespace: str | None = None, *, label_selector: str = "",
@@ -181,7 +265,7 @@ class ApiClient:
             name=md.get("name", ""), subresource=subresource, object=json.dumps(obj).encode(),
             dry_run=dry_run,
         )
-        return self._object(await _call(lambda: self._stub.Update(req)))
+        return await self._unary(self._stub.Update, req)
 
     async def update_status(
         self, resource: str, obj: dict[str, Any], namespace: str | None = None
@@ -199,7 +283,7 @@ class ApiClient:
             subresource=subresource, patch_type=patch_type, patch=json.dumps(patch).encode(),
             dry_run=dry_run,
         )
-        return self._object(await _call(lambda: self._stub.Patch(req)))
+        return await self._unary(self._stub.Patch, req)
 
     async def delete(
         self, resource: str, name: str, namespace: str | None = None, *,
@@ -216,7 +300,7 @@ class ApiClient:
                 precondition_resource_version, dry_run,
             ),
         )
-        return self._object(await _call(lambda: self._stub.Delete(req)))
+        return await self._unary(self._stub.Delete, req)
 
     async def delete_collection(
         self, resource: str, namespace: str | None = None, *, label_selector: str = "",
@@ -231,7 +315,7 @@ class ApiClient:
             ),
             options=_delete_options(grace_period_seconds, propagation_policy, "", "", False),
         )
-        return self._object(await _call(lambda: self._stub.DeleteCollection(req)))
+        return await self._unary(self._stub.DeleteCollection, req)
 
     async def bind(self, namespace: str, name: str, node_name: str, uid: str = "") -> None:
         """Bind a pod to a node through the pods/binding subresource (what the scheduler does)."""
@@ -241,10 +325,10 @@ class ApiClient:
             "target": {"apiVersion": "v1", "kind": "Node", "name": node_name},
         }
         req = pb.BindRequest(namespace=namespace, name=name, binding=json.dumps(binding).encode())
-        self._object(await _call(lambda: self._stub.Bind(req)))
+        await self._unary(self._stub.Bind, req)
 
     async def discovery(self) -> dict[str, Any]:
-        return self._object(await _call(lambda: self._stub.Discovery(pb.DiscoveryRequest())))
+        return await self._unary(self._stub.Discovery, pb.DiscoveryRequest())
 
     async def watch(
         self, resource: str, namespace: str | None = None, *, resource_version: str = "",
@@ -264,7 +348,7 @@ class ApiClient:
                 timeout_seconds=timeout_seconds,
             ),
         )
-        call = self._stub.Watch(req)
+        call = self._stub.Watch(req, metadata=self.metadata())
         try:
             async for ev in call:
                 obj = json.loads(ev.object)

@@ -2,10 +2,17 @@
 
 `Etcd` runs Debian's `etcd` binary in a temporary directory; `ApiServer` runs `python -m apiserver`
 as its own OS process (components never import each other, tests neither), so a test can SIGKILL
-and restart it like any real component. `Cluster` is both, plus a connected client:
+and restart it like any real component. `Cluster` is both, plus a connected admin client:
 
     async with Cluster() as c:
         pods = await c.client.list("pods", "default")
+        async with c.client_as("jane", groups=["dev"]) as jane:   # a fresh client certificate
+            ...
+
+A Cluster is secure like a real one (issue 7): it makes its own PKI (`tkctl pki init`'s layout, in
+its temporary directory), etcd requires client certificates, the apiserver serves TLS with client
+certificates on its port and bearer tokens on `token_address`, writes an audit log and encrypts
+Secrets at rest. `Cluster(insecure=True)` is the plaintext `--insecure` setup instead.
 
 Nothing here is an in-memory stand-in: it is the same etcd and apiserver the lab runs.
 """
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,10 +29,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from client.apiclient import ApiClient
+import grpc
+
+from client.apiclient import ApiClient, open_channel
+from client.config import ClientConfig, load_config
+from client.pki import init_pki, kubeconfig_for
 
 
 def free_port() -> int:
@@ -68,9 +82,15 @@ def _stop(proc: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
 
 
 class Etcd:
-    """A real single-member etcd on free loopback ports, data in a temporary directory."""
+    """A real single-member etcd on free loopback ports, data in a temporary directory.
 
-    def __init__(self, binary: str | None = None) -> None:
+    With `tls_dir` (a PKI directory of `tkctl pki init`'s layout) it serves https and requires a
+    client certificate signed by `tls_dir/etcd/ca.crt`, as in a real cluster: the apiserver's
+    `apiserver-etcd-client` certificate, which `etcdctl()` uses too.
+    """
+
+    def __init__(self, binary: str | None = None, tls_dir: Path | None = None) -> None:
+        self.tls_dir = Path(tls_dir) if tls_dir is not None else None
         found = binary or shutil.which("etcd") or "/usr/bin/etcd"
         if not os.path.exists(found):
             raise RuntimeError(
@@ -83,7 +103,24 @@ class Etcd:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls_dir is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def client_cert_files(self) -> tuple[Path, Path, Path] | None:
+        """(CA, client certificate, client key) for talking to this etcd, None without TLS."""
+        if self.tls_dir is None:
+            return None
+        d = self.tls_dir
+        return (d / "etcd" / "ca.crt", d / "apiserver-etcd-client.crt",
+                d / "apiserver-etcd-client.key")
+
+    def _tls_flags(self) -> list[str]:
+        if self.tls_dir is None:
+            return []
+        d = self.tls_dir / "etcd"
+        return ["--client-cert-auth", "--trusted-ca-file", str(d / "ca.crt"),
+                "--cert-file", str(d / "server.crt"), "--key-file", str(d / "server.key")]
 
     async def start(self) -> None:
         log = self.dir / "etcd.log"
@@ -95,6 +132,7 @@ class Etcd:
                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
                 "--initial-cluster", f"tk=http://127.0.0.1:{self.peer_port}",
                 "--unsafe-no-fsync",  # test data: durability across power loss is not the point
+                *self._tls_flags(),
             ],
             stdout=log.open("wb"), stderr=subprocess.STDOUT,
         )
@@ -104,36 +142,84 @@ class Etcd:
         _stop(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def etcdctl(self, *args: str) -> str:
-        """Run `etcdctl` against this etcd (v3 API) and return its stdout."""
+    def etcdctl_env(self, client_cert: bool = True) -> dict[str, str]:
+        """The ETCDCTL_* variables that point `etcdctl` at this etcd (with its certificates)."""
+        env = {"ETCDCTL_API": "3", "ETCDCTL_ENDPOINTS": self.url}
+        files = self.client_cert_files
+        if files is not None:
+            env["ETCDCTL_CACERT"] = str(files[0])
+            if client_cert:
+                env["ETCDCTL_CERT"], env["ETCDCTL_KEY"] = str(files[1]), str(files[2])
+        return env
+
+    def etcdctl(self, *args: str, client_cert: bool = True) -> str:
+        """Run `etcdctl` against this etcd (v3 API) and return its stdout (bytes that are not
+        UTF-8, like ciphertext, become U+FFFD). `client_cert=False` leaves out the client
+        certificate, which this etcd refuses: CalledProcessError."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
         out = subprocess.run(
-            ["etcdctl", f"--endpoints={self.url}", *args], check=True, capture_output=True,
-            env={**os.environ, "ETCDCTL_API": "3"},
+            ["etcdctl", "--dial-timeout=3s", "--command-timeout=5s", *args], check=True,
+            capture_output=True, env={**env, **self.etcdctl_env(client_cert)}, timeout=30,
         )
-        return out.stdout.decode()
+        return out.stdout.decode(errors="replace")
 
 
 class ApiServer:
-    """`python -m apiserver` as a child process; killable and restartable on the same ports."""
+    """`python -m apiserver` as a child process; killable and restartable on the same ports.
 
-    def __init__(self, etcd_url: str, *args: str) -> None:
+    With `pki` (a `tkctl pki init` directory) it runs secure with every flag a real one has:
+    serving certificate, client CA, token port, etcd client certificate (for an https etcd URL),
+    ServiceAccount keys, audit log (`audit_log`) and encryption at rest (`encryption_config`,
+    which a test may rewrite before a restart). Without `pki` it runs `--insecure`. `args` come
+    last, so a test can override any of these flags.
+    """
+
+    def __init__(self, etcd_url: str, *args: str, pki: Path | None = None) -> None:
         self.etcd_url = etcd_url
         self.args = list(args)
+        self.pki = Path(pki) if pki is not None else None
         self.port = free_port()
+        self.token_port = free_port() if pki is not None else 0
         self.metrics_port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="tk-apiserver-"))
         self.log = self.dir / "apiserver.log"
+        self.audit_log = self.dir / "audit.log"
+        self.encryption_config = (self.pki / "encryption-config.yaml"
+                                  if self.pki is not None else None)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def token_address(self) -> str:
+        return f"127.0.0.1:{self.token_port}"
+
+    def security_args(self) -> list[str]:
+        if self.pki is None:
+            return ["--insecure"]
+        d = self.pki
+        out = [
+            "--tls-cert-file", str(d / "apiserver.crt"),
+            "--tls-private-key-file", str(d / "apiserver.key"),
+            "--client-ca-file", str(d / "ca.crt"), "--token-port", str(self.token_port),
+            "--service-account-key-file", str(d / "sa.pub"),
+            "--service-account-signing-key-file", str(d / "sa.key"),
+            "--audit-log-path", str(self.audit_log),
+            "--encryption-provider-config", str(self.encryption_config),
+        ]
+        if self.etcd_url.startswith("https://"):
+            out += ["--etcd-cafile", str(d / "etcd" / "ca.crt"),
+                    "--etcd-certfile", str(d / "apiserver-etcd-client.crt"),
+                    "--etcd-keyfile", str(d / "apiserver-etcd-client.key")]
+        return out
+
     async def start(self) -> None:
         cmd = [
             sys.executable, "-m", "apiserver", "--etcd-servers", self.etcd_url,
             "--bind-address", "127.0.0.1", "--port", str(self.port),
-            "--metrics-port", str(self.metrics_port), *self.args,
+            "--metrics-port", str(self.metrics_port), *self.security_args(), *self.args,
         ]
         self.proc = subprocess.Popen(
             cmd, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
@@ -154,13 +240,23 @@ class ApiServer:
 
 
 class Cluster:
-    """etcd + apiserver + a client: the fixture integration tests and benchmarks share."""
+    """etcd + apiserver + an admin client: the fixture integration tests and benchmarks share.
 
-    def __init__(self, *apiserver_args: str) -> None:
-        self.etcd = Etcd()
+    `client` is the admin (`kubernetes-admin`, group system:masters, from `kubeconfig`);
+    `client_as(user, groups)` a client with a fresh certificate for any identity; `pki` the
+    certificate directory; `token_address` the apiserver's bearer-token port; `audit_log` its
+    audit log. All of them are None/absent with `insecure=True`.
+    """
+
+    def __init__(self, *apiserver_args: str, insecure: bool = False) -> None:
+        self.insecure = insecure
+        self.dir = Path(tempfile.mkdtemp(prefix="tk-cluster-"))
+        self.pki: Path | None = None if insecure else self.dir / "pki"
+        self.etcd = Etcd(tls_dir=self.pki)
         self.apiserver_args = apiserver_args
         self.apiserver: ApiServer | None = None
         self._client: ApiClient | None = None
+        self._clients: list[ApiClient] = []
 
     @property
     def client(self) -> ApiClient:
@@ -172,22 +268,91 @@ class Cluster:
         assert self.apiserver is not None, "Cluster not started"
         return self.apiserver.address
 
-    def new_client(self) -> ApiClient:
-        return ApiClient(self.server)
+    @property
+    def server_url(self) -> str:
+        return f"{'http' if self.insecure else 'https'}://{self.server}"
+
+    @property
+    def token_address(self) -> str:
+        assert self.apiserver is not None and not self.insecure, "no token port"
+        return self.apiserver.token_address
+
+    @property
+    def audit_log(self) -> Path:
+        assert self.apiserver is not None, "Cluster not started"
+        return self.apiserver.audit_log
+
+    @property
+    def kubeconfig(self) -> str:
+        """The admin kubeconfig (for tkctl's --kubeconfig or TINYKUBE_CONFIG)."""
+        assert self.pki is not None, "an insecure Cluster has no kubeconfig"
+        return str(self.pki / "admin.conf")
+
+    @property
+    def ca_pem(self) -> bytes:
+        assert self.pki is not None, "an insecure Cluster has no CA"
+        return (self.pki / "ca.crt").read_bytes()
+
+    def config(self, server: str | None = None) -> ClientConfig:
+        """The admin ClientConfig, optionally for another apiserver address of this cluster."""
+        if self.insecure:
+            return ClientConfig(server=server or self.server)
+        return load_config(self.kubeconfig, server=server)
+
+    def new_client(self, server: str | None = None, **kwargs: Any) -> ApiClient:
+        """Another admin client (its own channel), optionally to another apiserver address."""
+        return self._track(ApiClient(config=self.config(server), **kwargs))
+
+    def kubeconfig_as(self, user: str, groups: Sequence[str] = (), **kwargs: Any) -> str:
+        """Write a kubeconfig with a fresh client certificate for `user` in `groups`
+        (kwargs go to client.pki.kubeconfig_for: validity, not_after)."""
+        assert self.pki is not None, "an insecure Cluster has no CA"
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", user)
+        path = self.dir / "users" / f"{safe}-{len(list(self.dir.glob('users/*')))}.conf"
+        kubeconfig_for(self.pki, user, tuple(groups), server_url=self.server_url, path=path,
+                       **kwargs)
+        return str(path)
+
+    def client_as(self, user: str, groups: Sequence[str] = (), **kwargs: Any) -> ApiClient:
+        """A client authenticated as `user` (certificate CN) in `groups` (O)."""
+        return self._track(ApiClient(config=load_config(self.kubeconfig_as(user, groups)),
+                                     **kwargs))
+
+    def channel(self, *, sync: bool = False,
+                options: Sequence[tuple[str, Any]] = ()) -> Any:
+        """A raw gRPC channel with the admin's credentials (grpc.aio unless `sync`), for tests
+        that speak the protocol directly."""
+        cfg = self.config()
+        if not sync:
+            return open_channel(cfg, options)
+        if not cfg.secure:
+            return grpc.insecure_channel(cfg.server, options=list(options))
+        creds = grpc.ssl_channel_credentials(root_certificates=cfg.ca_pem,
+                                             private_key=cfg.key_pem,
+                                             certificate_chain=cfg.cert_pem)
+        return grpc.secure_channel(cfg.server, creds, options=list(options))
+
+    def _track(self, client: ApiClient) -> ApiClient:
+        self._clients.append(client)
+        return client
 
     async def start(self) -> None:
+        self.apiserver = ApiServer(self.etcd.url, *self.apiserver_args, pki=self.pki)
+        if self.pki is not None:
+            await asyncio.to_thread(init_pki, self.pki, server_url=self.server_url)
         await self.etcd.start()
-        self.apiserver = ApiServer(self.etcd.url, *self.apiserver_args)
         await self.apiserver.start()
-        self._client = ApiClient(self.apiserver.address)
+        self._client = ApiClient(config=self.config())
         await wait_for_namespace(self._client, "default")
 
     async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+        for c in [*self._clients, self._client]:
+            if c is not None:
+                await c.close()
         if self.apiserver is not None:
             await self.apiserver.stop()
         await self.etcd.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     async def __aenter__(self) -> Cluster:
         try:

@@ -1,5 +1,10 @@
 """Shared fixtures: one real etcd + apiserver per test process, and a fresh namespace per test.
 
+The cluster is secure like a real one (its own PKI, etcd with client certificates, the apiserver
+with TLS, client certificates, RBAC, audit log, Secrets encrypted at rest): `cluster.client` is
+the admin, `cluster.client_as(user, groups)` anyone else, `cluster.kubeconfig` the admin
+kubeconfig for tkctl.
+
 Tests that only create objects in their own namespace share the cluster (fast); a test that
 kills, restarts or reconfigures the apiserver starts its own `harness.cluster.Cluster()`.
 Under pytest-xdist every worker process gets its own cluster.

@@ -19,7 +19,10 @@ from tkctl.context import Command, UsageError
 from tkctl.printers import OUTPUT_FORMATS
 
 PROG = "tkctl"
-_GLOBAL_VALUE_FLAGS = ("-n", "--namespace", "-s", "--server", "--request-timeout")
+_GLOBAL_VALUE_FLAGS = (
+    "-n", "--namespace", "-s", "--server", "--request-timeout", "--kubeconfig", "--as",
+    "--as-group",
+)
 _GROUP_ORDER = (
     "Basic Commands", "Troubleshooting and Debugging Commands", "Advanced Commands",
     "Settings Commands", "Other Commands",
@@ -86,12 +89,19 @@ def _choices(rest: str) -> str:
 
 
 def add_global_flags(p: argparse.ArgumentParser) -> None:
-    """`-n/--namespace` and `-s/--server`, accepted by every verb, before or after it."""
+    """`-n`, `-s`, `--kubeconfig`, `--as`..., accepted by every verb, before or after it."""
     p.add_argument("-n", "--namespace", default=argparse.SUPPRESS,
                    help="If present, the namespace scope for this CLI request")
     p.add_argument("-s", "--server", default=argparse.SUPPRESS,
-                   help="The address of the apiserver (default $TINYKUBE_SERVER or "
-                        "127.0.0.1:6443)")
+                   help="The address of the apiserver; overrides the kubeconfig's server "
+                        "(default $TINYKUBE_SERVER)")
+    p.add_argument("--kubeconfig", default=argparse.SUPPRESS,
+                   help="Path to the kubeconfig file to use (default $TINYKUBE_CONFIG, else "
+                        "~/.tinykube/config)")
+    p.add_argument("--as", dest="as_user", default=argparse.SUPPRESS,
+                   help="Username to impersonate for the operation")
+    p.add_argument("--as-group", dest="as_group", action="append", default=argparse.SUPPRESS,
+                   help="Group to impersonate for the operation; repeat for more groups")
     p.add_argument("--request-timeout", default=argparse.SUPPRESS, type=duration,
                    help="How long to wait for the server (e.g. 1s, 2m, 3h; 0: no limit); "
                         "ends a watch quietly")
@@ -233,9 +243,34 @@ def parse(argv: Sequence[str], commands: Sequence[Command]) -> Parsed:
     by_name = {c.name: c for c in commands}
     if verb not in by_name:
         raise UsageError(f'unknown command "{verb}" for "{PROG}"')
-    command = by_name[verb]
+    command, rest = _subcommand(by_name, verb, rest)
     parser = build_parser(command, rest)
     return command, parser.parse_args(normalize(rest, parser))
+
+
+def _subcommand(
+    by_name: dict[str, Command], verb: str, rest: list[str]
+) -> tuple[Command, list[str]]:
+    """`auth can-i`, `pki init`, `create token`: a verb's subcommand is its first word, with
+    only global flags before it (so `create -f token` is still a file named token)."""
+    subs = {name.split(" ", 1)[1] for name in by_name if name.startswith(verb + " ")}
+    if not subs:
+        return by_name[verb], rest
+    i = 0
+    while i < len(rest) and rest[i].startswith("-"):
+        tok = rest[i]
+        if tok in _GLOBAL_VALUE_FLAGS:
+            i += 2
+        elif tok.split("=", 1)[0] in _GLOBAL_VALUE_FLAGS or re.match(r"^-[ns].", tok):
+            i += 1
+        else:
+            return by_name[verb], rest
+    if i < len(rest):
+        word = rest[i]
+        if word not in subs:
+            raise UsageError(f'unknown command "{word}" for "{PROG} {verb}"')
+        return by_name[f"{verb} {word}"], [*rest[:i], *rest[i + 1:]]
+    return by_name[verb], rest
 
 
 def _help_for(rest: list[str], commands: Sequence[Command]) -> Parsed:
@@ -244,7 +279,8 @@ def _help_for(rest: list[str], commands: Sequence[Command]) -> Parsed:
         by_name = {c.name: c for c in commands}
         if words[0] not in by_name:
             raise UsageError(f'unknown help topic "{words[0]}" for "{PROG}"')
-        build_parser(by_name[words[0]]).parse_args(["--help"])
+        command, _ = _subcommand(by_name, words[0], words[1:2])
+        build_parser(command).parse_args(["--help"])
     return None, argparse.Namespace()
 
 
@@ -253,16 +289,20 @@ def overview(commands: Sequence[Command]) -> str:
     lines = [f"{PROG} controls the tinykube cluster manager.", ""]
     groups = sorted({c.group for c in commands},
                     key=lambda g: _GROUP_ORDER.index(g) if g in _GROUP_ORDER else 99)
-    width = max(len(c.name) for c in commands) + 3
+    top = [c for c in commands if " " not in c.name]  # subcommands: `tkctl auth --help`
+    width = max(len(c.name) for c in top) + 3
     for group in groups:
         lines.append(f"{group}:")
-        lines += [f"  {c.name.ljust(width)}{c.summary}" for c in commands if c.group == group]
+        lines += [f"  {c.name.ljust(width)}{c.summary}" for c in top if c.group == group]
         lines.append("")
     lines += [
         "Global flags:",
         "  -n, --namespace   the namespace scope for this request (default \"default\")",
-        "  -s, --server      the apiserver address (default $TINYKUBE_SERVER, else "
-        "127.0.0.1:6443)",
+        "  --kubeconfig      the kubeconfig to use (default $TINYKUBE_CONFIG, else "
+        "~/.tinykube/config)",
+        "  -s, --server      the apiserver address; overrides the kubeconfig's (default "
+        "$TINYKUBE_SERVER)",
+        "  --as, --as-group  act as another user / group (impersonation)",
         "",
         "Usage:",
         f"  {PROG} [flags] [options]",

@@ -147,3 +147,57 @@ REPLACE = Command(
     usage="tkctl replace -f FILENAME [flags]", configure=configure, run=run_replace,
     group="Advanced Commands",
 )
+
+
+# --- create token ---------------------------------------------------------------------------
+
+
+def configure_token(p: argparse.ArgumentParser) -> None:
+    p.add_argument("serviceaccount", nargs="?", metavar="SERVICE_ACCOUNT_NAME")
+    p.add_argument("--duration", default="0s",
+                   help="Requested lifetime of the token (e.g. 10m, 1h); the server may return "
+                        "a token with a longer or shorter lifetime. 0: the server's default")
+    p.add_argument("--audience", action="append", default=[],
+                   help="Intended audience of the token (repeatable); default: the apiserver's")
+
+
+def token_request(args: argparse.Namespace) -> Obj:
+    """The TokenRequest body (authentication.k8s.io/v1) for `create token`'s flags."""
+    try:
+        seconds = cli.duration(args.duration)
+    except ValueError:
+        raise UsageError(f'invalid argument "{args.duration}" for "--duration" flag: '
+                         f'time: invalid duration "{args.duration}"') from None
+    if seconds < 0:
+        raise UsageError("--duration must be greater than or equal to 0")
+    if seconds != int(seconds):
+        raise UsageError("--duration cannot be expressed in units less than seconds")
+    if any(not a for a in args.audience):
+        raise UsageError("--audience must not be an empty string")
+    spec: Obj = {"audiences": list(args.audience)}
+    if seconds:
+        spec["expirationSeconds"] = int(seconds)
+    return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "metadata": {},
+            "spec": spec}
+
+
+async def run_create_token(ctx: Context, args: argparse.Namespace) -> None:
+    """kubectl create token: a create on the serviceaccounts/NAME/token subresource. The token
+    goes to stdout alone, so `$(tkctl create token x)` works."""
+    if not args.serviceaccount:
+        raise UsageError("SERVICE_ACCOUNT_NAME is required: tkctl create token NAME")
+    result = await ctx.client.create(
+        "serviceaccounts", token_request(args), ctx.namespace, name=args.serviceaccount,
+        subresource="token",
+    )
+    token = (result.get("status") or {}).get("token")
+    if not token:
+        raise UsageError("the server returned no token")
+    ctx.print(str(token))
+
+
+CREATE_TOKEN = Command(
+    name="create token", summary="Request a service account token",
+    usage="tkctl create token SERVICE_ACCOUNT_NAME [--duration 1h] [--audience A]... [flags]",
+    configure=configure_token, run=run_create_token, group="Basic Commands",
+)

@@ -8,16 +8,33 @@ kubectl's exit code: 0 on success, 1 if anything failed.
 
 from __future__ import annotations
 
+import os
+
+# gRPC's C core logs failed TLS handshakes on stderr at INFO; a CLI prints one line of its own
+# instead. Read once when grpc is first imported, hence before the imports below.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 import argparse
 import asyncio
-import os
 import sys
 import traceback
 from typing import TextIO
 
 from api import errors
 from client.apiclient import ApiClient
-from tkctl import cli, cmd_apply, cmd_delete, cmd_describe, cmd_get, cmd_info, cmd_label, cmd_patch
+from client.config import ClientConfig, ConfigError, load_config
+from tkctl import (
+    cli,
+    cmd_apply,
+    cmd_auth,
+    cmd_delete,
+    cmd_describe,
+    cmd_get,
+    cmd_info,
+    cmd_label,
+    cmd_patch,
+    cmd_pki,
+)
 from tkctl.context import DEFAULT_NAMESPACE, Command, Context, UsageError
 from tkctl.manifests import ManifestError
 
@@ -33,6 +50,9 @@ COMMANDS: list[Command] = [
     cmd_label.ANNOTATE,
     cmd_info.API_RESOURCES,
     cmd_info.VERSION,
+    cmd_apply.CREATE_TOKEN,
+    *cmd_auth.COMMANDS,
+    *cmd_pki.COMMANDS,
 ]
 
 
@@ -52,9 +72,14 @@ async def execute(
     if command is None:
         print(cli.overview(COMMANDS), file=out)
         return 0
-    client = ApiClient(getattr(args, "server", None), user_agent="tkctl")
+    try:
+        client = _client(command, args)
+    except (ConfigError, UsageError) as e:
+        print(f"error: {e}", file=err)
+        return 1
     namespace = getattr(args, "namespace", None)
-    ctx = Context(client=client, namespace=namespace or DEFAULT_NAMESPACE,
+    ctx = Context(client=client,
+                  namespace=namespace or client.config.namespace or DEFAULT_NAMESPACE,
                   explicit_namespace=bool(namespace), out=out, err=err, stdin=stdin)
     timeout = getattr(args, "request_timeout", 0.0) or None
     try:
@@ -66,6 +91,23 @@ async def execute(
     finally:
         await client.close()
     return 1 if ctx.failed else 0
+
+
+def _client(command: Command, args: argparse.Namespace) -> ApiClient:
+    """The client from the kubeconfig (`--kubeconfig`, $TINYKUBE_CONFIG, ~/.tinykube/config)
+    with `--server`, `--as`, `--as-group` applied. A verb that needs no server gets one that is
+    never used, so that `pki init` works before any kubeconfig exists."""
+    server = getattr(args, "server", None)
+    user, groups = getattr(args, "as_user", None), getattr(args, "as_group", None) or ()
+    if groups and not user:
+        raise UsageError("requesting groups or user-extra without impersonating a user "
+                         "(--as-group needs --as)")
+    if command.needs_server:
+        config = load_config(getattr(args, "kubeconfig", None), server)
+    else:
+        config = ClientConfig(server=server or "127.0.0.1:6443")
+    return ApiClient(config=config, user_agent="tkctl",
+                     impersonate_user=user, impersonate_groups=groups)
 
 
 async def _run(ctx: Context, command: Command, args: argparse.Namespace) -> None:

@@ -15,6 +15,7 @@ from typing import TextIO
 
 from api import errors
 from client.apiclient import ApiClient
+from client.config import ClientConfig
 
 DEFAULT_NAMESPACE = "default"
 
@@ -54,7 +55,8 @@ class Context:
 
     def api_error(self, exc: errors.ApiError, *, verb: str = "", source: str = "") -> None:
         """Report an API error in kubectl's words; `verb`/`source` for objects from `-f`."""
-        self.print_err(format_api_error(exc, self.server, verb=verb, source=source))
+        self.print_err(format_api_error(exc, self.server, verb=verb, source=source,
+                                        config=self.client.config))
         self.failed = True
 
     def warnings(self) -> None:
@@ -75,6 +77,7 @@ class Command:
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[Context, argparse.Namespace], Awaitable[None]]
     group: str = "Basic Commands"
+    # False: the verb never talks to the apiserver (`pki init`), so no kubeconfig is read.
     needs_server: bool = True
 
 
@@ -89,12 +92,18 @@ def _is_connection_failure(exc: errors.ApiError) -> bool:
     return any(w in msg for w in ("connect", "socket", "dns", "unavailable", "refused"))
 
 
-def format_api_error(exc: errors.ApiError, server: str, *, verb: str = "", source: str = "") -> str:
+def format_api_error(
+    exc: errors.ApiError, server: str, *, verb: str = "", source: str = "",
+    config: ClientConfig | None = None,
+) -> str:
     """The one line kubectl would print for this error."""
     if _is_connection_failure(exc):
         if "refused" in exc.message.lower():
             return (f"The connection to the server {server} was refused - did you specify the "
                     "right host or port?")
+        hint = _tls_hint(exc.message, config)
+        if hint:
+            return f"error: cannot talk to the server at {server}: {hint}"
         return f"error: the server at {server} is not reachable: {_one_line(exc.message)}"
     if isinstance(exc, errors.NotFound) and exc.kind == "resource":
         return f"error: {exc.message}"
@@ -102,6 +111,42 @@ def format_api_error(exc: errors.ApiError, server: str, *, verb: str = "", sourc
         return _invalid_line(exc)
     where = f'error when {verb} "{source}": ' if verb and source else ""
     return f"Error from server ({exc.reason}): {where}{_one_line(exc.message)}"
+
+
+_PKI_HINT = "`tkctl pki init` creates the cluster's certificates and the admin kubeconfig"
+
+
+def _tls_hint(message: str, config: ClientConfig | None) -> str:
+    """What a failed TLS handshake most likely means, for the config in use ("" if not TLS).
+
+    gRPC reports only the client's side: when the *server* refuses our certificate (expired,
+    another cluster's CA, none sent) the client sees just "Socket closed".
+    """
+    msg = message.lower()
+    if config is None or not config.secure:
+        if "socket closed" in msg or "handshake" in msg:
+            return ("the connection was closed (the server requires TLS and a client "
+                    "certificate?): pass --kubeconfig or set $TINYKUBE_CONFIG, e.g. to "
+                    f".tinykube/pki/admin.conf; {_PKI_HINT}")
+        return ""
+    where = f"the kubeconfig {config.source}" if config.source else "the client configuration"
+    if "wrong_version_number" in msg:
+        return (f"the server does not speak TLS (an apiserver started with --insecure?); "
+                f"{where} expects https")
+    if "hostname verification" in msg or "peer name" in msg:
+        return (f"the server's certificate is not valid for the address dialled "
+                f"({config.server}): use an address among its SANs, set tls-server-name in "
+                f"{where}, or add it with `tkctl pki init --apiserver-san ... --force`")
+    if "certificate has expired" in msg:
+        return f"the server's certificate has expired; {_PKI_HINT}"
+    if "certificate_verify_failed" in msg:
+        return (f"the server's certificate is not signed by the certificate authority in "
+                f"{where} (a kubeconfig of another cluster?); {_PKI_HINT}")
+    if "socket closed" in msg or "handshake" in msg:
+        return (f"the server closed the connection during the TLS handshake: most likely it "
+                f"did not accept the client certificate of {where} (expired, or signed by "
+                f"another cluster's CA?); {_PKI_HINT}")
+    return ""
 
 
 def _invalid_line(exc: errors.Invalid) -> str:

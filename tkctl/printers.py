@@ -454,6 +454,36 @@ def _lease_row(lease: Obj, now: _dt.datetime) -> Row:
     return [str(spec(lease).get("holderIdentity") or ""), age(created(lease), now)]
 
 
+def _role_row(role: Obj, now: _dt.datetime) -> Row:
+    # kubectl prints roles' creation time as a timestamp, not an age.
+    return [str(created(role) or "")]
+
+
+def _binding_row(b: Obj, now: _dt.datetime) -> Row:
+    ref = b.get("roleRef") or {}
+    return [f"{ref.get('kind', '')}/{ref.get('name', '')}", age(created(b), now)]
+
+
+def binding_subjects(b: Obj) -> tuple[list[str], list[str], list[str]]:
+    """Users, groups and `namespace/name` service accounts of a (Cluster)RoleBinding."""
+    users: list[str] = []
+    groups: list[str] = []
+    sas: list[str] = []
+    for s in b.get("subjects") or []:
+        kind, name = s.get("kind"), str(s.get("name") or "")
+        if kind == "User":
+            users.append(name)
+        elif kind == "Group":
+            groups.append(name)
+        elif kind == "ServiceAccount":
+            sas.append(f"{s.get('namespace') or ''}/{name}")
+    return users, groups, sas
+
+
+def _binding_wide(b: Obj) -> Row:
+    return [", ".join(part) for part in binding_subjects(b)]
+
+
 def _generic_row(obj: Obj, now: _dt.datetime) -> Row:
     return [age(created(obj), now)]
 
@@ -483,6 +513,12 @@ TABLES: dict[str, KindTable] = {
     "Secret": KindTable(("TYPE", "DATA", "AGE"), _secret_row),
     "ServiceAccount": KindTable(("SECRETS", "AGE"), _sa_row),
     "Lease": KindTable(("HOLDER", "AGE"), _lease_row),
+    "Role": KindTable(("CREATED AT",), _role_row),
+    "ClusterRole": KindTable(("CREATED AT",), _role_row),
+    "RoleBinding": KindTable(("ROLE", "AGE"), _binding_row,
+                             ("USERS", "GROUPS", "SERVICEACCOUNTS"), _binding_wide),
+    "ClusterRoleBinding": KindTable(("ROLE", "AGE"), _binding_row,
+                                    ("USERS", "GROUPS", "SERVICEACCOUNTS"), _binding_wide),
 }
 GENERIC = KindTable(("AGE",), _generic_row)
 

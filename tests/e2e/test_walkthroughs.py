@@ -10,8 +10,9 @@ Running a step:
 - only ```bash blocks run (```sh blocks are for the reader, such as setting variables in their
   own shell); each runs as `bash -c BLOCK` in the repo root with stdin closed, stdout and stderr
   merged, and the environment a reader's shell would have after "Before you begin":
-  TINYKUBE_SERVER=<the cluster's apiserver>, ETCDCTL_API=3, ETCDCTL_ENDPOINTS=<its etcd>, and
-  PATH starting with this Python's bin directory (the venv's, with the `tkctl` console script);
+  TINYKUBE_CONFIG=<the cluster's admin kubeconfig>, ETCDCTL_API=3, ETCDCTL_ENDPOINTS=<its etcd>,
+  ETCDCTL_CACERT/ETCDCTL_CERT/ETCDCTL_KEY=<its etcd client certificate>, and PATH starting with
+  this Python's bin directory (the venv's, with the `tkctl` console script);
 - the Verification is the first ```text block after the command, before the next ```bash block
   or `#`/`##` heading (a `### Verification` heading may introduce it). A step with one is judged
   by its output only, not its exit status (some steps show an error on purpose); a step without
@@ -202,9 +203,9 @@ async def test_walkthrough(doc: Path) -> None:
     async with Cluster() as cluster:
         env = {
             **os.environ,
-            "TINYKUBE_SERVER": cluster.server,
-            "ETCDCTL_API": "3",
-            "ETCDCTL_ENDPOINTS": cluster.etcd.url,
+            "TINYKUBE_SERVER": "",
+            "TINYKUBE_CONFIG": cluster.kubeconfig,
+            **cluster.etcd.etcdctl_env(),
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
             "NO_COLOR": "1",
         }

@@ -8,12 +8,11 @@ import json
 import urllib.request
 from typing import Any
 
-import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from api import errors
-from client.apiclient import ApiClient, WatchEvent
+from client.apiclient import WatchEvent
 from harness.cluster import Cluster
 
 
@@ -485,12 +484,15 @@ async def test_service_ip_rules(cluster: Cluster, namespace: str) -> None:
 
 
 async def test_node_port_rules(cluster: Cluster, namespace: str) -> None:
+    # The port is the allocator's pick, not a fixed number: other tests sharing this cluster
+    # allocate node ports too, and any fixed number could already be theirs.
     svc = service("np", "NodePort")
-    svc["spec"]["ports"] = [{"port": 80, "nodePort": 31999}]
+    svc["spec"]["ports"] = [{"port": 80}]
     out = await cluster.client.create("services", svc, namespace)
-    assert out["spec"]["ports"][0]["nodePort"] == 31999
+    port = out["spec"]["ports"][0]["nodePort"]
+    assert 30000 <= port <= 32767
     clash = service("np2", "NodePort")
-    clash["spec"]["ports"] = [{"port": 80, "nodePort": 31999}]
+    clash["spec"]["ports"] = [{"port": 80, "nodePort": port}]
     with pytest.raises(errors.Invalid):
         await cluster.client.create("services", clash, namespace)
     bad = service("np3", "NodePort")
@@ -502,7 +504,7 @@ async def test_node_port_rules(cluster: Cluster, namespace: str) -> None:
                                      namespace)
     assert "nodePort" not in out["spec"]["ports"][0]
     out = await cluster.client.create("services", clash, namespace)
-    assert out["spec"]["ports"][0]["nodePort"] == 31999
+    assert out["spec"]["ports"][0]["nodePort"] == port
 
 
 # --- watch --------------------------------------------------------------------------------
@@ -634,7 +636,7 @@ async def test_discovery_health_and_metrics(cluster: Cluster) -> None:
     assert deploy["apiVersion"] == "apps/v1" and deploy["shortNames"] == ["deploy"]
     assert "scale" in deploy["subresources"]
     assert doc["serverVersion"]["gitVersion"]
-    async with grpc.aio.insecure_channel(cluster.server) as ch:
+    async with cluster.channel() as ch:
         resp = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
         assert resp.status == health_pb2.HealthCheckResponse.SERVING
     assert cluster.apiserver is not None
@@ -658,7 +660,7 @@ async def test_sigterm_is_graceful_and_restart_keeps_state() -> None:
         rest = [ev async for ev in it]
         assert rest == []
         await c.apiserver.start()
-        async with ApiClient(c.server) as again:
+        async with c.new_client() as again:
             await asyncio.sleep(0)
             for _ in range(50):
                 try:

@@ -58,7 +58,7 @@ def mutate(obj: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, 
 
 @pytest.fixture(scope="module")
 def stub(cluster: Cluster) -> pb_grpc.ApiStub:
-    return pb_grpc.ApiStub(grpc.insecure_channel(cluster.server))
+    return pb_grpc.ApiStub(cluster.channel(sync=True))
 
 
 def call(fn: Any, req: Any) -> None:

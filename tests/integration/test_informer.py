@@ -201,10 +201,10 @@ async def test_informer_converges_after_apiserver_sigkill_and_restart() -> None:
             c.apiserver.kill()  # SIGKILL, mid-watch
 
             # Meanwhile, through another apiserver on the same etcd: creates, updates, deletes.
-            other = ApiServer(c.etcd.url)
+            other = ApiServer(c.etcd.url, pki=c.pki)
             await other.start()
             try:
-                async with ApiClient(other.address) as oc:
+                async with c.new_client(other.address) as oc:
                     for i in range(10):
                         await oc.create("configmaps", configmap(f"during-{i}"), ns)
                     for i in range(5):
@@ -263,10 +263,10 @@ async def test_compacted_resource_version_is_gone_and_informer_relists() -> None
             assert inf.reflector.list_count == 1
             assert c.apiserver is not None
             c.apiserver.kill()
-            other = ApiServer(c.etcd.url)
+            other = ApiServer(c.etcd.url, pki=c.pki)
             await other.start()
             try:
-                async with ApiClient(other.address) as oc:
+                async with c.new_client(other.address) as oc:
                     await oc.patch("configmaps", "cm-0", {"data": {"k": "new"}}, ns)
                     await oc.delete("configmaps", "cm-1", ns)
                     last = await oc.create("configmaps", configmap("cm-new"), ns)

@@ -27,13 +27,15 @@ class Result:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "TINYKUBE_SERVER": ""}
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TINYKUBE_SERVER": "", "TINYKUBE_CONFIG": ""}
 
 
 async def tk(cluster: Cluster, *args: str, stdin: str = "", namespace: str = "") -> Result:
     ns = ["-n", namespace] if namespace else []
+    kubeconfig = getattr(cluster, "kubeconfig", None)
+    to = ["--kubeconfig", kubeconfig] if kubeconfig else ["--server", cluster.server]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tkctl", "--server", cluster.server, *ns, *args,
+        sys.executable, "-m", "tkctl", *to, *ns, *args,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=_env(),
     )
@@ -121,7 +123,7 @@ async def test_get_tables_selectors_and_several_types(cluster: Cluster, namespac
 
 async def test_get_watch_streams_changes(cluster: Cluster, namespace: str) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tkctl", "--server", cluster.server, "-n", namespace, "get",
+        sys.executable, "-m", "tkctl", "--kubeconfig", cluster.kubeconfig, "-n", namespace, "get",
         "pods", "-w", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         cwd=ROOT, env=_env(),
     )

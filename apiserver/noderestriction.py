@@ -1,0 +1,220 @@
+"""NodeRestriction: the admission plugin that limits what a kubelet may write.
+
+The Node authorizer lets every node update nodes, pods/status and leases, because at
+authorization time the apiserver does not know *which* node or pod a write touches in a way it
+can check cheaply (a create names no object, an update's effect is in its body). This plugin runs
+on the decoded write and finishes the job, as upstream's plugin of the same name:
+- a node may create and update only its own Node, without changing its taints on update and
+  without setting labels a kubelet may not choose (`node-restriction.kubernetes.io/` ones, which
+  exist so that workloads can trust them, and unknown `kubernetes.io`/`k8s.io` labels);
+- a node may update the status only of pods bound to it, delete only pods bound to it, and
+  create only mirror pods bound to itself that reference no secret, configmap, volume claim or
+  service account;
+- a node may touch only its own Lease in `kube-node-lease`;
+- a node may request ServiceAccount tokens only bound to a pod that runs on it.
+Users that are not nodes, and the apiserver's own writes, pass untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api import errors
+from apiserver.auth import AdmissionRequest
+from apiserver.authz import NODE_LEASE_NAMESPACE, node_name, pod_references
+from apiserver.tokens import lookup
+from apiserver.watchcache import WatchCache
+
+Obj = dict[str, Any]
+MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
+NODE_RESTRICTION_LABEL_DOMAIN = "node-restriction.kubernetes.io"
+# Labels a kubelet may set on its own Node (upstream kubeletapis.IsKubeletLabel).
+_KUBELET_LABELS = frozenset({
+    "kubernetes.io/hostname", "kubernetes.io/arch", "kubernetes.io/os",
+    "beta.kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type", "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+})
+_KUBELET_LABEL_DOMAINS = ("kubelet.kubernetes.io", "node.kubernetes.io")
+
+
+def _md(obj: Obj | None) -> Obj:
+    return (obj or {}).get("metadata") or {}
+
+
+def _spec(obj: Obj | None) -> Obj:
+    return (obj or {}).get("spec") or {}
+
+
+def _in_domain(namespace: str, domain: str) -> bool:
+    return namespace == domain or namespace.endswith("." + domain)
+
+
+def forbidden_labels(modified: set[str]) -> list[str]:
+    """The labels in `modified` a kubelet may not set (upstream getForbiddenLabels)."""
+    out = []
+    for label in sorted(modified):
+        namespace = label.split("/", 1)[0] if "/" in label else ""
+        if _in_domain(namespace, NODE_RESTRICTION_LABEL_DOMAIN):
+            out.append(label)
+        elif (_in_domain(namespace, "kubernetes.io") or _in_domain(namespace, "k8s.io")) and not (
+                label in _KUBELET_LABELS
+                or any(_in_domain(namespace, d) for d in _KUBELET_LABEL_DOMAINS)):
+            out.append(label)
+    return out
+
+
+def _modified_labels(new: dict[str, str], old: dict[str, str]) -> set[str]:
+    return {k for k in new.keys() | old.keys() if new.get(k) != old.get(k)}
+
+
+class NodeRestriction:
+    """The admission plugin; `cache` answers the lookups (pods, nodes) it needs."""
+
+    def __init__(self, cache: WatchCache) -> None:
+        self.cache = cache
+
+    async def admit(self, req: AdmissionRequest) -> None:
+        node = node_name(req.user)
+        if node is None:
+            return  # not a node: not ours to restrict
+        if not node:
+            raise self._forbidden(req, f'could not determine node from user "{req.user.name}"'
+                                  if req.user else "could not determine node")
+        resource = (req.info.group, req.info.name)
+        if resource == ("", "pods"):
+            await self._pod(node, req)
+        elif resource == ("", "nodes"):
+            self._node(node, req)
+        elif resource == ("", "serviceaccounts"):
+            await self._service_account(node, req)
+        elif resource == ("coordination.k8s.io", "leases"):
+            self._lease(node, req)
+
+    @staticmethod
+    def _forbidden(req: AdmissionRequest, why: str) -> errors.Forbidden:
+        """upstream admission.NewForbidden: `<resource> "<name>" is forbidden: <why>`."""
+        info = req.info
+        name = req.name or _md(req.obj).get("name", "")
+        what = f'{info.qualified_name} "{name}"' if name else info.qualified_name
+        return errors.Forbidden(message=f"{what} is forbidden: {why}", kind=info.name, name=name,
+                                group=info.group)
+
+    # --- pods ------------------------------------------------------------------------------
+
+    async def _pod(self, node: str, req: AdmissionRequest) -> None:
+        if req.subresource == "status":
+            self._pod_status(node, req)
+            return
+        if req.subresource:
+            raise self._forbidden(req, f'unexpected pod subresource "{req.subresource}", only '
+                                  "'status' and 'eviction' are allowed")
+        if req.operation == "CREATE":
+            await self._mirror_pod(node, req)
+        elif req.operation == "DELETE":
+            if _spec(req.old).get("nodeName") != node:
+                raise self._forbidden(req, f'node "{node}" can only delete pods with '
+                                      "spec.nodeName set to itself")
+        else:
+            raise self._forbidden(req, f'unexpected operation "{req.operation}", node "{node}" '
+                                  "can only create and delete mirror pods")
+
+    def _pod_status(self, node: str, req: AdmissionRequest) -> None:
+        if req.operation != "UPDATE":
+            raise self._forbidden(req, f'unexpected operation "{req.operation}"')
+        if _spec(req.old).get("nodeName") != node:
+            raise self._forbidden(req, f'node "{node}" can only update pod status for pods with '
+                                  "spec.nodeName set to itself")
+        if (_md(req.old).get("labels") or {}) != (_md(req.obj).get("labels") or {}):
+            raise self._forbidden(req, f'node "{node}" cannot update labels through pod status')
+
+    async def _mirror_pod(self, node: str, req: AdmissionRequest) -> None:
+        pod = req.obj or {}
+        md, spec = _md(pod), _spec(pod)
+
+        def no(why: str) -> errors.Forbidden:
+            return self._forbidden(req, why)
+
+        if MIRROR_POD_ANNOTATION not in (md.get("annotations") or {}):
+            raise no(f'pod does not have "{MIRROR_POD_ANNOTATION}" annotation, node "{node}" can '
+                     "only create mirror pods")
+        if spec.get("nodeName") != node:
+            raise no(f'node "{node}" can only create pods with spec.nodeName set to itself')
+        owners = md.get("ownerReferences") or []
+        if len(owners) > 1:
+            raise no(f'node "{node}" can only create pods with a single owner reference set to '
+                     "itself")
+        if not owners:
+            raise no(f'node "{node}" can only create pods with an owner reference set to itself')
+        owner = owners[0]
+        if (owner.get("apiVersion"), owner.get("kind"), owner.get("name")) != ("v1", "Node", node):
+            raise no(f'node "{node}" can only create pods with an owner reference set to itself')
+        if not owner.get("controller"):
+            raise no(f'node "{node}" can only create pods with a controller owner reference set '
+                     "to itself")
+        if owner.get("blockOwnerDeletion"):
+            raise no(f'node "{node}" must not set blockOwnerDeletion on an owner reference')
+        node_obj = await lookup(self.cache, "nodes", "", node)
+        if node_obj is None:
+            raise errors.NotFound(message=f'nodes "{node}" not found', kind="nodes", name=node)
+        if owner.get("uid") != _md(node_obj).get("uid"):
+            raise no(f"node {node} UID mismatch: expected {_md(node_obj).get('uid')} got "
+                     f"{owner.get('uid')}")
+        if spec.get("serviceAccountName") or spec.get("serviceAccount"):
+            raise no(f'node "{node}" can not create pods that reference a service account')
+        for resource in ("secrets", "configmaps", "persistentvolumeclaims"):
+            if pod_references(pod, resource):
+                raise no(f'node "{node}" can not create pods that reference {resource}')
+
+    # --- nodes -----------------------------------------------------------------------------
+
+    def _node(self, node: str, req: AdmissionRequest) -> None:
+        requested = req.name or _md(req.obj).get("name", "")
+        if requested != node:
+            raise self._forbidden(req, f'node "{node}" is not allowed to modify node '
+                                  f'"{requested}"')
+        new_labels = _md(req.obj).get("labels") or {}
+        if req.operation == "CREATE":
+            bad = forbidden_labels(set(new_labels))
+            if bad:
+                raise self._forbidden(req, f'node "{node}" is not allowed to set the following '
+                                      f"labels: {', '.join(bad)}")
+        elif req.operation == "UPDATE":
+            if (_spec(req.obj).get("taints") or []) != (_spec(req.old).get("taints") or []):
+                raise self._forbidden(req, f'node "{node}" is not allowed to modify taints')
+            bad = forbidden_labels(_modified_labels(new_labels,
+                                                    _md(req.old).get("labels") or {}))
+            if bad:
+                raise self._forbidden(req, f"is not allowed to modify labels: {', '.join(bad)}")
+
+    # --- leases and tokens -----------------------------------------------------------------
+
+    def _lease(self, node: str, req: AdmissionRequest) -> None:
+        if req.namespace != NODE_LEASE_NAMESPACE:
+            raise self._forbidden(req, f'can only access leases in the "{NODE_LEASE_NAMESPACE}" '
+                                  "system namespace")
+        name = _md(req.obj).get("name") if req.operation == "CREATE" else req.name
+        if name != node:
+            raise self._forbidden(req, "can only access node lease with the same name as the "
+                                  "requesting node")
+
+    async def _service_account(self, node: str, req: AdmissionRequest) -> None:
+        if req.operation != "CREATE" or req.subresource != "token":
+            return
+        ref = _spec(req.obj).get("boundObjectRef") or {}
+        if (ref.get("apiVersion"), ref.get("kind")) != ("v1", "Pod") or not ref.get("name"):
+            raise self._forbidden(req, "node requested token not bound to a pod")
+        if not ref.get("uid"):
+            raise self._forbidden(req, "node requested token with a pod binding without a uid")
+        pod = await lookup(self.cache, "pods", req.namespace, ref["name"])
+        if pod is None:
+            raise errors.NotFound(message=f'pods "{ref["name"]}" not found', kind="pods",
+                                  name=ref["name"])
+        if ref["uid"] != _md(pod).get("uid"):
+            raise self._forbidden(req, f"the UID in the bound object reference ({ref['uid']}) "
+                                  "does not match the UID in record. The object might have "
+                                  "been deleted and then recreated")
+        if _spec(pod).get("nodeName") != node:
+            raise self._forbidden(req, "node requested token bound to a pod scheduled on a "
+                                  "different node")

@@ -1,0 +1,210 @@
+"""Reading kubeconfigs and in-cluster config: every supported field, relative paths, the lookup
+order, and a ConfigError naming the file and the field for every broken file."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from client import pki
+from client.config import ClientConfig, ConfigError, in_cluster, load_config, load_kubeconfig
+
+CA = pki.new_ca("test-ca")
+LEAF = pki.issue(CA, "alice", organizations=["dev"], client=True)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def kubeconfig(cluster: dict[str, Any] | None = None, user: dict[str, Any] | None = None,
+               context: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": cluster if cluster is not None else {
+            "server": "https://10.0.0.1:6443", "certificate-authority-data": b64(CA.cert_pem)}}],
+        "users": [{"name": "u", "user": user if user is not None else {
+            "client-certificate-data": b64(LEAF.cert_pem),
+            "client-key-data": b64(LEAF.key_pem)}}],
+        "contexts": [{"name": "ctx", "context": context or {"cluster": "c", "user": "u"}}],
+        "current-context": "ctx",
+    }
+    doc.update(top)
+    return doc
+
+
+def write(tmp_path: Path, doc: Any, name: str = "config") -> str:
+    path = tmp_path / name
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("TINYKUBE_CONFIG", "TINYKUBE_SERVER", "KUBERNETES_SERVICE_HOST",
+                "KUBERNETES_SERVICE_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+# --- fields ---------------------------------------------------------------------------------
+
+
+def test_inline_data(tmp_path: Path) -> None:
+    cfg = load_kubeconfig(write(tmp_path, kubeconfig(context={
+        "cluster": "c", "user": "u", "namespace": "team"})))
+    assert cfg == ClientConfig(server="10.0.0.1:6443", ca_pem=CA.cert_pem, cert_pem=LEAF.cert_pem,
+                               key_pem=LEAF.key_pem, namespace="team",
+                               source=str(tmp_path / "config"))
+    assert cfg.secure
+
+
+def test_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    d = tmp_path / "conf"
+    (d / "certs").mkdir(parents=True)
+    (d / "certs/ca.crt").write_bytes(CA.cert_pem)
+    (d / "certs/me.crt").write_bytes(LEAF.cert_pem)
+    (d / "certs/me.key").write_bytes(LEAF.key_pem)
+    (d / "token").write_text("t0k\n")
+    doc = kubeconfig(
+        cluster={"server": "https://api:7443", "certificate-authority": "certs/ca.crt",
+                 "tls-server-name": "kubernetes"},
+        user={"client-certificate": "certs/me.crt", "client-key": "certs/me.key",
+              "tokenFile": "token"})
+    cfg = load_kubeconfig(write(d, doc))
+    assert cfg.server == "api:7443" and cfg.tls_server_name == "kubernetes"
+    assert (cfg.ca_pem, cfg.cert_pem, cfg.key_pem) == (CA.cert_pem, LEAF.cert_pem, LEAF.key_pem)
+    assert cfg.token_file == str((d / "token").resolve())
+
+
+def test_token_only_and_default_ports(tmp_path: Path) -> None:
+    cfg = load_kubeconfig(write(tmp_path, kubeconfig(
+        cluster={"server": "https://api.example", "certificate-authority-data": b64(CA.cert_pem)},
+        user={"token": "abc"})))
+    assert cfg.server == "api.example:443" and cfg.token == "abc" and cfg.cert_pem is None
+
+
+def test_ipv6_server(tmp_path: Path) -> None:
+    cfg = load_kubeconfig(write(tmp_path, kubeconfig(
+        cluster={"server": "https://[::1]:6443", "certificate-authority-data": b64(CA.cert_pem)})))
+    assert cfg.server == "[::1]:6443"
+
+
+def test_http_server_is_plaintext(tmp_path: Path) -> None:
+    cfg = load_kubeconfig(write(tmp_path, kubeconfig(
+        cluster={"server": "http://127.0.0.1:6443"}, user={})))
+    assert cfg.server == "127.0.0.1:6443" and not cfg.secure
+
+
+def test_single_context_needs_no_current_context(tmp_path: Path) -> None:
+    doc = kubeconfig()
+    del doc["current-context"]
+    assert load_kubeconfig(write(tmp_path, doc)).server == "10.0.0.1:6443"
+
+
+# --- errors name the file and the field -----------------------------------------------------
+
+
+BAD = [
+    (kubeconfig(cluster={"certificate-authority-data": b64(CA.cert_pem)}),
+     'clusters["c"].cluster.server: required'),
+    (kubeconfig(cluster={"server": "https://a:1"}),
+     'clusters["c"].cluster.certificate-authority-data: required for an https server'),
+    (kubeconfig(cluster={"server": "https://a:1", "certificate-authority-data": "!!"}),
+     'clusters["c"].cluster.certificate-authority-data: not valid base64'),
+    (kubeconfig(cluster={"server": "https://a:1", "certificate-authority-data": b64(b"junk")}),
+     'clusters["c"].cluster.certificate-authority: not a PEM certificate'),
+    (kubeconfig(cluster={"server": "https://a:1", "certificate-authority": "missing.crt"}),
+     'clusters["c"].cluster.certificate-authority: cannot read missing.crt'),
+    (kubeconfig(cluster={"server": "https://a:1", "insecure-skip-tls-verify": True}),
+     'clusters["c"].cluster.insecure-skip-tls-verify: not supported'),
+    (kubeconfig(cluster={"server": "ftp://a:1"}), '"ftp://a:1" is not an http(s) URL'),
+    (kubeconfig(user={"client-certificate-data": b64(LEAF.cert_pem)}),
+     'users["u"].user.client-key-data: required together with the client certificate'),
+    (kubeconfig(user={"client-key-data": b64(LEAF.key_pem)}),
+     'users["u"].user.client-certificate-data: required together with the client key'),
+    (kubeconfig(user={"client-certificate-data": b64(LEAF.cert_pem),
+                      "client-key-data": b64(LEAF.cert_pem)}),
+     'users["u"].user.client-key: not an unencrypted PEM private key'),
+    (kubeconfig(user={"exec": {"command": "x"}}), 'users["u"].user.exec: not supported'),
+    (kubeconfig(user={"tokenFile": "nope"}), 'users["u"].user.tokenFile: cannot read nope'),
+    (kubeconfig(**{"current-context": "other"}), 'contexts: no context named "other"'),
+    (kubeconfig(context={"user": "u"}), 'contexts["ctx"].context.cluster: required'),
+    (kubeconfig(context={"cluster": "zz", "user": "u"}), 'clusters: no cluster named "zz"'),
+    (kubeconfig(context={"cluster": "c", "user": "zz"}), 'users: no user named "zz"'),
+    ({**kubeconfig(), "contexts": [], "current-context": ""}, "current-context: not set"),
+    ("clusters: [", "not valid YAML"),
+    ("- a\n- b\n", "not a kubeconfig"),
+]
+
+
+@pytest.mark.parametrize("doc,message", BAD)
+def test_bad_kubeconfig(tmp_path: Path, doc: Any, message: str) -> None:
+    path = write(tmp_path, doc)
+    with pytest.raises(ConfigError) as e:
+        load_kubeconfig(path)
+    assert str(e.value).startswith(path + ": ")
+    assert message in str(e.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope.conf: cannot read the kubeconfig"):
+        load_config(str(tmp_path / "nope.conf"))
+
+
+# --- lookup order ---------------------------------------------------------------------------
+
+
+def named(tmp_path: Path, name: str, server: str) -> str:
+    return write(tmp_path, kubeconfig(cluster={
+        "server": server, "certificate-authority-data": b64(CA.cert_pem)}), name)
+
+
+def test_precedence_flag_env_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_config() == ClientConfig(server="127.0.0.1:6443")  # nothing at all
+    home = tmp_path / "home/.tinykube"
+    home.mkdir(parents=True)
+    named(home, "config", "https://default:1")
+    assert load_config().server == "default:1"
+    monkeypatch.setenv("TINYKUBE_CONFIG", named(tmp_path, "env.conf", "https://env:2"))
+    assert load_config().server == "env:2"
+    assert load_config(named(tmp_path, "flag.conf", "https://flag:3")).server == "flag:3"
+
+
+def test_server_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = named(tmp_path, "c.conf", "https://file:1")
+    assert load_config(path, "other:2") == replace(load_config(path), server="other:2")
+    assert load_config(path, "https://other:3").secure
+    plain = load_config(path, "http://other:4")
+    assert plain.server == "other:4" and not plain.secure and plain.cert_pem is None
+    monkeypatch.setenv("TINYKUBE_SERVER", "env:5")
+    assert load_config().server == "env:5" and not load_config().secure
+    assert load_config(path).server == "file:1"  # an explicit file beats the environment
+    assert load_config(path, "flag:6").server == "flag:6"
+    monkeypatch.setenv("TINYKUBE_CONFIG", path)
+    assert load_config().server == "env:5" and load_config().secure
+
+
+# --- in-cluster -----------------------------------------------------------------------------
+
+
+def test_in_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "token").write_text("jwt")
+    (tmp_path / "ca.crt").write_bytes(CA.cert_pem)
+    (tmp_path / "namespace").write_text("apps\n")
+    with pytest.raises(ConfigError, match="KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT"):
+        in_cluster(str(tmp_path))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6444")
+    cfg = in_cluster(str(tmp_path))
+    assert cfg == ClientConfig(server="10.96.0.1:6444", ca_pem=CA.cert_pem,
+                               token_file=str(tmp_path / "token"), namespace="apps",
+                               source="in-cluster")
+    (tmp_path / "token").unlink()
+    with pytest.raises(ConfigError, match="no ServiceAccount token"):
+        in_cluster(str(tmp_path))
