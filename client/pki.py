@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -227,7 +228,10 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     others, not even for a moment)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    # A leftover temporary file (a crashed run) may have any mode, or be a symlink planted in
+    # a shared directory (`--dir .`): never write into it, make a new file that is ours.
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -352,7 +356,8 @@ class _Run:
         crt, key = self.dir / f"{stem}.crt", self.dir / f"{stem}.key"
         # A serving certificate missing a requested name is remade (a new --apiserver-san).
         dns, ips = split_sans(sans)
-        if self._keep([crt, key], ca_stem) and {*dns, *ips} <= cert_sans(crt.read_bytes()):
+        if (self._keep([crt, key], ca_stem) and issued_by(crt.read_bytes(), ca)
+                and {*dns, *ips} <= cert_sans(crt.read_bytes())):
             self._done([crt, key], "exists")
             return
         issue(ca, common_name, organizations=organizations, dns_names=dns, ip_addresses=ips,
@@ -362,7 +367,7 @@ class _Run:
     def kubeconfig(self, name: str, ca: CertKey, user: str, groups: Sequence[str],
                    server_url: str) -> None:
         path = self.dir / name
-        if self._keep([path], "ca"):
+        if self._keep([path], "ca") and _kubeconfig_trusts(path, ca):
             self._done([path], "exists")
             return
         cert = issue(ca, user, organizations=groups, client=True, validity=self.validity)
@@ -394,6 +399,31 @@ class _Run:
         # With no address given the kubelet is local (the single-host lab): loopback names.
         sans = [name, *ips] if ips else [name, "localhost", "127.0.0.1"]
         self.leaf(f"{base}/kubelet", ca, "ca", name, sans=sans, server=True)
+
+
+def issued_by(cert_pem: bytes, ca: CertKey) -> bool:
+    """Whether `cert_pem` was signed by `ca`. A CA replaced by hand, or a `--force` run that
+    stopped half-way, leaves certificates of the old CA behind: keeping those would give a
+    cluster whose parts cannot talk to each other."""
+    try:
+        x509.load_pem_x509_certificate(cert_pem).verify_directly_issued_by(ca.cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _kubeconfig_trusts(path: Path, ca: CertKey) -> bool:
+    """A kubeconfig written by `write_kubeconfig` holds `ca` and a client certificate it
+    signed (see `issued_by`)."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+        cluster = doc["clusters"][0]["cluster"]
+        user = doc["users"][0]["user"]
+        ca_pem = base64.b64decode(cluster["certificate-authority-data"])
+        cert_pem = base64.b64decode(user["client-certificate-data"])
+    except (OSError, ValueError, yaml.YAMLError, KeyError, IndexError, TypeError):
+        return False
+    return ca_pem == ca.cert_pem and issued_by(cert_pem, ca)
 
 
 def _server_url_sans(server_url: str) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,14 +23,17 @@ from tkctl.context import Command, Context, UsageError
 DEFAULT_VALIDITY = "8760h"
 
 
-def _common_flags(p: argparse.ArgumentParser) -> None:
+_FORCE_HELP = ("Make every file anew, even if it exists (a new CA: every kubeconfig and "
+               "component must get the new files)")
+
+
+def _common_flags(p: argparse.ArgumentParser, force_help: str = _FORCE_HELP) -> None:
     p.add_argument("--dir", default=pki.DEFAULT_DIR,
                    help=f"The directory of the cluster's PKI (default {pki.DEFAULT_DIR})")
     p.add_argument("--validity", default=DEFAULT_VALIDITY,
                    help="How long leaf certificates are valid, as a duration (default "
                         f"{DEFAULT_VALIDITY}); CAs are valid for 10 years")
-    cli.add_bool(p, "--force", help="Make every file anew, even if it exists (a new CA: every "
-                                    "kubeconfig and component must get the new files)")
+    cli.add_bool(p, "--force", help=force_help)
 
 
 def configure_init(p: argparse.ArgumentParser) -> None:
@@ -89,6 +93,18 @@ def _san(text: str, flag: str) -> str:
     return text
 
 
+# A Node's name is a DNS subdomain (upstream's validation); it also names a directory
+# (nodes/NAME/), so nothing else may pass: `../x` would write outside the PKI directory.
+_NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _node_name(name: str, what: str) -> str:
+    if len(name) > 253 or not _NODE_NAME.fullmatch(name):
+        raise UsageError(f'invalid {what} "{name}": a node name must be a lowercase RFC 1123 '
+                         "subdomain (letters, digits, '-', '.'; e.g. node-1)")
+    return name
+
+
 def parse_nodes(specs: list[str]) -> dict[str, list[str]]:
     """`--node n1=10.0.0.1,10.0.0.2 --node n2` -> {"n1": [...], "n2": []}."""
     nodes: dict[str, list[str]] = {}
@@ -97,6 +113,7 @@ def parse_nodes(specs: list[str]) -> dict[str, list[str]]:
         if not name:
             raise UsageError(f'invalid argument "{spec}" for "--node" flag: expected '
                              "NAME[=IP,IP]")
+        _node_name(name, "--node")
         nodes[name] = [_ip(ip, "--node") for ip in ips.split(",") if ip]
     return nodes
 
@@ -126,6 +143,7 @@ async def run_init(ctx: Context, args: argparse.Namespace) -> None:
 async def run_add_node(ctx: Context, args: argparse.Namespace) -> None:
     if not args.name:
         raise UsageError("NAME is required: tkctl pki add-node NAME [--ip IP]...")
+    _node_name(args.name, "NAME")
     validity = _validity(args.validity)
     ips = [_ip(ip, "--ip") for ip in args.ip]
     try:
@@ -146,18 +164,24 @@ def configure_user(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group", action="append", default=[],
                    help="A group the user belongs to (the certificate's O; repeatable)")
     p.add_argument("--out", default="", metavar="FILE",
-                   help="Where to write the kubeconfig (default NAME.conf in --dir)")
-    _common_flags(p)
+                   help="Where to write the kubeconfig (default NAME.conf in --dir); an "
+                        "existing file is replaced only with --force")
+    _common_flags(p, force_help="Replace the kubeconfig if it exists")
 
 
 async def run_user(ctx: Context, args: argparse.Namespace) -> None:
     if not args.name:
         raise UsageError("NAME is required: tkctl pki user NAME [--group GROUP]... [--out FILE]")
-    if args.force:
-        raise UsageError("--force: not used by `pki user`, which always issues a new "
-                         "certificate")
     validity = _validity(args.validity)
+    if not args.out and ("/" in args.name or args.name.startswith(".")):
+        raise UsageError(f'NAME "{args.name}" cannot name a file in --dir: pass --out FILE')
     out = Path(args.out) if args.out else Path(args.dir) / f"{args.name}.conf"
+    if not args.out and out.name in pki.COMPONENT_CONFIGS:
+        # `pki user admin` must not replace the cluster's admin.conf (nor scheduler.conf ...).
+        raise UsageError(f"{out} is the cluster's own kubeconfig: pass --out FILE for a user "
+                         f'named "{args.name}"')
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists: pass --force to replace it (with a new certificate)")
     try:
         path = await asyncio.to_thread(
             pki.add_user, Path(args.dir), args.name, args.group, path=out,

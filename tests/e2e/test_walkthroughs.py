@@ -11,8 +11,9 @@ Running a step:
   own shell); each runs as `bash -c BLOCK` in the repo root with stdin closed, stdout and stderr
   merged, and the environment a reader's shell would have after "Before you begin":
   TINYKUBE_CONFIG=<the cluster's admin kubeconfig>, ETCDCTL_API=3, ETCDCTL_ENDPOINTS=<its etcd>,
-  ETCDCTL_CACERT/ETCDCTL_CERT/ETCDCTL_KEY=<its etcd client certificate>, and PATH starting with
-  this Python's bin directory (the venv's, with the `tkctl` console script);
+  ETCDCTL_CACERT/ETCDCTL_CERT/ETCDCTL_KEY=<its etcd client certificate>, PKI=<its certificate
+  directory>, AUDIT_LOG=<its audit log>, and PATH starting with this Python's bin directory (the
+  venv's, with the `tkctl` console script);
 - the Verification is the first ```text block after the command, before the next ```bash block
   or `#`/`##` heading (a `### Verification` heading may introduce it). A step with one is judged
   by its output only, not its exit status (some steps show an error on purpose); a step without
@@ -205,6 +206,8 @@ async def test_walkthrough(doc: Path) -> None:
             **os.environ,
             "TINYKUBE_SERVER": "",
             "TINYKUBE_CONFIG": cluster.kubeconfig,
+            "PKI": str(cluster.pki),
+            "AUDIT_LOG": str(cluster.audit_log),
             **cluster.etcd.etcdctl_env(),
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
             "NO_COLOR": "1",
