@@ -203,7 +203,9 @@ class NodeRestriction:
         if req.operation != "CREATE" or req.subresource != "token":
             return
         ref = _spec(req.obj).get("boundObjectRef") or {}
-        if (ref.get("apiVersion"), ref.get("kind")) != ("v1", "Pod") or not ref.get("name"):
+        # apiVersion defaults to v1, as the TokenRequest handler reads it.
+        kind = (ref.get("apiVersion") or "v1", ref.get("kind"))
+        if kind != ("v1", "Pod") or not ref.get("name"):
             raise self._forbidden(req, "node requested token not bound to a pod")
         if not ref.get("uid"):
             raise self._forbidden(req, "node requested token with a pod binding without a uid")

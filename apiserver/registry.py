@@ -40,7 +40,8 @@ from api.resources import RESOURCES, ResourceInfo
 from api.selectors import from_label_selector, from_map, parse_field_selector, parse_label_selector
 from api.validation import validate
 from apiserver.admission import Admission
-from apiserver.auth import Authorizer
+from apiserver.auth import Attributes, Authorizer, current_user
+from apiserver.authz import forbidden
 from apiserver.reviews import Reviews
 from apiserver.storage import (
     ClaimTaken,
@@ -126,6 +127,7 @@ class Registry:
         self.storage = storage
         self.cache = cache
         self.admission = admission
+        self.authorizer = authorizer
         # Reviews and TokenRequests: creates that are answered, never stored.
         self.reviews = Reviews(storage, admission, tokens=tokens, token_verifier=token_verifier,
                                authorizer=authorizer)
@@ -376,7 +378,7 @@ class Registry:
             raise errors.BadRequest(message=f"the name of the object ({md['name']}) does not "
                                     f"match the name on the URL ({name})")
         md["name"] = name
-        self._namespace_for(info, ns, obj)
+        obj_ns = self._namespace_for(info, ns, obj)
         user_rv = str(md.get("resourceVersion") or "")
         try:
             result = await self._update_loop(
@@ -384,9 +386,22 @@ class Registry:
         except errors.NotFound:
             if subresource or info.name not in _CREATE_ON_UPDATE:
                 raise
+            self._authorize_create(info, obj_ns)
             md.pop("resourceVersion", None)
             return await self.create(info, ns, json.dumps(obj).encode(), dry_run)
         return Result(result, warnings)
+
+    def _authorize_create(self, info: ResourceInfo, ns: str) -> None:
+        """An update that creates must also be allowed to create, as upstream's update
+        handler asks the authorizer (`create`, no name) before it turns into a create."""
+        user = current_user()
+        if self.authorizer is None or user is None:
+            return  # the apiserver's own writes
+        attrs = Attributes(user, "create", resource=info.name, api_group=info.group,
+                           namespace=ns)
+        decision = self.authorizer.authorize(attrs)
+        if not decision.allowed:
+            raise forbidden(attrs, decision.reason)
 
     async def patch(self, info: ResourceInfo, ns: str, name: str, subresource: str,
                     patch_type: str, raw: bytes, dry_run: bool = False) -> Result:

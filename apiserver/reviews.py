@@ -136,9 +136,11 @@ class Reviews:
         tr["metadata"] = {**(tr.get("metadata") or {}), "name": name, "namespace": ns}
         spec = tr.setdefault("spec", {})
         spec["audiences"] = spec.get("audiences") or list(self.tokens.audiences)
-        bound = await self._bound(ns, name, spec.get("boundObjectRef"))
+        # Admission sees the request as sent: _bound fills in the bound object's uid, and
+        # NodeRestriction must see whether the node named it (upstream validates first too).
         info = RESOURCES["serviceaccounts"]
         await self.admission.validate("CREATE", info, "token", ns, name, tr, sa)
+        bound = await self._bound(ns, name, spec.get("boundObjectRef"))
         tr["metadata"]["creationTimestamp"] = now_rfc3339()
         if dry_run:
             tr["status"] = {"token": "", "expirationTimestamp": ""}

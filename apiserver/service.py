@@ -102,6 +102,10 @@ class ApiServicer(pb_grpc.ApiServicer):
         info = RESOURCES.get(resource)
         if info is not None and not info.namespaced:
             namespace = ""
+        if resource == "namespaces" and name:
+            # Upstream's RequestInfo puts a namespace's own name in the namespace field, which
+            # is how a RoleBinding in "ns" (view, admin) lets its subjects read namespace "ns".
+            namespace = name
         agent = metadata_values(context.invocation_metadata(), "user-agent")
         return AuditRecord(
             verb=verb, resource=resource, subresource=subresource, namespace=namespace,
@@ -178,8 +182,12 @@ class ApiServicer(pb_grpc.ApiServicer):
         info = RESOURCES.get(request.resource)
         if info is not None and info.namespaced and not ns and not request.subresource:
             ns = _body_namespace(request.object) or "default"
-        rec = self._record(context, "create", request.resource, ns, request.name,
-                           request.subresource)
+        # Only a subresource create (serviceaccounts/NAME/token) names an existing object. A
+        # plain create is authorized without a name, as upstream's: the registry ignores the
+        # request's name and writes the body's, so authorizing the request's name would let a
+        # rule's resourceNames allow creating any name.
+        name = request.name if request.subresource else ""
+        rec = self._record(context, "create", request.resource, ns, name, request.subresource)
         return await self._unary(context, rec, lambda info: self.registry.create(
             info, ns, request.object, request.dry_run, name=request.name,
             subresource=request.subresource))

@@ -239,7 +239,9 @@ class TokenVerifier:
         if alg not in _ALGORITHMS:
             raise InvalidToken(f"unsupported signing algorithm {alg!r}")
         last: Exception | None = None
-        for key in self._keys:
+        # Only keys of the header's algorithm: PyJWT raises TypeError, not a token error, when
+        # handed an EC key for RS256 (or the reverse), and a forged header must be a 401.
+        for key in (k for k in self._keys if _algorithm(k, "key") == alg):
             try:
                 # Times are checked below against our clock; audiences by verify().
                 claims: Obj = jwt.decode(
@@ -275,7 +277,9 @@ class TokenVerifier:
         if obj is None:
             raise InvalidToken(f"{what} has been deleted")
         md = obj.get("metadata") or {}
-        if uid and md.get("uid") != uid:
+        # Always compared, even when the claim has no uid: tokens this apiserver signs carry
+        # one, and a token naming none must not follow a name to a recreated object.
+        if md.get("uid") != uid:
             raise InvalidToken(f"{what}: uid {md.get('uid')} does not match the token's {uid}")
         deleted = _epoch(md.get("deletionTimestamp"))
         # As upstream: a pod in graceful termination keeps a working token (its preStop hooks

@@ -160,7 +160,9 @@ class ApiClient:
     def metadata(self) -> tuple[tuple[str, str], ...] | None:
         """The per-call metadata: bearer token and impersonation headers (None if neither)."""
         md = list(self._impersonation)
-        token = self._token.get()
+        # A bearer token goes only over TLS: on a plaintext channel anyone on the path could
+        # replay it, and the only server there (`--insecure`) ignores credentials anyway.
+        token = self._token.get() if self.secure else None
         if token:
             md.append(("authorization", f"Bearer {token}"))
         return tuple(md) or None

@@ -83,7 +83,10 @@ def find_kubeconfig(kubeconfig: str | None = None) -> str | None:
     env = os.environ.get(CONFIG_ENV)
     if env:
         return env
-    default = Path(DEFAULT_CONFIG).expanduser()
+    try:
+        default = Path(DEFAULT_CONFIG).expanduser()
+    except RuntimeError:  # no home directory (a container user without one): no default file
+        return None
     return str(default) if default.is_file() else None
 
 
@@ -95,14 +98,20 @@ def load_config(kubeconfig: str | None = None, server: str | None = None) -> Cli
     `http://…` forces plaintext.
     """
     override = server or (None if kubeconfig else os.environ.get(SERVER_ENV)) or None
+    field = "--server" if server else f"${SERVER_ENV}"  # name where the value came from
     path = find_kubeconfig(kubeconfig)
     if path is None:
-        target, _ = _target(override or DEFAULT_SERVER, "--server")
+        target, scheme = _target(override or DEFAULT_SERVER, field)
+        if scheme == "https":
+            # Without a kubeconfig there is no CA to verify the server with: refuse rather than
+            # quietly dial plaintext to an address the user asked to reach over TLS.
+            raise ConfigError(f'{field}: "{override}" is https, which needs the cluster CA '
+                              f"from a kubeconfig: pass --kubeconfig or set ${CONFIG_ENV}")
         return ClientConfig(server=target)
     cfg = load_kubeconfig(path)
     if override is None:
         return cfg
-    target, scheme = _target(override, "--server")
+    target, scheme = _target(override, field)
     if scheme == "http":
         return ClientConfig(server=target, token=cfg.token, token_file=cfg.token_file,
                             namespace=cfg.namespace, source=cfg.source)
@@ -113,7 +122,10 @@ def _target(server: str, field: str) -> tuple[str, str]:
     """(gRPC target host:port, scheme) of `https://h:p`, `http://h:p` or a bare `h:p`."""
     if "://" not in server:
         return server, ""
-    parts = urlsplit(server)
+    try:
+        parts = urlsplit(server)
+    except ValueError:  # "https://[::1" and the like: the user's typo, not a crash
+        raise ConfigError(f'{field}: "{server}" is not an http(s) URL or host:port') from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f'{field}: "{server}" is not an http(s) URL or host:port')
     try:
@@ -132,7 +144,7 @@ class _File:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.dir = Path(path).expanduser().resolve().parent
+        self.dir = _expand(path, path).resolve().parent
 
     def fail(self, field: str, message: str) -> ConfigError:
         return ConfigError(f"{self.path}: {field}: {message}" if field else
@@ -176,17 +188,28 @@ class _File:
             raise self.fail(f"{field}.{key}", f"cannot read {name}: {e.strerror}") from None
 
     def resolve(self, name: str) -> Path:
-        p = Path(name).expanduser()
+        p = _expand(name, self.path)
         return p if p.is_absolute() else self.dir / p
+
+
+def _expand(name: str, source: str) -> Path:
+    """`~/x` → the home directory's x; ConfigError (not RuntimeError) for `~nobody/x` or when
+    there is no home directory to expand to."""
+    try:
+        return Path(name).expanduser()
+    except RuntimeError:
+        raise ConfigError(f"{source}: cannot expand {name!r}: no such home directory") from None
 
 
 def load_kubeconfig(path: str) -> ClientConfig:
     """Read one kubeconfig file (its current context) into a ClientConfig."""
     f = _File(path)
     try:
-        doc = yaml.safe_load(Path(path).expanduser().read_text())
+        doc = yaml.safe_load(_expand(path, path).read_text())
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the kubeconfig: {e.strerror}") from None
+    except UnicodeDecodeError:  # a binary file (a key or a certificate in DER, say)
+        raise ConfigError(f"{path}: not a kubeconfig (not UTF-8 text)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(doc, dict):

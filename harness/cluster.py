@@ -174,14 +174,17 @@ class ApiServer:
     last, so a test can override any of these flags.
     """
 
-    def __init__(self, etcd_url: str, *args: str, pki: Path | None = None) -> None:
+    def __init__(self, etcd_url: str, *args: str, pki: Path | None = None,
+                 parent: Path | None = None) -> None:
         self.etcd_url = etcd_url
         self.args = list(args)
         self.pki = Path(pki) if pki is not None else None
         self.port = free_port()
         self.token_port = free_port() if pki is not None else 0
         self.metrics_port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="tk-apiserver-"))
+        # Its log and audit log outlive stop() (a test restarts it, or reads them after): a
+        # Cluster passes its own directory as `parent`, which it deletes at the end.
+        self.dir = Path(tempfile.mkdtemp(prefix="tk-apiserver-", dir=parent))
         self.log = self.dir / "apiserver.log"
         self.audit_log = self.dir / "audit.log"
         self.encryption_config = (self.pki / "encryption-config.yaml"
@@ -337,7 +340,8 @@ class Cluster:
         return client
 
     async def start(self) -> None:
-        self.apiserver = ApiServer(self.etcd.url, *self.apiserver_args, pki=self.pki)
+        self.apiserver = ApiServer(self.etcd.url, *self.apiserver_args, pki=self.pki,
+                                   parent=self.dir)
         if self.pki is not None:
             await asyncio.to_thread(init_pki, self.pki, server_url=self.server_url)
         await self.etcd.start()

@@ -281,3 +281,30 @@ async def test_autoupdate_repairs_bootstrap_policy_on_restart() -> None:
         assert basic["subjects"] == [group("system:authenticated")]
         discovery = await admin.get("clusterroles", "system:discovery")
         assert discovery["rules"] == [{"nonResourceURLs": ["/version"], "verbs": ["get"]}]
+
+
+async def test_a_role_binding_cannot_patch_away_its_namespace(cluster: Cluster,
+                                                               namespace: str) -> None:
+    # A namespace admin may write RoleBindings there. Patching metadata.namespace to null
+    # once stored the binding without a namespace, which RBAC read as a ClusterRoleBinding:
+    # namespace admin became admin of every namespace.
+    admin, who = cluster.client, f"nsadmin-{uid()}"
+    other = await new_namespace(cluster)
+    await admin.create("configmaps", configmap("elsewhere"), other)
+    await admin.create("rolebindings", binding("ns-admin", "ClusterRole", "admin", [user(who)],
+                                               namespace))
+    boss = cluster.client_as(who)
+    await eventually(lambda: boss.create("rolebindings", binding(
+        "mine", "ClusterRole", "admin", [user(who)], namespace)))
+    for patch in ({"metadata": {"namespace": None}}, {"metadata": {"namespace": ""}}):
+        try:
+            patched = await boss.patch("rolebindings", "mine", patch, namespace)
+        except errors.ApiError:
+            pass
+        else:
+            assert patched["metadata"]["namespace"] == namespace
+    stored = await admin.get("rolebindings", "mine", namespace)
+    assert stored["metadata"]["namespace"] == namespace
+    await asyncio.sleep(0.5)  # what the watch cache would have indexed by now
+    await refused(boss.get("configmaps", "elsewhere", other))
+    await refused(boss.list("secrets"))

@@ -283,3 +283,22 @@ async def test_insecure_apiserver_warns_and_serves_plaintext() -> None:
         warnings = [line for line in c.apiserver.logs().splitlines() if "WARNING" in line]
         assert len(warnings) == 1 and "--insecure" in warnings[0]
         assert "no authentication" in warnings[0]
+
+
+async def test_cluster_leaves_no_directories_behind() -> None:
+    """The apiserver's directory holds its log and the audit log: it goes with the Cluster."""
+    async with Cluster() as c:
+        assert c.apiserver is not None
+        dirs = [c.dir, c.etcd.dir, c.apiserver.dir]
+        assert c.apiserver.audit_log.exists()
+    assert not any(d.exists() for d in dirs), dirs
+
+
+async def test_bearer_token_is_not_sent_to_a_plaintext_server() -> None:
+    """A kubeconfig with a token pointed at an `--insecure` apiserver (or `--server http://`)
+    must not put the token on the wire in the clear."""
+    async with Cluster(insecure=True) as c:
+        cfg = ClientConfig(server=c.server, token="sa.token.secret")
+        async with ApiClient(config=cfg) as plain:
+            assert plain.metadata() is None
+            assert (await plain.get("namespaces", "default"))["metadata"]["name"] == "default"

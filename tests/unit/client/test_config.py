@@ -208,3 +208,40 @@ def test_in_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "token").unlink()
     with pytest.raises(ConfigError, match="no ServiceAccount token"):
         in_cluster(str(tmp_path))
+
+
+# --- malformed input: a ConfigError, never a stack trace -------------------------------------
+
+
+def test_binary_file_is_not_a_kubeconfig(tmp_path: Path) -> None:
+    path = tmp_path / "ca.der"
+    path.write_bytes(b"\xff\xfe\x00\x81binary")
+    with pytest.raises(ConfigError, match="ca.der: not a kubeconfig"):
+        load_kubeconfig(str(path))
+
+
+@pytest.mark.parametrize("server", ["https://[::1:6443", "https://[zz]:1"])
+def test_malformed_url_server(tmp_path: Path, server: str) -> None:
+    path = write(tmp_path, kubeconfig(cluster={
+        "server": server, "certificate-authority-data": b64(CA.cert_pem)}))
+    with pytest.raises(ConfigError, match="is not an http.s. URL"):
+        load_kubeconfig(path)
+    with pytest.raises(ConfigError, match="--server: .* is not an http.s. URL"):
+        load_config(server=server)
+
+
+def test_unknown_home_in_paths(tmp_path: Path) -> None:
+    for user in ({"tokenFile": "~no-such-user-tk/token"},
+                 {"client-certificate": "~no-such-user-tk/c", "client-key": "~no-such-user-tk/k"}):
+        with pytest.raises(ConfigError, match="cannot expand '~no-such-user-tk"):
+            load_kubeconfig(write(tmp_path, kubeconfig(user=user)))
+
+
+def test_https_server_without_kubeconfig_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No CA to verify it with: dialling plaintext instead would silently ignore the "https".
+    with pytest.raises(ConfigError, match="--server: .*needs the cluster CA"):
+        load_config(server="https://10.0.0.1:6443")
+    monkeypatch.setenv("TINYKUBE_SERVER", "https://10.0.0.1:6443")
+    with pytest.raises(ConfigError, match=r"\$TINYKUBE_SERVER: .*TINYKUBE_CONFIG"):
+        load_config()
+    assert load_config(server="http://10.0.0.1:6443").server == "10.0.0.1:6443"

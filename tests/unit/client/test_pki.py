@@ -5,6 +5,7 @@ expired client certificates)."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -24,7 +25,7 @@ from api.proto import tinykube_pb2 as pb
 from api.proto import tinykube_pb2_grpc as pb_grpc
 from client import pki
 from client.apiclient import ApiClient
-from client.config import load_config
+from client.config import ClientConfig, load_config
 
 
 def cert_of(path: Path) -> x509.Certificate:
@@ -341,3 +342,39 @@ async def test_foreign_ca_and_expired_certs_are_refused(pkidir: Path, tls_server
         async with ApiClient(config=load_config(str(conf))) as c:
             with pytest.raises(errors.ServiceUnavailable):
                 await c.discovery()
+
+
+async def test_bearer_token_never_sent_in_plaintext(tmp_path: Path) -> None:
+    (tmp_path / "tok").write_text("abc.def\n")
+    plain = ApiClient(config=ClientConfig(server="127.0.0.1:1", token="inline",
+                                          token_file=str(tmp_path / "tok")),
+                      impersonate_user="bob")
+    try:
+        assert plain.metadata() == (("impersonate-user", "bob"),)
+    finally:
+        await plain.close()
+
+
+def test_leaf_of_another_ca_is_remade(tmp_path: Path) -> None:
+    """A CA replaced by hand (or a --force run cut short) must not leave certificates and
+    kubeconfigs of the old CA reported as "exists"."""
+    pki.init_pki(tmp_path)
+    other = pki.new_ca("tinykube-ca")
+    other.write(tmp_path / "ca.crt", tmp_path / "ca.key")
+    report = dict(pki.init_pki(tmp_path))
+    assert report[str(tmp_path / "ca.crt")] == "exists"
+    for name in ("apiserver.crt", "apiserver-kubelet-client.crt", "admin.conf", "proxy.conf"):
+        assert report[str(tmp_path / name)] == "created", name
+    assert report[str(tmp_path / "etcd/server.crt")] == "exists"
+    assert pki.issued_by((tmp_path / "apiserver.crt").read_bytes(), other)
+    assert {s for _, s in pki.init_pki(tmp_path)} == {"exists"}
+
+
+def test_stale_temporary_file_is_not_written_through(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("untouched")
+    key = tmp_path / "x.key"
+    (tmp_path / f".x.key.tmp{os.getpid()}").symlink_to(target)
+    pki.CertKey(b"cert", b"secret key").write(tmp_path / "x.crt", key)
+    assert target.read_text() == "untouched"
+    assert key.read_bytes() == b"secret key" and stat.S_IMODE(key.stat().st_mode) == 0o600

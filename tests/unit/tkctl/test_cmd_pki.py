@@ -235,3 +235,33 @@ async def test_refused_keeps_kubectls_line(pkidir: Path) -> None:
     assert code == 1
     assert err == (f"The connection to the server {closed} was refused - did you specify the "
                    "right host or port?\n")
+
+
+async def test_pki_user_never_clobbers_the_clusters_files(tmp_path: Path) -> None:
+    d = tmp_path / "pki"
+    await run("pki", "init", "--dir", str(d))
+    admin = (d / "admin.conf").read_bytes()
+    code, _, err = await run("pki", "user", "admin", "--dir", str(d))
+    assert code == 1 and "cluster's own kubeconfig: pass --out" in err
+    code, _, err = await run("pki", "user", "admin", "--dir", str(d), "--force")
+    assert code == 1 and (d / "admin.conf").read_bytes() == admin
+    code, out, err = await run("pki", "user", "jane", "--group", "dev", "--dir", str(d))
+    assert (code, err) == (0, "") and out == f"{d}/jane.conf created\n"
+    first = (d / "jane.conf").read_bytes()
+    code, _, err = await run("pki", "user", "jane", "--dir", str(d))
+    assert code == 1 and "exists: pass --force" in err and (d / "jane.conf").read_bytes() == first
+    code, _, _ = await run("pki", "user", "jane", "--dir", str(d), "--force")
+    assert code == 0 and (d / "jane.conf").read_bytes() != first
+    code, _, err = await run("pki", "user", "../escape", "--dir", str(d))
+    assert code == 1 and "pass --out FILE" in err and not (tmp_path / "escape.conf").exists()
+
+
+@pytest.mark.parametrize("argv", [["pki", "add-node", "../../etc"],
+                                  ["pki", "add-node", "Node_1"],
+                                  ["pki", "init", "--node", "a/b=10.0.0.1"]])
+async def test_node_names_are_dns_subdomains(tmp_path: Path, argv: list[str]) -> None:
+    d = tmp_path / "pki"
+    await run("pki", "init", "--dir", str(d))
+    code, _, err = await run(*argv, "--dir", str(d))
+    assert code == 1 and "RFC 1123 subdomain" in err and err.count("\n") == 1
+    assert not (tmp_path / "etc").exists() and not (d / "nodes").exists()
