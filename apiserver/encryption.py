@@ -38,6 +38,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from api.resources import RESOURCES
+from client.config import yaml_error
 
 FLAG = "--encryption-provider-config"
 ENC_PREFIX = b"k8s:enc:"
@@ -150,12 +151,9 @@ def load(path: str | Path) -> EncryptionConfig:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{FLAG}: {path} is not valid YAML: {_one_line(e)}") from None
+        # yaml_error: never str(e), which quotes the offending line (here: a key's secret).
+        raise ConfigError(f"{FLAG}: {path} is not valid YAML: {yaml_error(e)}") from None
     return parse(doc)
-
-
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split())
 
 
 def parse(doc: Any) -> EncryptionConfig:

@@ -305,6 +305,8 @@ class RBACAuthorizer:
             items, _ = self.cache.list(res, "", lambda _o: True)
             for binding in items:
                 ns = str((binding.get("metadata") or {}).get("namespace") or "")
+                if res == "rolebindings" and not ns:
+                    continue  # never stored so; were one, it must not grant cluster-wide
                 for pos, subject in enumerate(binding.get("subjects") or []):
                     key = _subject_key(subject, ns)
                     if key is not None:

@@ -459,6 +459,15 @@ class Registry:
                 "finalizers") or []
             return merged
         md, cur_md = _md(new), _md(cur)
+        # The object stays under its key: a patch that drops (null, "") name or namespace
+        # gets them back, as upstream fills them from the request. Validation refuses only a
+        # *different* value, and a RoleBinding stored without its namespace would read as a
+        # ClusterRoleBinding.
+        for k in ("name", "namespace"):
+            if cur_md.get(k):
+                md[k] = md.get(k) or cur_md[k]
+            else:
+                md.pop(k, None)
         if md.get("uid") and md["uid"] != cur_md.get("uid"):
             raise _conflict(info, cur_md.get("name", ""), "Precondition failed: UID in "
                             f"precondition: {md['uid']}, UID in object meta: {cur_md.get('uid')}")

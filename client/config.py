@@ -136,6 +136,16 @@ def _target(server: str, field: str) -> tuple[str, str]:
     return f"{host}:{port}", parts.scheme
 
 
+def yaml_error(e: yaml.YAMLError) -> str:
+    """What is wrong with a YAML file and where, WITHOUT the excerpt of the offending line that
+    str(e) quotes: in a kubeconfig or an EncryptionConfiguration that line may be a key."""
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
+        mark = e.problem_mark
+        return f"{e.problem or e.context or 'syntax error'} (line {mark.line + 1}, " \
+               f"column {mark.column + 1})"
+    return "syntax error"
+
+
 # --- kubeconfig -----------------------------------------------------------------------------
 
 
@@ -211,7 +221,7 @@ def load_kubeconfig(path: str) -> ClientConfig:
     except UnicodeDecodeError:  # a binary file (a key or a certificate in DER, say)
         raise ConfigError(f"{path}: not a kubeconfig (not UTF-8 text)") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_error(e)}") from None
     if not isinstance(doc, dict):
         raise f.fail("", "not a kubeconfig (expected a mapping with clusters, users, contexts)")
     context_name = _current_context(f, doc)

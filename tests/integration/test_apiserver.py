@@ -803,11 +803,17 @@ async def test_long_generate_name_is_cut_to_fit(cluster: Cluster, namespace: str
 
 
 async def test_tcp_and_udp_share_a_node_port(cluster: Cluster, namespace: str) -> None:
+    # A port known to be free: the allocator's pick, released again. (A fixed number may already
+    # belong to a Service another test in this shared cluster got at random.)
+    probe = service("probe", "NodePort")
+    port = (await cluster.client.create("services", probe, namespace))["spec"]["ports"][0][
+        "nodePort"]
+    await cluster.client.delete("services", "probe", namespace)
     dns = service("dns", "NodePort")
-    dns["spec"]["ports"] = [{"name": "dns-tcp", "port": 53, "protocol": "TCP", "nodePort": 31053},
-                            {"name": "dns-udp", "port": 53, "protocol": "UDP", "nodePort": 31053}]
+    dns["spec"]["ports"] = [{"name": "dns-tcp", "port": 53, "protocol": "TCP", "nodePort": port},
+                            {"name": "dns-udp", "port": 53, "protocol": "UDP", "nodePort": port}]
     out = await cluster.client.create("services", dns, namespace)
-    assert [p["nodePort"] for p in out["spec"]["ports"]] == [31053, 31053]
+    assert [p["nodePort"] for p in out["spec"]["ports"]] == [port, port]
     await cluster.client.delete("services", "dns", namespace)
     again = await cluster.client.create("services", dns, namespace)  # released once, reusable
-    assert again["spec"]["ports"][0]["nodePort"] == 31053
+    assert again["spec"]["ports"][0]["nodePort"] == port

@@ -201,7 +201,7 @@ async def test_informer_converges_after_apiserver_sigkill_and_restart() -> None:
             c.apiserver.kill()  # SIGKILL, mid-watch
 
             # Meanwhile, through another apiserver on the same etcd: creates, updates, deletes.
-            other = ApiServer(c.etcd.url, pki=c.pki)
+            other = ApiServer(c.etcd.url, pki=c.pki, parent=c.dir)
             await other.start()
             try:
                 async with c.new_client(other.address) as oc:
@@ -263,7 +263,7 @@ async def test_compacted_resource_version_is_gone_and_informer_relists() -> None
             assert inf.reflector.list_count == 1
             assert c.apiserver is not None
             c.apiserver.kill()
-            other = ApiServer(c.etcd.url, pki=c.pki)
+            other = ApiServer(c.etcd.url, pki=c.pki, parent=c.dir)
             await other.start()
             try:
                 async with c.new_client(other.address) as oc:

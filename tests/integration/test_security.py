@@ -367,3 +367,90 @@ async def test_audit_log_has_who_verb_resource_result(secure: Cluster, ns: str) 
         assert created["kind"] == "Event" and created["level"] == "Metadata"
         assert created["sourceIPs"] == ["127.0.0.1"]
     await eventually(logged)
+
+
+# --- found in review: request-path holes --------------------------------------------------------
+
+def role_for(user: str, ns: str, name: str, rules: list[Obj]) -> tuple[Obj, Obj]:
+    group = "rbac.authorization.k8s.io"
+    return ({"apiVersion": f"{group}/v1", "kind": "Role",
+             "metadata": {"name": name, "namespace": ns}, "rules": rules},
+            {"apiVersion": f"{group}/v1", "kind": "RoleBinding",
+             "metadata": {"name": name, "namespace": ns},
+             "roleRef": {"apiGroup": group, "kind": "Role", "name": name},
+             "subjects": [{"kind": "User", "apiGroup": group, "name": user}]})
+
+
+async def grant(secure: Cluster, user: str, ns: str, rules: list[Obj]) -> ApiClient:
+    name = f"g-{uuid.uuid4().hex[:6]}"
+    role, binding = role_for(user, ns, name, rules)
+    await secure.client.create("roles", role, ns)
+    await secure.client.create("rolebindings", binding, ns)
+    await asyncio.sleep(0.3)  # the grant reaches the authorizer through the watch cache
+    return secure.client_as(user)
+
+
+async def test_create_is_authorized_without_the_requests_name(secure: Cluster, ns: str) -> None:
+    # resourceNames never allow a create (the name is in the body): a name sent alongside
+    # the create must not turn a `create` on "allowed" into a create of anything.
+    carol = await grant(secure, "carol", ns, [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get"],
+         "resourceNames": ["allowed"]}])
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "sneaky"}}
+    with pytest.raises(errors.Forbidden, match='User "carol" cannot create resource '
+                       '"configmaps"'):
+        await carol.create("configmaps", cm, ns, name="allowed")
+    with pytest.raises(errors.NotFound):
+        await secure.client.get("configmaps", "sneaky", ns)
+
+
+async def test_update_that_creates_needs_create(secure: Cluster, ns: str) -> None:
+    # Services (and leases, endpoints, events) are created by an update of a missing
+    # object; upstream asks the authorizer for `create` first.
+    dave = await grant(secure, "dave", ns, [
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["update", "get"]}])
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "made", "namespace": ns},
+           "spec": {"ports": [{"port": 80}]}}
+    with pytest.raises(errors.Forbidden, match='User "dave" cannot create resource '
+                       '"services" in API group "" in the namespace'):
+        await dave.update("services", svc, ns)
+    with pytest.raises(errors.NotFound):
+        await secure.client.get("services", "made", ns)
+
+
+async def test_a_role_binding_lets_its_subjects_read_their_namespace(
+        secure: Cluster, ns: str) -> None:
+    # Upstream authorizes namespaces/NAME in the namespace NAME: `view` bound in a
+    # namespace reads that namespace, and no other.
+    erin = await grant(secure, "erin", ns, [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}])
+    assert (await erin.get("namespaces", ns))["metadata"]["name"] == ns
+    with pytest.raises(errors.Forbidden) as e:
+        await erin.get("namespaces", "kube-system")
+    assert e.value.message == ('namespaces "kube-system" is forbidden: User "erin" cannot get '
+                               'resource "namespaces" in API group "" in the namespace '
+                               '"kube-system"')
+
+
+async def test_forged_token_header_is_unauthorized_not_a_crash(secure: Cluster, ns: str) -> None:
+    await make_service_account(secure.client, ns, "forged")
+    token = (await request_token(secure.client, ns, "forged"))["status"]["token"]
+    _, payload, signature = token.split(".")
+    header = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9"  # {"alg":"RS256","typ":"JWT"}; key is EC
+    async with ApiClient(config=ClientConfig(server=secure.token_address, ca_pem=secure.ca_pem,
+                                             token=f"{header}.{payload}.{signature}")) as c:
+        with pytest.raises(errors.Unauthorized):
+            await c.list("pods", ns)
+
+
+async def test_kubelet_token_request_must_name_the_pod_uid(secure: Cluster, ns: str) -> None:
+    await make_service_account(secure.client, ns, "runner")
+    try:
+        await secure.client.create("nodes", node("n1"))
+    except errors.AlreadyExists:
+        pass
+    await secure.client.create("pods", pod("uidless", "n1", serviceAccountName="runner"), ns)
+    kubelet = secure.client_as("system:node:n1", ["system:nodes"])
+    with pytest.raises(errors.Forbidden, match="pod binding without a uid"):
+        await request_token(kubelet, ns, "runner", boundObjectRef={
+            "apiVersion": "v1", "kind": "Pod", "name": "uidless"})

@@ -192,3 +192,16 @@ def test_storage_tls_flags_go_with_https() -> None:
         Storage("https://127.0.0.1:2379")
     with pytest.raises(ValueError, match="mixes http:// and https://"):
         Storage("https://127.0.0.1:2379,http://127.0.0.2:2379")
+
+
+def test_yaml_syntax_error_never_echoes_the_secret(tmp_path: Path) -> None:
+    """PyYAML's messages quote the offending line: here that line holds the key."""
+    secret = base64.b64encode(b"s" * 32).decode()
+    path = tmp_path / "enc.yaml"
+    path.write_text("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n"
+                    "resources:\n- resources: [secrets]\n  providers:\n  - aesgcm:\n"
+                    f"      keys:\n      - name: k\n        secret: {secret} : oops\n")
+    with pytest.raises(ConfigError) as e:
+        encryption.load(path)
+    assert "not valid YAML: mapping values are not allowed here (line 9" in str(e.value)
+    assert secret[-12:] not in str(e.value) and secret[:12] not in str(e.value)

@@ -160,6 +160,19 @@ def test_role_grants_only_in_its_namespace() -> None:
     assert not a.authorize(req("get", "pods", ns="dev", user=UserInfo("bob"))).allowed
 
 
+def test_role_binding_without_a_namespace_grants_nothing() -> None:
+    # Defence in depth for a registry bug (a patch could null metadata.namespace): a
+    # RoleBinding that names no namespace must never read as a ClusterRoleBinding.
+    p = Policy()
+    p.role("view", [rule(["get", "list", "watch"], [""], ["pods"])])
+    p.put("rolebindings", {"metadata": {"name": "stray"}, "subjects": [user("jane")],
+                           "roleRef": {"apiGroup": rbac.GROUP, "kind": "ClusterRole",
+                                       "name": "view"}})
+    a = RBACAuthorizer(p.cache)
+    assert not a.authorize(req("list", "pods")).allowed
+    assert not a.authorize(req("list", "pods", ns="dev")).allowed
+
+
 def test_cluster_role_through_role_binding_is_namespaced() -> None:
     p = Policy()
     p.role("view", [rule(["get", "list", "watch"], [""], ["pods"])])

@@ -154,6 +154,27 @@ async def test_tampered_claims_are_refused() -> None:
         await verifier.verify(f"{header}.{forged}.{sig}")
 
 
+async def test_header_naming_another_algorithm_is_an_invalid_token() -> None:
+    # An RS256 header over our EC key made PyJWT raise TypeError: a 500 with a stack trace
+    # for a forged header, instead of a 401.
+    _, account, issuer, verifier, _ = setup()
+    _header, payload, sig = issue(issuer, account).split(".")
+    for alg in ("RS256", "HS256", "none"):
+        header = jwt.utils.base64url_encode(json.dumps({"alg": alg}).encode()).decode()
+        with pytest.raises(InvalidToken):
+            await verifier.verify(f"{header}.{payload}.{sig}")
+
+
+async def test_token_without_a_service_account_uid_is_refused() -> None:
+    # The uid claim is always compared: a token naming none must not follow the name to
+    # whichever ServiceAccount holds it now.
+    _, _account, issuer, verifier, _ = setup()
+    token, _ = issuer.issue("default", "builder", "", audiences=[ISSUER],
+                            expiration_seconds=600)
+    with pytest.raises(InvalidToken, match="does not match"):
+        await verifier.verify(token)
+
+
 async def test_review_audiences_are_checked_against_what_the_caller_asks() -> None:
     _, account, issuer, verifier, _ = setup()
     token = issue(issuer, account, audiences=["vault", ISSUER])

@@ -245,3 +245,12 @@ def test_https_server_without_kubeconfig_is_refused(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ConfigError, match=r"\$TINYKUBE_SERVER: .*TINYKUBE_CONFIG"):
         load_config()
     assert load_config(server="http://10.0.0.1:6443").server == "10.0.0.1:6443"
+
+
+def test_yaml_syntax_error_never_echoes_the_key(tmp_path: Path) -> None:
+    key = b64(LEAF.key_pem)
+    path = write(tmp_path, f"users:\n- name: u\n  user:\n    client-key-data: {key} : oops\n")
+    with pytest.raises(ConfigError) as e:
+        load_kubeconfig(path)
+    assert str(e.value) == (f"{path}: not valid YAML: mapping values are not allowed here "
+                            f"(line 4, column {len('    client-key-data: ' + key) + 2})")
