@@ -142,6 +142,10 @@ def _tls_hint(message: str, config: ClientConfig | None) -> str:
     if "certificate_verify_failed" in msg:
         return (f"the server's certificate is not signed by the certificate authority in "
                 f"{where} (a kubeconfig of another cluster?); {_PKI_HINT}")
+    if ("socket closed" in msg or "handshake" in msg) and config.cert_pem is None:
+        return (f"the server closed the connection during the TLS handshake: it requires a "
+                f"client certificate, and {where} has none (a ServiceAccount token is for the "
+                f"token port); {_PKI_HINT}")
     if "socket closed" in msg or "handshake" in msg:
         return (f"the server closed the connection during the TLS handshake: most likely it "
                 f"did not accept the client certificate of {where} (expired, or signed by "

@@ -206,6 +206,18 @@ async def test_expired_client_certificate_says_so(pkidir: Path, tls_server: str,
     assert "tkctl pki init" in err
 
 
+async def test_kubeconfig_without_a_certificate_says_so(pkidir: Path, tls_server: str,
+                                                        tmp_path: Path) -> None:
+    conf = pki.kubeconfig_for(pkidir, "jane", server_url=f"https://{tls_server}",
+                              path=tmp_path / "jane.conf")
+    stripped = tmp_path / "no-cert.conf"
+    stripped.write_text("".join(line for line in conf.read_text().splitlines(keepends=True)
+                                if "client-" not in line))
+    code, _, err = await run("--kubeconfig", str(stripped), "get", "pods")
+    assert code == 1 and err.count("\n") == 1, err
+    assert "requires a client certificate, and the kubeconfig" in err and "has none" in err
+
+
 async def test_foreign_ca_says_so(pkidir: Path, tls_server: str, tmp_path: Path) -> None:
     other = tmp_path / "other"
     pki.init_pki(other, server_url=f"https://{tls_server}")
