@@ -23,7 +23,7 @@ from api.resources import ResourceInfo
 from apiserver.allocator import Allocator
 from apiserver.auth import AdmissionPlugin, AdmissionRequest, current_user
 from apiserver.noderestriction import MIRROR_POD_ANNOTATION
-from apiserver.storage import SideEffects, Storage, object_key
+from apiserver.storage import SideEffects, Storage
 from apiserver.watchcache import WatchCache
 
 Obj = dict[str, Any]
@@ -55,8 +55,7 @@ class Admission:
     async def check_namespace(self, ns: str) -> None:
         # The cache answers almost always; a namespace created a moment ago may not be in it
         # yet, so a miss falls back to a consistent read, as upstream's lifecycle plugin does.
-        obj = self.cache.get("namespaces", ns) or await self.storage.get(
-            object_key("namespaces", "", ns))
+        obj = await self.cache.lookup("namespaces", "", ns)
         if obj is None:
             raise errors.NotFound(message=f'namespaces "{ns}" not found', kind="namespaces",
                                   name=ns)

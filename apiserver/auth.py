@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from api import errors
 from api.resources import ResourceInfo
 
 # Well-known users and groups (k8s.io/apiserver/pkg/authentication/user).
@@ -113,12 +114,41 @@ class AdmissionRequest:
     old: dict[str, Any] | None
     user: UserInfo | None
 
+    def forbidden(self, why: str) -> errors.Forbidden:
+        """A plugin's refusal in upstream's words (admission.NewForbidden):
+        `<resource> "<name>" is forbidden: <why>`."""
+        info = self.info
+        name = self.name or ((self.obj or {}).get("metadata") or {}).get("name", "")
+        what = f'{info.qualified_name} "{name}"' if name else info.qualified_name
+        return errors.Forbidden(message=f"{what} is forbidden: {why}", kind=info.name,
+                                name=name, group=info.group)
+
 
 class AdmissionPlugin(Protocol):
     """A validating admission plugin: raise an `api.errors.ApiError` (usually Forbidden) to
     refuse the write; return to let it through."""
 
     async def admit(self, req: AdmissionRequest) -> None: ...
+
+
+def service_account_user(namespace: str, name: str) -> str:
+    """The user name a ServiceAccount authenticates as: `system:serviceaccount:NS:NAME`."""
+    return f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}"
+
+
+def service_account_groups(namespace: str) -> tuple[str, str]:
+    """The groups every ServiceAccount of `namespace` is in."""
+    return SERVICE_ACCOUNTS_GROUP, f"{SERVICE_ACCOUNTS_GROUP}:{namespace}"
+
+
+def split_service_account(user: str) -> tuple[str, str] | None:
+    """`system:serviceaccount:NS:NAME` → (NS, NAME); None for any other user name."""
+    if not user.startswith(SERVICE_ACCOUNT_PREFIX):
+        return None
+    ns, sep, name = user[len(SERVICE_ACCOUNT_PREFIX):].partition(":")
+    if not sep or not ns or not name or ":" in name:
+        return None
+    return ns, name
 
 
 CURRENT_USER: ContextVar[UserInfo | None] = ContextVar("tinykube_current_user", default=None)

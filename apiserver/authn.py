@@ -35,10 +35,11 @@ from apiserver.auth import (
     Attributes,
     Authorizer,
     UserInfo,
+    service_account_groups,
 )
-from apiserver.authz import forbidden
-from apiserver.tokens import InvalidToken, TokenVerifier, service_account_groups
-from apiserver.tokens import split_service_account as _split_sa
+from apiserver.auth import split_service_account as _split_sa
+from apiserver.authz import require
+from apiserver.tokens import InvalidToken, TokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +137,7 @@ class Authenticator:
         checks += [Attributes(user, "impersonate", resource="uids", name=u,
                               api_group="authentication.k8s.io") for u in uids[:1]]
         for attrs in checks:
-            decision = authorizer.authorize(attrs)
-            if not decision.allowed:
-                raise forbidden(attrs, decision.reason)
+            require(authorizer, attrs)
         all_groups = list(groups)
         sa = _split_sa(name)
         if sa is not None:

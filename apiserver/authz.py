@@ -30,6 +30,7 @@ from apiserver.auth import (
     Decision,
     UserInfo,
 )
+from apiserver.bootstrap_policy import NODE_RULES
 from apiserver.rbac import RBACAuthorizer, rule_allows
 from apiserver.watchcache import WatchCache
 
@@ -59,6 +60,13 @@ def forbidden(attrs: Attributes, reason: str = "") -> errors.Forbidden:
     what = f'{qualified} "{attrs.name}"' if attrs.name else qualified
     return errors.Forbidden(message=f"{what} is forbidden: {why}", kind=attrs.resource,
                             name=attrs.name, group=attrs.api_group)
+
+
+def require(authorizer: Authorizer, attrs: Attributes) -> None:
+    """Ask the authorizer; Forbidden in upstream's words unless it allows."""
+    decision = authorizer.authorize(attrs)
+    if not decision.allowed:
+        raise forbidden(attrs, decision.reason)
 
 
 class AlwaysAllow:
@@ -98,8 +106,12 @@ class UnionAuthorizer:
         return Decision(False, "\n".join(reasons))
 
 
-def build(modes: Sequence[str], cache: WatchCache) -> Authorizer:
-    """The authorizer chain for --authorization-mode, system:masters first."""
+def build(modes: Sequence[str], cache: WatchCache,
+          rbac: RBACAuthorizer | None = None) -> Authorizer:
+    """The authorizer chain for --authorization-mode, system:masters first.
+
+    `rbac`: the RBAC authorizer to use for mode RBAC, when the caller shares it (its binding
+    index) with the escalation check; by default a new one."""
     chain: list[Authorizer] = [PrivilegedGroups()]
     seen: set[str] = set()
     for mode in modes:
@@ -113,7 +125,7 @@ def build(modes: Sequence[str], cache: WatchCache) -> Authorizer:
         elif mode == "Node":
             chain.append(NodeAuthorizer(cache))
         elif mode == "RBAC":
-            chain.append(RBACAuthorizer(cache))
+            chain.append(rbac or RBACAuthorizer(cache))
         else:
             raise ValueError(f'--authorization-mode: unknown mode "{mode}" (supported: '
                              f"{', '.join(MODES)})")
@@ -134,20 +146,12 @@ def node_name(user: UserInfo | None) -> str | None:
     return user.name[len(NODE_USER_PREFIX):]
 
 
-def _node_rules() -> list[Obj]:
-    # Imported here: the bootstrap policy module needs the registry, which the request path
-    # modules must not drag in at import time.
-    from apiserver.bootstrap_policy import NODE_RULES
-
-    return list(NODE_RULES)
-
-
 class NodeAuthorizer:
     """Upstream's Node authorization mode, for the resources tinykube has."""
 
     def __init__(self, cache: WatchCache, rules: Sequence[Obj] | None = None) -> None:
         self.cache = cache
-        self.rules = list(rules) if rules is not None else _node_rules()
+        self.rules = list(rules) if rules is not None else list(NODE_RULES)
 
     def authorize(self, attrs: Attributes) -> Decision:
         node = node_name(attrs.user)

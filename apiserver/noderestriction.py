@@ -22,7 +22,6 @@ from typing import Any
 from api import errors
 from apiserver.auth import AdmissionRequest
 from apiserver.authz import NODE_LEASE_NAMESPACE, node_name, pod_references
-from apiserver.tokens import lookup
 from apiserver.watchcache import WatchCache
 
 Obj = dict[str, Any]
@@ -80,7 +79,7 @@ class NodeRestriction:
         if node is None:
             return  # not a node: not ours to restrict
         if not node:
-            raise self._forbidden(req, f'could not determine node from user "{req.user.name}"'
+            raise req.forbidden(f'could not determine node from user "{req.user.name}"'
                                   if req.user else "could not determine node")
         resource = (req.info.group, req.info.name)
         if resource == ("", "pods"):
@@ -92,15 +91,6 @@ class NodeRestriction:
         elif resource == ("coordination.k8s.io", "leases"):
             self._lease(node, req)
 
-    @staticmethod
-    def _forbidden(req: AdmissionRequest, why: str) -> errors.Forbidden:
-        """upstream admission.NewForbidden: `<resource> "<name>" is forbidden: <why>`."""
-        info = req.info
-        name = req.name or _md(req.obj).get("name", "")
-        what = f'{info.qualified_name} "{name}"' if name else info.qualified_name
-        return errors.Forbidden(message=f"{what} is forbidden: {why}", kind=info.name, name=name,
-                                group=info.group)
-
     # --- pods ------------------------------------------------------------------------------
 
     async def _pod(self, node: str, req: AdmissionRequest) -> None:
@@ -108,33 +98,31 @@ class NodeRestriction:
             self._pod_status(node, req)
             return
         if req.subresource:
-            raise self._forbidden(req, f'unexpected pod subresource "{req.subresource}", only '
+            raise req.forbidden(f'unexpected pod subresource "{req.subresource}", only '
                                   "'status' and 'eviction' are allowed")
         if req.operation == "CREATE":
             await self._mirror_pod(node, req)
         elif req.operation == "DELETE":
             if _spec(req.old).get("nodeName") != node:
-                raise self._forbidden(req, f'node "{node}" can only delete pods with '
+                raise req.forbidden(f'node "{node}" can only delete pods with '
                                       "spec.nodeName set to itself")
         else:
-            raise self._forbidden(req, f'unexpected operation "{req.operation}", node "{node}" '
+            raise req.forbidden(f'unexpected operation "{req.operation}", node "{node}" '
                                   "can only create and delete mirror pods")
 
     def _pod_status(self, node: str, req: AdmissionRequest) -> None:
         if req.operation != "UPDATE":
-            raise self._forbidden(req, f'unexpected operation "{req.operation}"')
+            raise req.forbidden(f'unexpected operation "{req.operation}"')
         if _spec(req.old).get("nodeName") != node:
-            raise self._forbidden(req, f'node "{node}" can only update pod status for pods with '
+            raise req.forbidden(f'node "{node}" can only update pod status for pods with '
                                   "spec.nodeName set to itself")
         if (_md(req.old).get("labels") or {}) != (_md(req.obj).get("labels") or {}):
-            raise self._forbidden(req, f'node "{node}" cannot update labels through pod status')
+            raise req.forbidden(f'node "{node}" cannot update labels through pod status')
 
     async def _mirror_pod(self, node: str, req: AdmissionRequest) -> None:
         pod = req.obj or {}
         md, spec = _md(pod), _spec(pod)
-
-        def no(why: str) -> errors.Forbidden:
-            return self._forbidden(req, why)
+        no = req.forbidden
 
         if MIRROR_POD_ANNOTATION not in (md.get("annotations") or {}):
             raise no(f'pod does not have "{MIRROR_POD_ANNOTATION}" annotation, node "{node}" can '
@@ -155,7 +143,7 @@ class NodeRestriction:
                      "to itself")
         if owner.get("blockOwnerDeletion"):
             raise no(f'node "{node}" must not set blockOwnerDeletion on an owner reference')
-        node_obj = await lookup(self.cache, "nodes", "", node)
+        node_obj = await self.cache.lookup("nodes", "", node)
         if node_obj is None:
             raise errors.NotFound(message=f'nodes "{node}" not found', kind="nodes", name=node)
         if owner.get("uid") != _md(node_obj).get("uid"):
@@ -172,31 +160,31 @@ class NodeRestriction:
     def _node(self, node: str, req: AdmissionRequest) -> None:
         requested = req.name or _md(req.obj).get("name", "")
         if requested != node:
-            raise self._forbidden(req, f'node "{node}" is not allowed to modify node '
+            raise req.forbidden(f'node "{node}" is not allowed to modify node '
                                   f'"{requested}"')
         new_labels = _md(req.obj).get("labels") or {}
         if req.operation == "CREATE":
             bad = forbidden_labels(set(new_labels))
             if bad:
-                raise self._forbidden(req, f'node "{node}" is not allowed to set the following '
+                raise req.forbidden(f'node "{node}" is not allowed to set the following '
                                       f"labels: {', '.join(bad)}")
         elif req.operation == "UPDATE":
             if (_spec(req.obj).get("taints") or []) != (_spec(req.old).get("taints") or []):
-                raise self._forbidden(req, f'node "{node}" is not allowed to modify taints')
+                raise req.forbidden(f'node "{node}" is not allowed to modify taints')
             bad = forbidden_labels(_modified_labels(new_labels,
                                                     _md(req.old).get("labels") or {}))
             if bad:
-                raise self._forbidden(req, f"is not allowed to modify labels: {', '.join(bad)}")
+                raise req.forbidden(f"is not allowed to modify labels: {', '.join(bad)}")
 
     # --- leases and tokens -----------------------------------------------------------------
 
     def _lease(self, node: str, req: AdmissionRequest) -> None:
         if req.namespace != NODE_LEASE_NAMESPACE:
-            raise self._forbidden(req, f'can only access leases in the "{NODE_LEASE_NAMESPACE}" '
+            raise req.forbidden(f'can only access leases in the "{NODE_LEASE_NAMESPACE}" '
                                   "system namespace")
         name = _md(req.obj).get("name") if req.operation == "CREATE" else req.name
         if name != node:
-            raise self._forbidden(req, "can only access node lease with the same name as the "
+            raise req.forbidden("can only access node lease with the same name as the "
                                   "requesting node")
 
     async def _service_account(self, node: str, req: AdmissionRequest) -> None:
@@ -206,17 +194,17 @@ class NodeRestriction:
         # apiVersion defaults to v1, as the TokenRequest handler reads it.
         kind = (ref.get("apiVersion") or "v1", ref.get("kind"))
         if kind != ("v1", "Pod") or not ref.get("name"):
-            raise self._forbidden(req, "node requested token not bound to a pod")
+            raise req.forbidden("node requested token not bound to a pod")
         if not ref.get("uid"):
-            raise self._forbidden(req, "node requested token with a pod binding without a uid")
-        pod = await lookup(self.cache, "pods", req.namespace, ref["name"])
+            raise req.forbidden("node requested token with a pod binding without a uid")
+        pod = await self.cache.lookup("pods", req.namespace, ref["name"])
         if pod is None:
             raise errors.NotFound(message=f'pods "{ref["name"]}" not found', kind="pods",
                                   name=ref["name"])
         if ref["uid"] != _md(pod).get("uid"):
-            raise self._forbidden(req, f"the UID in the bound object reference ({ref['uid']}) "
+            raise req.forbidden(f"the UID in the bound object reference ({ref['uid']}) "
                                   "does not match the UID in record. The object might have "
                                   "been deleted and then recreated")
         if _spec(pod).get("nodeName") != node:
-            raise self._forbidden(req, "node requested token bound to a pod scheduled on a "
+            raise req.forbidden("node requested token bound to a pod scheduled on a "
                                   "different node")

@@ -29,13 +29,13 @@ from typing import Any
 
 from api import errors, rbac
 from apiserver.auth import (
-    SERVICE_ACCOUNT_PREFIX,
     SYSTEM_MASTERS,
     AdmissionRequest,
     Attributes,
     Authorizer,
     Decision,
     UserInfo,
+    service_account_user,
 )
 from apiserver.watchcache import WatchCache
 
@@ -225,10 +225,6 @@ def compact_string(rule: Rule) -> str:
 # --------------------------------------------------------------------------------------------
 # Subjects and the binding index
 # --------------------------------------------------------------------------------------------
-
-
-def service_account_user(namespace: str, name: str) -> str:
-    return f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}"
 
 
 def _subject_key(subject: Obj, binding_ns: str) -> tuple[str, str] | None:
@@ -445,7 +441,7 @@ class EscalationCheck:
         self._confirm_no_escalation(req, user, list(obj.get("rules") or []))
         if obj.get("aggregationRule") and not covers(
                 self.rbac.rules_for(user, req.namespace), FULL_AUTHORITY)[0]:
-            raise _forbidden(req, "must have cluster-admin privileges to use the aggregationRule")
+            raise req.forbidden("must have cluster-admin privileges to use the aggregationRule")
 
     def _check_binding(self, req: AdmissionRequest, user: UserInfo, obj: Obj) -> None:
         ref = obj.get("roleRef") or {}
@@ -471,10 +467,4 @@ class EscalationCheck:
                "to grant RBAC permissions not currently held:\n" + "\n".join(lines))
         if resolution_errors:
             msg += f"; resolution errors: [{', '.join(resolution_errors)}]"
-        raise _forbidden(req, msg)
-
-
-def _forbidden(req: AdmissionRequest, why: str) -> errors.Forbidden:
-    return errors.Forbidden(
-        message=f'{req.info.qualified_name} {_go_quote(req.name)} is forbidden: {why}',
-        kind=req.info.name, name=req.name, group=req.info.group)
+        raise req.forbidden(msg)

@@ -41,7 +41,7 @@ from api.selectors import from_label_selector, from_map, parse_field_selector, p
 from api.validation import validate
 from apiserver.admission import Admission
 from apiserver.auth import Attributes, Authorizer, current_user
-from apiserver.authz import forbidden
+from apiserver.authz import require
 from apiserver.reviews import Reviews
 from apiserver.storage import (
     ClaimTaken,
@@ -397,11 +397,8 @@ class Registry:
         user = current_user()
         if self.authorizer is None or user is None:
             return  # the apiserver's own writes
-        attrs = Attributes(user, "create", resource=info.name, api_group=info.group,
-                           namespace=ns)
-        decision = self.authorizer.authorize(attrs)
-        if not decision.allowed:
-            raise forbidden(attrs, decision.reason)
+        require(self.authorizer, Attributes(user, "create", resource=info.name,
+                                            api_group=info.group, namespace=ns))
 
     async def patch(self, info: ResourceInfo, ns: str, name: str, subresource: str,
                     patch_type: str, raw: bytes, dry_run: bool = False) -> Result:

@@ -235,12 +235,14 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
     cache = WatchCache(storage, cfg.watch_cache_size)
     await cache.start()
     allocator = Allocator(storage, cfg.service_cluster_ip_range, cfg.service_node_port_range)
-    authorizer = authz.build(["AlwaysAllow"] if cfg.insecure else cfg.authorization_modes, cache)
+    # One RBAC authorizer, so one binding index, for the chain and the escalation check.
+    rbac = RBACAuthorizer(cache)
+    authorizer = authz.build(["AlwaysAllow"] if cfg.insecure else cfg.authorization_modes, cache,
+                             rbac)
     verifier = _verifier(cfg, m, cache)
     # Validating admission: a kubelet writes only its own Node, Lease and pods; nobody grants
     # RBAC rights they do not hold (`escalate`/`bind` asked of the whole authorizer chain).
-    plugins: list[AdmissionPlugin] = [NodeRestriction(cache),
-                                      EscalationCheck(RBACAuthorizer(cache), authorizer)]
+    plugins: list[AdmissionPlugin] = [NodeRestriction(cache), EscalationCheck(rbac, authorizer)]
     registry = Registry(storage, cache, Admission(storage, cache, allocator, plugins=plugins),
                         cfg.event_ttl, tokens=m.issuer, token_verifier=verifier,
                         authorizer=authorizer)

@@ -28,7 +28,7 @@ from apiserver import metrics
 from apiserver.audit import AuditLog, AuditRecord
 from apiserver.auth import CURRENT_USER, Attributes, Authorizer, UserInfo
 from apiserver.authn import Authenticator, metadata_values
-from apiserver.authz import forbidden
+from apiserver.authz import require
 from apiserver.registry import Registry, Result
 from apiserver.watchcache import WatchCache
 
@@ -125,9 +125,7 @@ class ApiServicer(pb_grpc.ApiServicer):
         attrs = Attributes(user, rec.verb, resource=rec.resource, subresource=rec.subresource,
                            api_group=rec.api_group, namespace=rec.namespace, name=rec.name,
                            path=rec.path)
-        decision = self.authorizer.authorize(attrs)
-        if not decision.allowed:
-            raise forbidden(attrs, decision.reason)
+        require(self.authorizer, attrs)
         return user
 
     def _finish(self, rec: AuditRecord, error: errors.ApiError | None) -> None:

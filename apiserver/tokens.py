@@ -15,7 +15,6 @@ Tokens are credentials: nothing here logs or puts one in an error message.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import time
 import uuid
@@ -27,8 +26,13 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from apiserver.auth import AUTHENTICATED, SERVICE_ACCOUNT_PREFIX, SERVICE_ACCOUNTS_GROUP, UserInfo
-from apiserver.storage import object_key
+from api.meta import parse_rfc3339
+from apiserver.auth import (
+    AUTHENTICATED,
+    UserInfo,
+    service_account_groups,
+    service_account_user,
+)
 from apiserver.watchcache import WatchCache
 
 Obj = dict[str, Any]
@@ -58,24 +62,6 @@ class BoundObject:
     kind: str
     name: str
     uid: str
-
-
-def service_account_user(namespace: str, name: str) -> str:
-    return f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}"
-
-
-def service_account_groups(namespace: str) -> tuple[str, str]:
-    return SERVICE_ACCOUNTS_GROUP, f"{SERVICE_ACCOUNTS_GROUP}:{namespace}"
-
-
-def split_service_account(user: str) -> tuple[str, str] | None:
-    """`system:serviceaccount:NS:NAME` → (NS, NAME); None for any other user name."""
-    if not user.startswith(SERVICE_ACCOUNT_PREFIX):
-        return None
-    ns, sep, name = user[len(SERVICE_ACCOUNT_PREFIX):].partition(":")
-    if not sep or not ns or not name or ":" in name:
-        return None
-    return ns, name
 
 
 def _algorithm(key: PrivateKey | PublicKey, what: str) -> str:
@@ -272,7 +258,7 @@ class TokenVerifier:
 
     async def _live(self, resource: str, ns: str, name: str, uid: Any) -> Obj:
         """The object a claim names, if it still exists with the claimed uid."""
-        obj = await lookup(self.cache, resource, ns, name)
+        obj = await self.cache.lookup(resource, ns, name)
         what = f"{resource} {ns}/{name}"
         if obj is None:
             raise InvalidToken(f"{what} has been deleted")
@@ -293,14 +279,6 @@ def _epoch(timestamp: Any) -> float | None:
     if not isinstance(timestamp, str) or not timestamp:
         return None
     try:
-        return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+        return parse_rfc3339(timestamp).timestamp()
     except ValueError:
         return None
-
-
-async def lookup(cache: WatchCache, resource: str, ns: str, name: str) -> Obj | None:
-    """An object from the watch cache, or from etcd when the cache has not seen it (yet)."""
-    obj = cache.get(resource, f"{ns}/{name}" if ns else name)
-    if obj is None:
-        obj = await cache.storage.get(object_key(resource, ns, name))
-    return obj

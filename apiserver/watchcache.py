@@ -36,7 +36,7 @@ from api import errors
 from api.proto import tinykube_pb2 as pb
 from api.resources import RESOURCES, ResourceInfo
 from apiserver import metrics
-from apiserver.storage import Storage, key_parts
+from apiserver.storage import Storage, key_parts, object_key
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +312,14 @@ class WatchCache:
 
     def get(self, resource: str, key: str) -> dict[str, Any] | None:
         return self.caches[resource].store.get(key)
+
+    async def lookup(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object from the cache, or from etcd when the cache has not seen it (yet): for
+        checks that must not fail because the cache is a few milliseconds behind a create."""
+        obj = self.get(resource, f"{namespace}/{name}" if namespace else name)
+        if obj is None:
+            obj = await self.storage.get(object_key(resource, namespace, name))
+        return obj
 
     def list(self, resource: str, namespace: str, matches: Filter
              ) -> tuple[list[dict[str, Any]], int]:

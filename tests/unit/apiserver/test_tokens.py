@@ -11,13 +11,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from apiserver.auth import split_service_account
 from apiserver.tokens import (
     BoundObject,
     InvalidToken,
     TokenIssuer,
     TokenVerifier,
     load_private_key,
-    split_service_account,
 )
 from tests.unit.apiserver.security_fakes import cache_with, pod, put, remove
 
