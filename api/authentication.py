@@ -23,6 +23,12 @@ DEFAULT_EXPIRATION_SECONDS = 3600
 # Upstream's ceiling: a token may not live longer than 2^32 seconds.
 MAX_EXPIRATION_SECONDS = 1 << 32
 
+# gRPC metadata keys of impersonation (upstream's Impersonate-User / -Group / -Uid headers),
+# sent by clients acting `--as` another identity and read by the apiserver's authenticator.
+IMPERSONATE_USER = "impersonate-user"
+IMPERSONATE_GROUP = "impersonate-group"
+IMPERSONATE_UID = "impersonate-uid"
+
 
 class BoundObjectReference(K8sModel):
     """The object a token is bound to: the token is refused once that object is gone."""

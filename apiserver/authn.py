@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from api import errors
+from api.authentication import IMPERSONATE_GROUP, IMPERSONATE_UID, IMPERSONATE_USER
 from apiserver.auth import (
     ANONYMOUS,
     AUTHENTICATED,
@@ -44,9 +45,6 @@ from apiserver.tokens import InvalidToken, TokenVerifier
 log = logging.getLogger(__name__)
 
 INSECURE_USER = UserInfo("system:insecure", (SYSTEM_MASTERS, AUTHENTICATED))
-IMPERSONATE_USER = "impersonate-user"
-IMPERSONATE_GROUP = "impersonate-group"
-IMPERSONATE_UID = "impersonate-uid"
 _CERT_CACHE_SIZE = 1024
 
 

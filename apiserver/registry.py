@@ -35,6 +35,7 @@ from api import errors
 from api.codec import decode
 from api.defaults import apply_defaults
 from api.meta import LabelSelector, TypedObject, now_rfc3339
+from api.patch import merge_patch
 from api.proto import tinykube_pb2 as pb
 from api.resources import RESOURCES, ResourceInfo
 from api.selectors import from_label_selector, from_map, parse_field_selector, parse_label_selector
@@ -764,19 +765,6 @@ def _parse_patch(patch_type: str, raw: bytes) -> Any:
     if patch_type == "json" and not isinstance(patch, list):
         raise errors.BadRequest(message="a JSON patch must be a JSON array of operations")
     return patch
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge recursively, null deletes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            result.pop(k, None)
-        else:
-            result[k] = merge_patch(result.get(k), v)
-    return result
 
 
 def _apply_patch(cur: Obj, patch_type: str, patch: Any) -> Obj:

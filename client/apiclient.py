@@ -26,15 +26,13 @@ from typing import Any, Generic, TypeVar
 import grpc
 
 from api import errors
+from api.authentication import IMPERSONATE_GROUP, IMPERSONATE_USER
 from api.meta import TypedObject
 from api.proto import tinykube_pb2 as pb
 from api.proto import tinykube_pb2_grpc as pb_grpc
 from api.resources import ResourceInfo, for_model, lookup
 from client.config import DEFAULT_SERVER, SERVER_ENV, ClientConfig
 
-# Metadata keys of impersonation (upstream's Impersonate-User / Impersonate-Group headers).
-IMPERSONATE_USER = "impersonate-user"
-IMPERSONATE_GROUP = "impersonate-group"
 # A token file is re-read at most this often: kubelets rotate projected tokens well before
 # they expire, and client-go re-reads on a similar period.
 _TOKEN_REREAD_SECONDS = 60.0

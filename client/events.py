@@ -93,7 +93,6 @@ class _Seen:
     name: str
     namespace: str
     count: int
-    first_timestamp: str
     last_seen: float
 
 
@@ -298,7 +297,7 @@ class EventRecorder:
         created = await self._attempt(
             lambda: self.client.create(EVENTS, body, p.namespace), create=True)
         if created is not None:
-            self._seen.put(key, _Seen(name, p.namespace, 1, ts, now))
+            self._seen.put(key, _Seen(name, p.namespace, 1, now))
             self.written += 1
 
     async def _attempt(

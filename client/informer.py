@@ -31,21 +31,17 @@ from typing import Any, Generic, TypeVar, cast
 from api.meta import TypedObject
 from api.resources import for_model
 from client.reflector import Backoff, Delta, DeltaType, ListerWatcher, Reflector
-from client.store import NAMESPACE_INDEX, Lister, Store, namespace_index
+from client.store import NAMESPACE_INDEX, IndexFunc, Lister, Store, namespace_index
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=TypedObject)
 
-# Handlers may be plain functions or coroutine functions; results are awaited when awaitable.
-AddFunc = Callable[[T], Any]
-UpdateFunc = Callable[[T, T], Any]
-DeleteFunc = Callable[[T], Any]
-
-
 @dataclass
 class ResourceEventHandler(Generic[T]):
     """client-go's ResourceEventHandlerFuncs: any of the three may be None.
+
+    Each may be a plain function or a coroutine function (its result is awaited if awaitable).
 
     `on_update(old, new)` is also called with old == new on a resync. `on_delete` gets the last
     known state of the object; when the deletion was only noticed by a relist, that state may be
@@ -171,7 +167,7 @@ class SharedInformer(Generic[T]):
         label_selector: str = "",
         field_selector: str = "",
         resync_period: float = 0.0,
-        indexers: dict[str, Callable[[T], list[str]]] | None = None,
+        indexers: dict[str, IndexFunc[T]] | None = None,
         backoff: Backoff | None = None,
         watch_timeout_seconds: int | None = None,
     ) -> None:
@@ -201,7 +197,7 @@ class SharedInformer(Generic[T]):
     def lister(self) -> Lister[T]:
         return Lister(self.store)
 
-    def add_indexers(self, indexers: dict[str, Callable[[T], list[str]]]) -> None:
+    def add_indexers(self, indexers: dict[str, IndexFunc[T]]) -> None:
         self.store.add_indexers(indexers)
 
     @property
@@ -355,7 +351,7 @@ class SharedInformerFactory:
         label_selector: str = "",
         field_selector: str = "",
         resync_period: float | None = None,
-        indexers: dict[str, Callable[[T], list[str]]] | None = None,
+        indexers: dict[str, IndexFunc[T]] | None = None,
     ) -> SharedInformer[T]:
         """The shared informer for this resource and filter, created on first use.
 

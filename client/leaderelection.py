@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from api import errors
+from api.meta import parse_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +62,16 @@ class LeaseClient(Protocol):
     ) -> dict[str, Any]: ...
 
 
-def now_micro() -> str:
-    """Kubernetes MicroTime: RFC 3339, UTC, microseconds."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def now_micro(when: dt.datetime | None = None) -> str:
+    """Kubernetes MicroTime (of `when`, default now): RFC 3339, UTC, microseconds."""
+    return (when or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _parse_time(value: str | None) -> dt.datetime | None:
     if not value:
         return None
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = parse_rfc3339(value)
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
@@ -268,7 +269,8 @@ class LeaderElector:
             return False
 
     async def _try_acquire_or_renew(self) -> bool:
-        now = now_micro()
+        now_dt = dt.datetime.now(dt.UTC)
+        now = now_micro(now_dt)
         try:
             lease = await self.client.get(LEASES, self.lock_name, self.namespace)
         except errors.NotFound:
@@ -290,8 +292,6 @@ class LeaderElector:
 
         old = LeaderElectionRecord.from_spec(lease.get("spec"))
         self._observe(lease)
-        now_dt = _parse_time(now)
-        assert now_dt is not None
         if old.holder_identity and old.holder_identity != self.identity \
                 and not old.expired(now_dt):
             return False

@@ -356,10 +356,11 @@ class _Run:
         crt, key = self.dir / f"{stem}.crt", self.dir / f"{stem}.key"
         # A serving certificate missing a requested name is remade (a new --apiserver-san).
         dns, ips = split_sans(sans)
-        if (self._keep([crt, key], ca_stem) and issued_by(crt.read_bytes(), ca)
-                and {*dns, *ips} <= cert_sans(crt.read_bytes())):
-            self._done([crt, key], "exists")
-            return
+        if self._keep([crt, key], ca_stem):
+            pem = crt.read_bytes()
+            if issued_by(pem, ca) and {*dns, *ips} <= cert_sans(pem):
+                self._done([crt, key], "exists")
+                return
         issue(ca, common_name, organizations=organizations, dns_names=dns, ip_addresses=ips,
               server=server, client=client, validity=self.validity).write(crt, key)
         self._done([crt, key], "created")
@@ -475,13 +476,9 @@ def add_node(
     `server_url` defaults to the server of the directory's admin.conf.
     """
     directory = Path(directory)
-    ca_crt, ca_key = directory / "ca.crt", directory / "ca.key"
-    if not (ca_crt.exists() and ca_key.exists()):
-        raise FileNotFoundError(
-            f"no cluster CA in {directory} (ca.crt, ca.key): run `tkctl pki init` first")
+    ca = CertKey.load(*_require_ca(directory))
     run = _Run(directory, force, validity)
-    run.node(CertKey.load(ca_crt, ca_key), name, ips,
-             server_url or _admin_server(directory) or DEFAULT_SERVER_URL)
+    run.node(ca, name, ips, server_url or _admin_server(directory))
     return run.report
 
 
@@ -495,16 +492,24 @@ def add_user(
     What the user may do is up to RBAC: a fresh user may do nothing but discovery.
     """
     directory = Path(directory)
-    if not ((directory / "ca.crt").exists() and (directory / "ca.key").exists()):
+    _require_ca(directory)
+    return kubeconfig_for(directory, name, groups, path=path, validity=validity,
+                          server_url=server_url or _admin_server(directory))
+
+
+def _require_ca(directory: Path) -> tuple[Path, Path]:
+    """The cluster CA's (certificate, key) paths; FileNotFoundError naming the fix if absent."""
+    ca_crt, ca_key = directory / "ca.crt", directory / "ca.key"
+    if not (ca_crt.exists() and ca_key.exists()):
         raise FileNotFoundError(
             f"no cluster CA in {directory} (ca.crt, ca.key): run `tkctl pki init` first")
-    return kubeconfig_for(directory, name, groups, path=path, validity=validity,
-                          server_url=server_url or _admin_server(directory) or DEFAULT_SERVER_URL)
+    return ca_crt, ca_key
 
 
-def _admin_server(directory: Path) -> str | None:
+def _admin_server(directory: Path) -> str:
+    """The server URL of the directory's admin.conf, or the default one."""
     try:
         doc = yaml.safe_load((directory / "admin.conf").read_text())
-        return str(doc["clusters"][0]["cluster"]["server"])
+        return str(doc["clusters"][0]["cluster"]["server"]) or DEFAULT_SERVER_URL
     except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError):
-        return None
+        return DEFAULT_SERVER_URL

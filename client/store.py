@@ -89,12 +89,12 @@ class Store(Generic[T]):
 
     def __init__(
         self,
-        key_func: Callable[[T], str] = meta_namespace_key,
-        indexers: dict[str, Callable[[T], builtins.list[str]]] | None = None,
+        key_func: KeyFunc[T] = meta_namespace_key,
+        indexers: dict[str, IndexFunc[T]] | None = None,
     ) -> None:
         self._key_func = key_func
         self._items: dict[str, T] = {}
-        self._indexers: dict[str, Callable[[T], builtins.list[str]]] = {}
+        self._indexers: dict[str, IndexFunc[T]] = {}
         # index name -> index value -> set of keys
         self._indices: dict[str, dict[str, set[str]]] = {}
         self.resource_version = ""
@@ -162,7 +162,7 @@ class Store(Generic[T]):
 
     # --- indexes ----------------------------------------------------------------------------
 
-    def add_indexers(self, indexers: dict[str, Callable[[T], builtins.list[str]]]) -> None:
+    def add_indexers(self, indexers: dict[str, IndexFunc[T]]) -> None:
         """Register more index functions; existing objects are indexed at once.
 
         client-go refuses new indexers once the informer has started; here it is safe at any
@@ -179,7 +179,7 @@ class Store(Generic[T]):
                     index.setdefault(value, set()).add(key)
             self._indices[name] = index
 
-    def get_indexers(self) -> dict[str, Callable[[T], builtins.list[str]]]:
+    def get_indexers(self) -> dict[str, IndexFunc[T]]:
         return dict(self._indexers)
 
     def index_keys(self, index_name: str, value: str) -> builtins.list[str]:
@@ -202,7 +202,7 @@ class Store(Generic[T]):
     def list_index_func_values(self, index_name: str) -> builtins.list[str]:
         return sorted(self._index(index_name))
 
-    def _indexer(self, name: str) -> Callable[[T], builtins.list[str]]:
+    def _indexer(self, name: str) -> IndexFunc[T]:
         try:
             return self._indexers[name]
         except KeyError:

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -334,6 +335,14 @@ class Cluster:
                                              private_key=cfg.key_pem,
                                              certificate_chain=cfg.cert_pem)
         return grpc.secure_channel(cfg.server, creds, options=list(options))
+
+    async def new_namespace(self, prefix: str = "t-") -> str:
+        """Create a namespace with a fresh name (`prefix` + random hex) and return the name."""
+        name = f"{prefix}{uuid.uuid4().hex[:10]}"
+        await self.client.create(
+            "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        )
+        return name
 
     def _track(self, client: ApiClient) -> ApiClient:
         self._clients.append(client)

@@ -12,7 +12,6 @@ Under pytest-xdist every worker process gets its own cluster.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -38,8 +37,4 @@ async def cluster() -> AsyncIterator[Cluster]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def namespace(cluster: Cluster) -> str:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    await cluster.client.create(
-        "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    return name
+    return await cluster.new_namespace()

@@ -284,6 +284,16 @@ def _help_for(rest: list[str], commands: Sequence[Command]) -> Parsed:
     return None, argparse.Namespace()
 
 
+def group_help(intro: str, subcommands: Sequence[tuple[str, str]], usage: str) -> str:
+    """What a verb with subcommands (`tkctl auth`, `tkctl pki`) prints when run bare."""
+    width = max(len(name) for name, _ in subcommands) + 3
+    return "\n".join([
+        intro, "", "Available Commands:",
+        *(f"  {name.ljust(width)}{summary}" for name, summary in subcommands),
+        "", "Usage:", f"  {usage}",
+    ])
+
+
 def overview(commands: Sequence[Command]) -> str:
     """`tkctl` with no verb: the grouped list of verbs, like `kubectl`'s help."""
     lines = [f"{PROG} controls the tinykube cluster manager.", ""]

@@ -148,16 +148,12 @@ def _go_list(values: Any) -> str:
 
 
 async def run_auth(ctx: Context, args: argparse.Namespace) -> None:
-    ctx.print("\n".join([
+    ctx.print(cli.group_help(
         "Inspect authorization.",
-        "",
-        "Available Commands:",
-        "  can-i    Check whether an action is allowed",
-        "  whoami   Check self subject attributes",
-        "",
-        "Usage:",
-        "  tkctl auth (can-i | whoami) [flags]",
-    ]))
+        [("can-i", "Check whether an action is allowed"),
+         ("whoami", "Check self subject attributes")],
+        "tkctl auth (can-i | whoami) [flags]",
+    ))
 
 
 COMMANDS = [

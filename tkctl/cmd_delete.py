@@ -72,9 +72,7 @@ def _grace(ctx: Context, args: argparse.Namespace) -> int | None:
 
 def _targets(ctx: Context, args: argparse.Namespace) -> list[Target]:
     if args.filename:
-        if args.resources:
-            raise UsageError("arguments cannot be given together with -f")
-        return targets_from_files(ctx, args)
+        return targets_from_files(ctx, args, args.resources)
     if not args.resources:
         raise UsageError("You must provide one or more resources by argument or filename.")
     targets = parse_targets(args.resources, "delete")

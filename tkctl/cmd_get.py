@@ -61,9 +61,7 @@ def _query(args: argparse.Namespace) -> Query:
 
 def _targets(ctx: Context, args: argparse.Namespace) -> list[Target]:
     if args.filename:
-        if args.resources:
-            raise UsageError("arguments cannot be given together with -f")
-        return targets_from_files(ctx, args)
+        return targets_from_files(ctx, args, args.resources)
     if not args.resources:
         raise UsageError(
             "You must specify the type of resource to get. Use \"tkctl api-resources\" for a "

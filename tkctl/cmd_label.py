@@ -109,9 +109,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def _targets(ctx: Context, args: argparse.Namespace, resources: list[str]) -> list[Target]:
     if args.filename:
-        if resources:
-            raise UsageError("arguments cannot be given together with -f")
-        return targets_from_files(ctx, args)
+        return targets_from_files(ctx, args, resources)
     if not resources:
         raise UsageError("one or more resources must be specified as <resource> <name> or "
                          "<resource>/<name>")

@@ -194,17 +194,13 @@ async def run_user(ctx: Context, args: argparse.Namespace) -> None:
 
 
 async def run_pki(ctx: Context, args: argparse.Namespace) -> None:
-    ctx.print("\n".join([
+    ctx.print(cli.group_help(
         "Create and extend the cluster's certificates and kubeconfigs.",
-        "",
-        "Available Commands:",
-        "  init       Create the cluster CA, certificates, keys and kubeconfigs",
-        "  add-node   Add a node's kubelet kubeconfig and serving certificate",
-        "  user       Write a kubeconfig with a new client certificate for a user",
-        "",
-        "Usage:",
-        "  tkctl pki (init | add-node NAME | user NAME) [flags]",
-    ]))
+        [("init", "Create the cluster CA, certificates, keys and kubeconfigs"),
+         ("add-node", "Add a node's kubelet kubeconfig and serving certificate"),
+         ("user", "Write a kubeconfig with a new client certificate for a user")],
+        "tkctl pki (init | add-node NAME | user NAME) [flags]",
+    ))
 
 
 _INIT_HELP = (

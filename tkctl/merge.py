@@ -111,14 +111,3 @@ def with_last_applied(obj: Obj) -> Obj:
     return out
 
 
-def apply_merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: what the server does with the patch (used by tests and `patch` no-op checks)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = apply_merge_patch(result.get(key), value)
-    return result

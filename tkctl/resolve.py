@@ -107,8 +107,12 @@ def load_manifests(ctx: Context, args: argparse.Namespace) -> list[manifests.Man
                           stdin=ctx.stdin)
 
 
-def targets_from_files(ctx: Context, args: argparse.Namespace) -> list[Target]:
-    """Targets naming each object in the `-f` manifests (for get, delete, label, ...)."""
+def targets_from_files(ctx: Context, args: argparse.Namespace,
+                       resources: list[str] | None = None) -> list[Target]:
+    """Targets naming each object in the `-f` manifests (for get, delete, label, ...).
+    `resources`: the verb's TYPE/NAME arguments, which must then be empty."""
+    if resources:
+        raise UsageError("arguments cannot be given together with -f")
     out: list[Target] = []
     for m in load_manifests(ctx, args):
         try:

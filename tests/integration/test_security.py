@@ -37,10 +37,7 @@ async def secure() -> AsyncIterator[Cluster]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def ns(secure: Cluster) -> str:
-    name = f"sec-{uuid.uuid4().hex[:8]}"
-    await secure.client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                              "metadata": {"name": name}})
-    return name
+    return await secure.new_namespace("sec-")
 
 
 def node(name: str) -> Obj:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from api.patch import merge_patch as apply_merge_patch
 from tkctl.merge import (
     LAST_APPLIED,
-    apply_merge_patch,
     last_applied,
     three_way_patch,
     with_last_applied,
