@@ -1,17 +1,86 @@
-"""tk-controller-manager: a placeholder until the controller-manager arrives (issue 3).
-
-The console script exists from the start so the skeleton is complete; running it says so.
-"""
+"""tk-controller-manager: flags → ControllerContext → the chosen controllers, under a lease."""
 
 from __future__ import annotations
 
+import argparse
 import sys
+
+from client.events import EventRecorder
+from client.flags import (
+    Parser,
+    add_client_flags,
+    add_leader_election_flags,
+    check_leader_election,
+    csv,
+    duration,
+    make_client,
+    run_leader_elected,
+    run_main,
+    setup_logging,
+)
+from client.informer import SharedInformerFactory
+from controllers.base import ControllerContext, Options
+from controllers.manager import run_controllers, select
+
+PROG = "tk-controller-manager"
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, Parser]:
+    p = Parser(prog=PROG, description="Runs tinykube's controllers in one process.")
+    add_client_flags(p)
+    add_leader_election_flags(p, default_name="kube-controller-manager")
+    p.add_argument("--controllers", default="*",
+                   help="comma-separated: * for all, NAME to enable, -NAME to disable")
+    p.add_argument("--concurrent-syncs", type=int, default=5, metavar="N",
+                   help="workers per controller")
+    p.add_argument("--concurrent-gc-syncs", type=int, default=20, metavar="N")
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16")
+    p.add_argument("--node-cidr-mask-size", type=int, default=24)
+    p.add_argument("--allocate-node-cidrs", default=True, action=argparse.BooleanOptionalAction)
+    p.add_argument("--node-monitor-period", type=duration, default=5.0, metavar="DURATION")
+    p.add_argument("--node-monitor-grace-period", type=duration, default=40.0,
+                   metavar="DURATION")
+    p.add_argument("--node-startup-grace-period", type=duration, default=60.0,
+                   metavar="DURATION")
+    a = p.parse_args(argv)
+    check_leader_election(p, a)
+    try:
+        a.selected = select(csv(a.controllers))
+    except ValueError as e:
+        p.error(str(e))
+    if a.concurrent_syncs < 1:
+        p.error("--concurrent-syncs: must be at least 1")
+    return a, p
+
+
+async def _run(a: argparse.Namespace, p: Parser) -> None:
+    client = make_client(p, a, PROG)
+    recorder = EventRecorder(client, "controller-manager")
+    options = Options(
+        concurrent_syncs=a.concurrent_syncs, cluster_cidr=a.cluster_cidr,
+        node_cidr_mask_size=a.node_cidr_mask_size, allocate_node_cidrs=a.allocate_node_cidrs,
+        node_monitor_period=a.node_monitor_period,
+        node_monitor_grace_period=a.node_monitor_grace_period,
+        node_startup_grace_period=a.node_startup_grace_period,
+        gc_workers=a.concurrent_gc_syncs)
+
+    async def work() -> None:
+        ctx = ControllerContext(client, SharedInformerFactory(client), recorder, options)
+        await run_controllers(ctx, a.selected)
+
+    try:
+        await client.wait_ready()
+        await run_leader_elected(client, a, work, PROG)
+    finally:
+        await recorder.close()
+        await client.close()
+    sys.exit(1)  # only reached when leadership was lost: restart and compete again
 
 
 def main() -> None:
-    print("tk-controller-manager: not implemented yet: the controller-manager arrives with issue 3 "
-          "(see README.md)", file=sys.stderr)
-    sys.exit(2)
+    a, p = parse(sys.argv[1:])
+    setup_logging(a.verbose)
+    run_main(_run(a, p), PROG)
 
 
 if __name__ == "__main__":

@@ -243,6 +243,45 @@ class ApiServer:
         return _tail(self.log, 200)
 
 
+class Component:
+    """A control-plane or node component (`python -m MODULE ARGS`) as a child process.
+
+    Like ApiServer it can be SIGKILLed and started again with the same arguments; its output
+    goes to `log` (which outlives it, for the test's failure message).
+    """
+
+    def __init__(self, module: str, *args: str, parent: Path | None = None,
+                 name: str | None = None) -> None:
+        self.module = module
+        self.args = list(args)
+        self.name = name or module
+        self.dir = Path(tempfile.mkdtemp(prefix=f"tk-{self.name}-", dir=parent))
+        self.log = self.dir / f"{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Component:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module, *self.args], stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
+        )
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+    def logs(self, lines: int = 200) -> str:
+        return _tail(self.log, lines)
+
+
 class Cluster:
     """etcd + apiserver + an admin client: the fixture integration tests and benchmarks share.
 
@@ -261,6 +300,7 @@ class Cluster:
         self.apiserver: ApiServer | None = None
         self._client: ApiClient | None = None
         self._clients: list[ApiClient] = []
+        self.components: list[Component] = []
 
     @property
     def client(self) -> ApiClient:
@@ -344,6 +384,36 @@ class Cluster:
         )
         return name
 
+    def component_args(self, kubeconfig: str = "admin.conf") -> list[str]:
+        """How a component of this cluster reaches the apiserver: `--kubeconfig` with the
+        named kubeconfig of the PKI (scheduler.conf, controller-manager.conf, …), or
+        `--server` when insecure."""
+        if self.pki is None:
+            return ["--server", self.server]
+        return ["--kubeconfig", str(self.pki / kubeconfig)]
+
+    def start_component(self, module: str, *args: str, kubeconfig: str = "admin.conf",
+                        name: str | None = None) -> Component:
+        """Start `python -m module` against this cluster; stopped with the cluster."""
+        comp = Component(module, *self.component_args(kubeconfig), *args, parent=self.dir,
+                         name=name)
+        self.components.append(comp.start())
+        return comp
+
+    def start_scheduler(self, *args: str) -> Component:
+        return self.start_component("scheduler", *args, kubeconfig="scheduler.conf",
+                                    name="scheduler")
+
+    def start_controller_manager(self, *args: str) -> Component:
+        return self.start_component("controllers", *args,
+                                    kubeconfig="controller-manager.conf",
+                                    name="controller-manager")
+
+    def start_hollow_nodes(self, count: int, *args: str) -> Component:
+        """`tk-hollow-nodes --count N`: N fake nodes with heartbeats that run bound pods."""
+        return self.start_component("harness.hollow_nodes", "--count", str(count), *args,
+                                    name="hollow-nodes")
+
     def _track(self, client: ApiClient) -> ApiClient:
         self._clients.append(client)
         return client
@@ -359,6 +429,8 @@ class Cluster:
         await wait_for_namespace(self._client, "default")
 
     async def stop(self) -> None:
+        for comp in self.components:
+            comp.stop()
         for c in [*self._clients, self._client]:
             if c is not None:
                 await c.close()

@@ -38,3 +38,36 @@ async def cluster() -> AsyncIterator[Cluster]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def namespace(cluster: Cluster) -> str:
     return await cluster.new_namespace()
+
+
+# The control plane the controller, scheduler and hollow-node tests share: its own etcd and
+# apiserver (so that `cluster`'s API tests never see a scheduler bind their pods), a scheduler,
+# a controller-manager with every controller, and three hollow nodes `hollow-0..2` (4 cpu,
+# 16Gi, 110 pods) that heartbeat every second. Timings are short so that node-failure tests
+# take seconds: a node is Unknown 4s after its last heartbeat.
+#
+# Tests here must not change what others rely on: never taint, cordon or delete the shared
+# hollow nodes (start a `cluster.start_hollow_nodes(...)` of your own with another
+# `--name-prefix` and pin pods there with a nodeSelector), and never kill the shared scheduler
+# or controller-manager (start your own `Cluster()` for that).
+SHARED_NODES = ("hollow-0", "hollow-1", "hollow-2")
+CONTROLLER_MANAGER_FLAGS = (
+    "--node-monitor-period", "0.5", "--node-monitor-grace-period", "4",
+    "--node-startup-grace-period", "4",
+)
+HOLLOW_FLAGS = ("--name-prefix", "hollow-", "--lease-interval", "1")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def control_plane() -> AsyncIterator[Cluster]:
+    async with Cluster("--watch-bookmark-interval", "1") as c:
+        c.start_scheduler()
+        c.start_controller_manager(*CONTROLLER_MANAGER_FLAGS)
+        c.start_hollow_nodes(len(SHARED_NODES), *HOLLOW_FLAGS)
+        yield c
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def cp_namespace(control_plane: Cluster) -> str:
+    """A fresh namespace in the shared control plane."""
+    return await control_plane.new_namespace()

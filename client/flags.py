@@ -1,0 +1,143 @@
+"""Flags every control-plane process shares, parsed the same way everywhere.
+
+The scheduler, the controller-manager, the hollow nodes (and later the kubelet and the agents)
+all take `--kubeconfig`/`--server` to find the apiserver and `--leader-elect*` to compete for a
+Lease, with upstream's names and defaults. Parsing them in one place keeps the error messages
+alike (`tk-scheduler: error: --kubeconfig: …`, never a stack trace) and keeps each component's
+`__main__.py` to wiring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import socket
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
+
+from client.apiclient import ApiClient
+from client.config import ConfigError, load_config
+from client.leaderelection import LeaderElector
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str) -> float:
+    """Seconds of a Go duration as upstream flags take them: 10m, 1h30m, 1s, 500ms.
+
+    A bare number is taken as seconds (tests and the lab shorten timings with `--x 2`).
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must not be negative")
+        return value
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (want e.g. 10m, 1h, 30s)")
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+def csv(values: list[str] | str | None) -> list[str]:
+    """Repeatable flags that also take comma-separated lists."""
+    if isinstance(values, str):
+        values = [values]
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors prefixed by the program name, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def add_client_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("connection")
+    g.add_argument("--kubeconfig", default=None,
+                   help="kubeconfig with the server and this component's credentials "
+                        "(default: $TINYKUBE_CONFIG, then ~/.tinykube/config)")
+    g.add_argument("-s", "--server", default=None,
+                   help="apiserver address host:port (overrides the kubeconfig's)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def add_leader_election_flags(p: argparse.ArgumentParser, *, default_name: str) -> None:
+    g = p.add_argument_group("leader election (a Lease in kube-system)")
+    g.add_argument("--leader-elect", default=True, action=argparse.BooleanOptionalAction,
+                   help="compete for the lease and act only while holding it (default on)")
+    g.add_argument("--leader-elect-lease-duration", type=duration, default=15.0,
+                   metavar="DURATION")
+    g.add_argument("--leader-elect-renew-deadline", type=duration, default=10.0,
+                   metavar="DURATION")
+    g.add_argument("--leader-elect-retry-period", type=duration, default=2.0,
+                   metavar="DURATION")
+    g.add_argument("--leader-elect-resource-name", default=default_name)
+    g.add_argument("--leader-elect-resource-namespace", default="kube-system")
+
+
+def check_leader_election(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    if not (a.leader_elect_lease_duration > a.leader_elect_renew_deadline
+            > a.leader_elect_retry_period > 0):
+        p.error("--leader-elect-lease-duration must exceed --leader-elect-renew-deadline, "
+                "which must exceed --leader-elect-retry-period (> 0)")
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def make_client(p: argparse.ArgumentParser, a: argparse.Namespace, user_agent: str) -> ApiClient:
+    """The apiserver client the flags describe; a bad kubeconfig is one line naming it."""
+    try:
+        cfg = load_config(a.kubeconfig, server=a.server)
+    except ConfigError as e:
+        p.error(str(e))
+    return ApiClient(config=cfg, user_agent=user_agent)
+
+
+def identity() -> str:
+    """A leader-election identity unique per process, readable in `tkctl get lease`."""
+    return f"{socket.gethostname()}_{uuid.uuid4()}"
+
+
+async def run_leader_elected(client: ApiClient, a: argparse.Namespace,
+                             work: Callable[[], Awaitable[Any]], name: str) -> None:
+    """Run `work` while we hold the lease (or at once with --no-leader-elect).
+
+    When leadership is lost this returns, and the caller exits non-zero: like upstream, a process
+    that lost its lease restarts from scratch rather than risk acting beside the new leader.
+    """
+    if not a.leader_elect:
+        await work()
+        return
+    elector = LeaderElector(
+        client,
+        lock_name=a.leader_elect_resource_name,
+        namespace=a.leader_elect_resource_namespace, identity=identity(),
+        on_started_leading=work, lease_duration=a.leader_elect_lease_duration,
+        renew_deadline=a.leader_elect_renew_deadline,
+        retry_period=a.leader_elect_retry_period, release_on_cancel=True)
+    await elector.run()
+    logging.getLogger(name).error("%s: leader election lost; exiting", name)
+
+
+def run_main(coro: Awaitable[Any], prog: str) -> None:
+    """asyncio.run with Ctrl-C and lost leadership turned into exit codes, not tracebacks."""
+    try:
+        asyncio.run(coro)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        return
+    except ConfigError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(2)
