@@ -70,7 +70,7 @@ RESOURCES: dict[str, ResourceInfo] = {
         ResourceInfo("nodes", "node", "Node", "", "v1", False, core.Node, ("no",),
                      frozenset({"status"}), _fields("spec.unschedulable")),
         ResourceInfo("pods", "pod", "Pod", "", "v1", True, core.Pod, ("po",),
-                     frozenset({"status", "binding"}),
+                     frozenset({"status", "binding", "eviction"}),
                      _fields("spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
                              "spec.serviceAccountName", "status.phase", "status.podIP",
                              "status.nominatedNodeName")),

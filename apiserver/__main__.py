@@ -54,6 +54,11 @@ def parse(argv: list[str]) -> Config:
                    help="seconds between etcd compactions (0 = never)")
     p.add_argument("--event-ttl", type=int, default=3600,
                    help="seconds an Event is kept before etcd expires it")
+    p.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
+                   metavar="SECONDS", help="tolerationSeconds of the not-ready:NoExecute "
+                   "toleration added to every pod that has none")
+    p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
+                   metavar="SECONDS", help="the same for unreachable:NoExecute")
     sec = p.add_argument_group("security (secure by default: `tkctl pki init` creates the files)")
     sec.add_argument("--insecure", action="store_true",
                      help="serve plaintext with no authentication or authorization (walkthroughs)")
@@ -95,6 +100,10 @@ def parse(argv: list[str]) -> Config:
         p.error(f"--token-port: {a.token_port} is not a free TCP port (0 = off)")
     if a.event_ttl < 1:
         p.error("--event-ttl: must be at least 1 second")
+    for flag in ("not_ready", "unreachable"):
+        if getattr(a, f"default_{flag}_toleration_seconds") < 0:
+            p.error(f"--default-{flag.replace('_', '-')}-toleration-seconds: must not be "
+                    "negative")
     modes = _csv([a.authorization_mode])
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes or len(set(modes)) != len(modes):
@@ -110,6 +119,8 @@ def parse(argv: list[str]) -> Config:
         service_node_port_range=a.service_node_port_range,
         watch_cache_size=a.watch_cache_size, bookmark_interval=a.watch_bookmark_interval,
         compaction_interval=a.etcd_compaction_interval, event_ttl=a.event_ttl,
+        default_not_ready_toleration_seconds=a.default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds=a.default_unreachable_toleration_seconds,
         insecure=a.insecure, tls_cert_file=a.tls_cert_file,
         tls_private_key_file=a.tls_private_key_file, client_ca_file=a.client_ca_file,
         token_port=0 if a.insecure else a.token_port, etcd_cafile=a.etcd_cafile,

@@ -35,13 +35,17 @@ _STATUS_RESET = {"services", "replicationcontrollers", "replicasets", "deploymen
 
 class Admission:
     def __init__(self, storage: Storage, cache: WatchCache, allocator: Allocator,
-                 default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+                 not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+                 unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
                  plugins: Sequence[AdmissionPlugin] = ()) -> None:
         self.storage = storage
         self.plugins = list(plugins)
         self.cache = cache
         self.allocator = allocator
-        self.toleration_seconds = default_toleration_seconds
+        # --default-not-ready-toleration-seconds / --default-unreachable-toleration-seconds
+        self.toleration_seconds = {"node.kubernetes.io/not-ready": not_ready_toleration_seconds,
+                                   "node.kubernetes.io/unreachable":
+                                       unreachable_toleration_seconds}
 
     async def validate(self, operation: str, info: ResourceInfo, subresource: str, ns: str,
                        name: str, obj: Obj | None, old: Obj | None) -> None:
@@ -86,12 +90,12 @@ class Admission:
             spec["serviceAccountName"] = sa
             spec["serviceAccount"] = sa  # the deprecated mirror Kubernetes still fills
         tolerations = spec.get("tolerations") or []
-        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+        for key, seconds in self.toleration_seconds.items():
             if not any(t.get("key") == key and t.get("effect") in ("NoExecute", None, "")
                        for t in tolerations) and not any(
                     t.get("operator") == "Exists" and not t.get("key") for t in tolerations):
                 tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
-                                    "tolerationSeconds": self.toleration_seconds})
+                                    "tolerationSeconds": seconds})
         spec["tolerations"] = tolerations
 
     # --- Service allocations --------------------------------------------------------------

@@ -69,6 +69,8 @@ class Config:
     compaction_interval: float = 300.0
     etcd_wait: float = 120.0
     event_ttl: int = 3600
+    default_not_ready_toleration_seconds: int = 300
+    default_unreachable_toleration_seconds: int = 300
     shutdown_grace: float = 5.0
     # Transport security (flag names as kube-apiserver's).
     insecure: bool = False
@@ -243,7 +245,10 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
     # Validating admission: a kubelet writes only its own Node, Lease and pods; nobody grants
     # RBAC rights they do not hold (`escalate`/`bind` asked of the whole authorizer chain).
     plugins: list[AdmissionPlugin] = [NodeRestriction(cache), EscalationCheck(rbac, authorizer)]
-    registry = Registry(storage, cache, Admission(storage, cache, allocator, plugins=plugins),
+    registry = Registry(storage, cache, Admission(
+        storage, cache, allocator, plugins=plugins,
+        not_ready_toleration_seconds=cfg.default_not_ready_toleration_seconds,
+        unreachable_toleration_seconds=cfg.default_unreachable_toleration_seconds),
                         cfg.event_ttl, tokens=m.issuer, token_verifier=verifier,
                         authorizer=authorizer)
     await bootstrap(registry)

@@ -21,6 +21,7 @@ from client.flags import (
 from client.informer import SharedInformerFactory
 from controllers.base import ControllerContext, Options
 from controllers.manager import run_controllers, select
+from controllers.nodeipam import CIDRSet
 
 PROG = "tk-controller-manager"
 
@@ -50,6 +51,11 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, Parser]:
         p.error(str(e))
     if a.concurrent_syncs < 1:
         p.error("--concurrent-syncs: must be at least 1")
+    if a.allocate_node_cidrs and "nodeipam" in a.selected:
+        try:
+            CIDRSet(a.cluster_cidr, a.node_cidr_mask_size)
+        except ValueError as e:
+            p.error(str(e))
     return a, p
 
 

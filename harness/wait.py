@@ -13,13 +13,23 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
-async def until(check: Callable[[], T | Awaitable[T]], timeout: float = 30.0,
-                interval: float = 0.2, what: str = "") -> T:
+@overload
+async def until(check: Callable[[], Awaitable[T]], timeout: float = 30.0,
+                interval: float = 0.2, what: str = "") -> T: ...
+
+
+@overload
+async def until(check: Callable[[], T], timeout: float = 30.0,
+                interval: float = 0.2, what: str = "") -> T: ...
+
+
+async def until(check: Callable[[], Any], timeout: float = 30.0,
+                interval: float = 0.2, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:

@@ -24,7 +24,8 @@ _GLOBAL_VALUE_FLAGS = (
     "--as-group",
 )
 _GROUP_ORDER = (
-    "Basic Commands", "Troubleshooting and Debugging Commands", "Advanced Commands",
+    "Basic Commands", "Deploy Commands", "Cluster Management Commands",
+    "Troubleshooting and Debugging Commands", "Advanced Commands",
     "Settings Commands", "Other Commands",
 )
 

@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from api import errors
-from tkctl import cli, printers
+from tkctl import cli, printers, sorting
 from tkctl.context import Command, Context, UsageError
 from tkctl.resolve import (
     Query,
@@ -43,6 +43,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="Labels to show as columns (comma separated, or repeat -L)")
     cli.add_bool(p, "--no-headers", help="Don't print headers")
     cli.add_bool(p, "--ignore-not-found", help="Exit 0 when the requested object does not exist")
+    p.add_argument("--sort-by", default="",
+                   help="Sort list types by this JSONPath field, e.g. '{.metadata.name}' "
+                        "(events default to their lastTimestamp)")
 
 
 def _options(args: argparse.Namespace, target: Target | None = None) -> printers.TableOptions:
@@ -79,10 +82,17 @@ async def run(ctx: Context, args: argparse.Namespace) -> None:
     groups: list[tuple[Target, list[Obj]]] = []
     for target in targets:
         try:
-            groups.append((target, await fetch(ctx, target, _query(args))))
+            groups.append((target, _sorted(args, target, await fetch(ctx, target,
+                                                                     _query(args)))))
         except errors.ApiError as e:
             ctx.api_error(e)
     _print(ctx, args, groups, single=_single_item(args, targets))
+
+
+def _sorted(args: argparse.Namespace, target: Target, objs: list[Obj]) -> list[Obj]:
+    if args.sort_by:
+        return sorting.sort_by(objs, args.sort_by)
+    return sorting.sort_events(objs) if target.info.name == "events" else objs
 
 
 def _single_item(args: argparse.Namespace, targets: list[Target]) -> bool:

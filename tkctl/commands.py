@@ -32,8 +32,11 @@ from tkctl import (
     cmd_get,
     cmd_info,
     cmd_label,
+    cmd_node,
     cmd_patch,
     cmd_pki,
+    cmd_rollout,
+    cmd_scale,
 )
 from tkctl.context import DEFAULT_NAMESPACE, Command, Context, UsageError
 from tkctl.manifests import ManifestError
@@ -53,6 +56,9 @@ COMMANDS: list[Command] = [
     cmd_apply.CREATE_TOKEN,
     *cmd_auth.COMMANDS,
     *cmd_pki.COMMANDS,
+    *cmd_rollout.COMMANDS,
+    cmd_scale.COMMAND,
+    *cmd_node.COMMANDS,
 ]
 
 

@@ -38,6 +38,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -195,13 +196,56 @@ async def run_step(step: Step, env: dict[str, str]) -> tuple[int | None, str]:
     return proc.returncode, out.decode(errors="replace")
 
 
+# A walkthrough that needs more than etcd + apiserver says so in an HTML comment, e.g.
+# `<!-- walkthrough-cluster: scheduler controller-manager hollow-nodes=3 -->`, matching what
+# `scripts/up` starts for the reader.
+_CLUSTER_SPEC = re.compile(r"<!--\s*walkthrough-cluster:\s*(.*?)\s*-->")
+
+
+def cluster_spec(text: str) -> dict[str, str]:
+    """The components a walkthrough's comment asks for: name -> value ("" when bare)."""
+    m = _CLUSTER_SPEC.search(text)
+    if m is None:
+        return {}
+    spec = {}
+    for word in m.group(1).split():
+        name, _, value = word.partition("=")
+        spec[name] = value
+    unknown = set(spec) - {"scheduler", "controller-manager", "hollow-nodes"}
+    if unknown:
+        raise ValueError(f"walkthrough-cluster: unknown component(s) {sorted(unknown)}")
+    return spec
+
+
+async def start_components(cluster: Any, spec: dict[str, str]) -> None:
+    """Start what `spec` names against `cluster`, as scripts/up would, and wait for the nodes."""
+    from harness.wait import until
+
+    if "scheduler" in spec:
+        cluster.start_scheduler()
+    if "controller-manager" in spec:
+        cluster.start_controller_manager()
+    if "hollow-nodes" in spec:
+        count = int(spec["hollow-nodes"] or 3)
+        cluster.start_hollow_nodes(count, "--name-prefix", "hollow-")
+
+        async def ready() -> bool:
+            nodes = (await cluster.client.list("nodes"))["items"]
+            return sum(1 for n in nodes for c in (n.get("status") or {}).get("conditions") or []
+                       if c["type"] == "Ready" and c["status"] == "True") >= count
+
+        await until(ready, timeout=60, what=f"{count} hollow nodes Ready")
+
+
 @pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
 async def test_walkthrough(doc: Path) -> None:
     from harness.cluster import Cluster
 
-    steps = parse_steps(doc.read_text(), str(doc.relative_to(REPO)))
+    text = doc.read_text()
+    steps = parse_steps(text, str(doc.relative_to(REPO)))
     assert steps, f"{doc.name} has no ```bash steps"
     async with Cluster() as cluster:
+        await start_components(cluster, cluster_spec(text))
         env = {
             **os.environ,
             "TINYKUBE_SERVER": "",
@@ -346,3 +390,11 @@ def test_mismatch_message_names_doc_and_step() -> None:
     msg = explain_mismatch(step, "error: boom\n", 1)
     assert "docs/01-x.md:12" in msg and "'Apply it'" in msg
     assert "-created" in msg and "+error: boom" in msg
+
+
+def test_cluster_spec_comment() -> None:
+    text = "intro\n<!-- walkthrough-cluster: scheduler controller-manager hollow-nodes=3 -->\n"
+    assert cluster_spec(text) == {"scheduler": "", "controller-manager": "", "hollow-nodes": "3"}
+    assert cluster_spec("no comment here") == {}
+    with pytest.raises(ValueError, match="kubelet"):
+        cluster_spec("<!-- walkthrough-cluster: kubelet -->")

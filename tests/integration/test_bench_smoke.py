@@ -33,3 +33,19 @@ def test_bench_api_quick_prints_ratios() -> None:
     assert re.search(latency, out, re.M), out
     assert re.search(r"^physical limit: raw etcd puts", out, re.M), out
     assert re.search(r"^physical limit: raw etcd watch", out, re.M), out
+
+
+def test_bench_scheduler_quick_prints_ratio() -> None:
+    proc = subprocess.run(
+        [sys.executable, "bench/scheduler.py", "--quick"], cwd=REPO, capture_output=True,
+        text=True, timeout=240, stdin=subprocess.DEVNULL,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, (
+        f"bench/scheduler.py --quick exited {proc.returncode}\n{out}\n{proc.stderr}"
+    )
+    assert re.search(r"^  tk-scheduler: 200/200 pods bound", out, re.M), out
+    assert re.search(
+        r"^scheduler at 10 nodes: \d+ pods/s, raw bind \d+/s, ratio scheduler/raw \d+\.\d\d",
+        out, re.M), out
+    assert re.search(r"^physical limit: raw Bind calls", out, re.M), out
