@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from client.events import EventRecorder
 from client.flags import (
     Parser,
     add_client_flags,
@@ -61,7 +60,6 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, Parser]:
 
 async def _run(a: argparse.Namespace, p: Parser) -> None:
     client = make_client(p, a, PROG)
-    recorder = EventRecorder(client, "controller-manager")
     options = Options(
         concurrent_syncs=a.concurrent_syncs, cluster_cidr=a.cluster_cidr,
         node_cidr_mask_size=a.node_cidr_mask_size, allocate_node_cidrs=a.allocate_node_cidrs,
@@ -71,14 +69,16 @@ async def _run(a: argparse.Namespace, p: Parser) -> None:
         gc_workers=a.concurrent_gc_syncs)
 
     async def work() -> None:
-        ctx = ControllerContext(client, SharedInformerFactory(client), recorder, options)
-        await run_controllers(ctx, a.selected)
+        ctx = ControllerContext(client, SharedInformerFactory(client), options)
+        try:
+            await run_controllers(ctx, a.selected)
+        finally:
+            await ctx.close()
 
     try:
         await client.wait_ready()
         await run_leader_elected(client, a, work, PROG)
     finally:
-        await recorder.close()
         await client.close()
     sys.exit(1)  # only reached when leadership was lost: restart and compete again
 

@@ -48,24 +48,37 @@ class Options:
 
 @dataclass
 class ControllerContext:
-    """What the manager hands every controller: one client, one informer factory, one recorder."""
+    """What the manager hands every controller: one client, one informer factory, and event
+    recorders named per controller (Events carry upstream's `source.component`, such as
+    `deployment-controller`, so `tkctl describe` reads as it does on a real cluster)."""
 
     client: ApiClient
     factory: SharedInformerFactory
-    recorder: EventRecorder
     options: Options
+    recorders: dict[str, EventRecorder] = field(default_factory=dict)
+
+    def recorder_for(self, component: str) -> EventRecorder:
+        if component not in self.recorders:
+            self.recorders[component] = EventRecorder(self.client, component)
+        return self.recorders[component]
+
+    async def close(self) -> None:
+        for r in self.recorders.values():
+            await r.close()
 
 
 class Controller(ABC):
     """Base of every controller; subclasses set `name` and implement `setup` and `sync`."""
 
     name: ClassVar[str] = ""
+    # The Events' source component, upstream's name for this controller.
+    component: ClassVar[str] = ""
 
     def __init__(self, ctx: ControllerContext, workers: int | None = None) -> None:
         self.ctx = ctx
         self.client = ctx.client
         self.factory = ctx.factory
-        self.recorder = ctx.recorder
+        self.recorder = ctx.recorder_for(self.component or f"{self.name}-controller")
         self.options = ctx.options
         self.workers = workers if workers is not None else ctx.options.concurrent_syncs
         self.queue: RateLimitingQueue[str] = RateLimitingQueue(name=self.name)

@@ -37,6 +37,7 @@ def _utcnow() -> dt.datetime:
 
 class DeploymentController(Controller):
     name = "deployment"
+    component = "deployment-controller"
 
     def __init__(self, ctx: ControllerContext, workers: int | None = None,
                  clock: Clock = _utcnow) -> None:

@@ -211,6 +211,7 @@ def pod_endpoints_changed(old: Pod, new: Pod) -> tuple[bool, bool]:
 
 class EndpointsController(Controller):
     name = "endpoint"
+    component = "endpoint-controller"
 
     def setup(self) -> None:
         self.services = self.factory.informer_for(Service)

@@ -116,6 +116,7 @@ def _md(obj: Obj) -> Obj:
 
 class GarbageCollector(Controller):
     name = "garbagecollector"
+    component = "garbage-collector-controller"
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx, workers=ctx.options.gc_workers)

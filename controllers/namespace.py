@@ -129,6 +129,7 @@ def _same(a: list[Obj], b: list[Obj]) -> bool:
 
 class NamespaceController(Controller):
     name = "namespace"
+    component = "namespace-controller"
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)

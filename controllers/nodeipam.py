@@ -99,6 +99,7 @@ def pod_cidrs(node: Node) -> list[str]:
 
 class NodeIpamController(Controller):
     name = "nodeipam"
+    component = "cidrAllocator"
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)

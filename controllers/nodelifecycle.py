@@ -183,10 +183,13 @@ class NodeLifecycleController(Controller):
     """The base queue holds node names (taint reconciliation); `evictions` holds pod keys."""
 
     name = "nodelifecycle"
+    component = "node-controller"
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
         self.evictions: RateLimitingQueue[str] = RateLimitingQueue(name="taint-eviction")
+        # Upstream moved taint eviction into its own controller (1.29); its Events say so.
+        self.eviction_recorder = ctx.recorder_for("taint-eviction-controller")
         self.health: dict[str, _Health] = {}
         self._scheduled: dict[str, float] = {}  # pod key → when its eviction is due
         self._tasks: set[asyncio.Future[None]] = set()
@@ -371,16 +374,16 @@ class NodeLifecycleController(Controller):
             return
         if decision.at is None:
             if self._scheduled.pop(key, None) is not None:
-                self.recorder.event(pod, "Normal", "TaintManagerEviction",
-                                    f"Cancelling deletion of Pod {key}")
+                self.eviction_recorder.event(pod, "Normal", "TaintManagerEviction",
+                                             f"Cancelling deletion of Pod {key}")
             return
         self._scheduled[key] = decision.at
         self.evictions.add_after(key, max(0.0, decision.at - time.time()) + 0.01)
 
     async def _evict(self, pod: Pod, key: str) -> None:
         self._scheduled.pop(key, None)
-        self.recorder.event(pod, "Normal", "TaintManagerEviction",
-                            f"Marking for deletion Pod {key}")
+        self.eviction_recorder.event(pod, "Normal", "TaintManagerEviction",
+                                     f"Marking for deletion Pod {key}")
         await self._add_disruption_condition(pod)
         ns, name = split_meta_namespace_key(key)
         try:

@@ -41,7 +41,6 @@ from api.podutil import (
     pod_phase,
 )
 from api.selectors import Selector, from_label_selector, from_map
-from client.events import EventRecorder
 from client.store import NAMESPACE_INDEX, split_meta_namespace_key
 from controllers.base import Controller, ControllerContext
 from controllers.expectations import Expectations
@@ -344,8 +343,8 @@ class _ReplicaManager(Controller):
         super().__init__(ctx, workers)
         self.expectations = Expectations()
         self.burst = BURST_REPLICAS
-        # Events carry upstream's source component, not the manager's.
-        self.events = EventRecorder(self.client, self.kind.component)
+        # Events carry upstream's source component, which differs between the two kinds.
+        self.events = ctx.recorder_for(self.kind.component)
 
     def setup(self) -> None:
         self.owners = self.factory.informer_for(
@@ -355,12 +354,6 @@ class _ReplicaManager(Controller):
         self.pods = self.factory.informer_for(Pod)
         self.pods.add_event_handler(on_add=self._add_pod, on_update=self._update_pod,
                                     on_delete=self._delete_pod)
-
-    async def run(self) -> None:
-        try:
-            await super().run()
-        finally:
-            await self.events.close()
 
     # --- event handlers: they only enqueue keys and count observations ---------------------
 
