@@ -259,13 +259,43 @@ class Registry:
             raise errors.invalid("Eviction", name, [errors.Cause(
                 "deleteOptions.gracePeriodSeconds",
                 f"Invalid value: {o.grace_period_seconds}: must be >= 0", "FieldValueInvalid")])
-        await self.delete(info, ns, name, pb.DeleteOptions(
+        opts = pb.DeleteOptions(
             grace_period_seconds=-1 if o.grace_period_seconds is None else o.grace_period_seconds,
             propagation_policy=o.propagation_policy or "", precondition_uid=pre.uid or "",
             precondition_resource_version=pre.resource_version or "",
-            dry_run=dry_run or "All" in (o.dry_run or [])))
+            dry_run=dry_run or "All" in (o.dry_run or []))
+        if not opts.dry_run:
+            rv = await self._add_disruption_target(info, ns, name, opts)
+            if opts.precondition_resource_version:
+                # We changed the pod: the caller's resourceVersion held for the version we
+                # updated, so the delete checks ours (as upstream bumps it).
+                opts.precondition_resource_version = rv
+        await self.delete(info, ns, name, opts)
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                 "code": 201}
+
+    async def _add_disruption_target(self, info: ResourceInfo, ns: str, name: str,
+                                     opts: pb.DeleteOptions) -> str:
+        """Condition DisruptionTarget=True (EvictionByEvictionAPI) on the pod before an eviction
+        deletes it, as upstream does since PodDisruptionConditions (GA 1.31), so the pod's
+        owner can tell an eviction from a failure. The delete's preconditions are checked
+        against the pod updated here. Returns the pod's resourceVersion afterwards."""
+        def transform(cur: Obj) -> Obj:
+            self._check_preconditions(info, name, cur, opts)
+            new = copy.deepcopy(cur)
+            conds = (new.setdefault("status", {}).get("conditions") or [])
+            old = next((c for c in conds if c.get("type") == "DisruptionTarget"), None)
+            want = {"type": "DisruptionTarget", "status": "True",
+                    "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"}
+            if old is not None and all(old.get(k) == v for k, v in want.items()):
+                return new
+            since = old.get("lastTransitionTime") if old and old.get("status") == "True" \
+                else None
+            new["status"]["conditions"] = [c for c in conds if c is not old] + [
+                {**want, "lastTransitionTime": since or now_rfc3339()}]
+            return new
+        out = await self._update_loop(info, ns, name, "status", transform, "", False)
+        return str(_md(out).get("resourceVersion") or "")
 
     async def _create_once(self, info: ResourceInfo, ns: str, obj: Obj, dry_run: bool) -> Obj:
         obj = copy.deepcopy(obj)
@@ -316,6 +346,18 @@ class Registry:
         if obj is None:
             raise _not_found(info, name)
         return obj
+
+    def _cached(self, info: ResourceInfo, ns: str, name: str) -> Obj | None:
+        """The object as the watch cache holds it, for the first attempt of a write.
+
+        Every write is a compare-and-swap on the resourceVersion it read, so a copy a few
+        milliseconds stale costs a Conflict and a second attempt from etcd, never a lost
+        update; what a write *decides* without writing (a refusal, a no-op) is only trusted
+        from etcd. Upstream's GuaranteedUpdate starts from its cache the same way, and this
+        saves one etcd round trip per write. The object is the cache's own: read it, never
+        modify it.
+        """
+        return self.cache.get(info.name, f"{ns}/{name}" if ns else name)
 
     async def get(self, info: ResourceInfo, ns: str, name: str, subresource: str = "") -> Obj:
         self._check_subresource(info, subresource, ("", "status", "scale"))
@@ -468,19 +510,45 @@ class Registry:
 
     async def _update_loop(self, info: ResourceInfo, ns: str, name: str, subresource: str,
                            transform: Callable[[Obj], Obj], user_rv: str, dry_run: bool) -> Obj:
-        """Read, transform, compare-and-swap; retried on conflict unless the caller pinned RV."""
-        for _ in range(32):
-            cur = await self._current(info, ns, name)
-            if user_rv and user_rv != _md(cur)["resourceVersion"]:
-                raise _conflict(info, name)
-            new = self._merge_update(info, cur, copy.deepcopy(transform(cur)), subresource)
+        """Read, transform, compare-and-swap; retried on conflict unless the caller pinned RV.
+
+        The first read is the watch cache's (`_cached`); a refusal, a conflict or a no-op
+        found against it is checked again against etcd before it is answered. A dry run
+        writes nothing that a compare-and-swap could check, so it reads etcd.
+        """
+        cached = not dry_run
+        for _ in range(33):
+            cur = self._cached(info, ns, name) if cached else None
+            if cur is None:
+                cached = False
+                cur = await self._current(info, ns, name)
             try:
-                return await self._write_update(info, ns, name, subresource, cur, new, dry_run)
+                if user_rv and user_rv != _md(cur)["resourceVersion"]:
+                    raise _conflict(info, name)
+                new = self._merge_update(info, cur, copy.deepcopy(transform(cur)), subresource)
+            except errors.ApiError:
+                if not cached:
+                    raise
+                cached = False
+                continue
+            try:
+                out = await self._write_update(info, ns, name, subresource, cur, new, dry_run)
             except errors.Conflict:
-                if user_rv:
+                if user_rv and not cached:
                     raise _conflict(info, name) from None
+                cached = False
+                continue
             except errors.NotFound:
                 raise _not_found(info, name) from None
+            except errors.ApiError:
+                if not cached:
+                    raise
+                cached = False
+                continue
+            if cached and out is cur:
+                cached = False  # "nothing changed" holds only against etcd's copy
+                continue
+            return out
         raise _conflict(info, name, "too many concurrent writers; try again")
 
     def _merge_update(self, info: ResourceInfo, cur: Obj, new: Obj, subresource: str) -> Obj:
@@ -737,7 +805,7 @@ class Registry:
         uid = (meta or {}).get("uid")
 
         def transform(cur: Obj) -> Obj:
-            md, spec = _md(cur), cur.setdefault("spec", {})
+            md, spec = _md(cur), cur.get("spec") or {}
             if uid and uid != md.get("uid"):
                 raise _conflict(info, name, f"Precondition failed: UID in precondition: {uid}, "
                                 f"UID in object meta: {md.get('uid')}")
@@ -747,23 +815,35 @@ class Registry:
             if spec.get("nodeName"):
                 raise _conflict(info, name, f'pod {name} is already assigned to node '
                                 f'"{spec["nodeName"]}"')
-            new = copy.deepcopy(cur)
-            new["spec"]["nodeName"] = node
-            conds = [c for c in (new.get("status") or {}).get("conditions") or []
-                     if c.get("type") != "PodScheduled"]
+            # Copied only along the paths that change: the rest is shared with `cur` (maybe
+            # the watch cache's own object) and only read, to be encoded.
+            status = cur.get("status") or {}
+            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
             conds.append({"type": "PodScheduled", "status": "True",
                           "lastTransitionTime": now_rfc3339()})
-            new.setdefault("status", {})["conditions"] = conds
-            return new
+            return {**cur, "metadata": dict(md), "spec": {**spec, "nodeName": node},
+                    "status": {**status, "conditions": conds}}
 
         # Binding writes spec and status at once, which no ordinary update may: go around
-        # _merge_update with a direct compare-and-swap loop.
-        for _ in range(32):
-            cur = await self._current(info, ns, name)
-            new = transform(cur)
+        # _merge_update with a direct compare-and-swap loop. The first attempt starts from the
+        # watch cache (`_cached`); a refusal or a conflict is answered only from etcd's copy.
+        cached = True
+        for _ in range(33):
+            cur = self._cached(info, ns, name) if cached else None
+            if cur is None:
+                cached = False
+                cur = await self._current(info, ns, name)
+            try:
+                new = transform(cur)
+            except errors.ApiError:
+                if not cached:
+                    raise
+                cached = False
+                continue
             try:
                 rv = await self.storage.update(object_key("pods", ns, name), new, _rv(cur))
             except errors.Conflict:
+                cached = False
                 continue
             except errors.NotFound:
                 raise _not_found(info, name) from None

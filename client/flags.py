@@ -13,12 +13,14 @@ import argparse
 import asyncio
 import logging
 import re
+import signal
 import socket
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
+from api import errors
 from client.apiclient import ApiClient
 from client.config import ConfigError, load_config
 from client.leaderelection import LeaderElector
@@ -115,29 +117,81 @@ async def run_leader_elected(client: ApiClient, a: argparse.Namespace,
                              work: Callable[[], Awaitable[Any]], name: str) -> None:
     """Run `work` while we hold the lease (or at once with --no-leader-elect).
 
-    When leadership is lost this returns, and the caller exits non-zero: like upstream, a process
-    that lost its lease restarts from scratch rather than risk acting beside the new leader.
+    Returns when leadership is lost, or when `work` ended by itself (a controller crashed): the
+    caller then exits non-zero. Like upstream, a process that lost its lease restarts from
+    scratch rather than risk acting beside the new leader, and one whose work died must not sit
+    on the lease doing nothing. Cancelling this (SIGTERM) stops the work and releases the
+    lease, so a successor takes over at its next retry instead of waiting for expiry.
     """
+    log = logging.getLogger(name)
     if not a.leader_elect:
-        await work()
+        await _guarded(work, name)
         return
+    elector_task: asyncio.Task[None] | None = None
+
+    async def lead() -> None:
+        await _guarded(work, name)
+        # The work is over but the elector would keep renewing: stop it (releasing the lease).
+        assert elector_task is not None
+        elector_task.cancel()
+
     elector = LeaderElector(
         client,
         lock_name=a.leader_elect_resource_name,
         namespace=a.leader_elect_resource_namespace, identity=identity(),
-        on_started_leading=work, lease_duration=a.leader_elect_lease_duration,
+        on_started_leading=lead, lease_duration=a.leader_elect_lease_duration,
         renew_deadline=a.leader_elect_renew_deadline,
         retry_period=a.leader_elect_retry_period, release_on_cancel=True)
-    await elector.run()
-    logging.getLogger(name).error("%s: leader election lost; exiting", name)
+    elector_task = asyncio.create_task(elector.run(), name=f"{name} leader election")
+    try:
+        await elector_task
+    except asyncio.CancelledError:
+        me = asyncio.current_task()
+        if me is not None and me.cancelling():
+            raise  # we were asked to stop (SIGTERM): not a failure
+        return  # lead() stopped the elector: the work ended
+    log.error("%s: leader election lost; exiting", name)
+
+
+async def _guarded(work: Callable[[], Awaitable[Any]], name: str) -> None:
+    """`work()`, with an unexpected end logged instead of raised (the caller exits 1)."""
+    try:
+        await work()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logging.getLogger(name).exception("%s: stopped on an unexpected error; exiting", name)
+    else:
+        logging.getLogger(name).error("%s: work ended unexpectedly; exiting", name)
 
 
 def run_main(coro: Awaitable[Any], prog: str) -> None:
-    """asyncio.run with Ctrl-C and lost leadership turned into exit codes, not tracebacks."""
+    """asyncio.run with signals and failures turned into exit codes, not tracebacks.
+
+    SIGTERM (and Ctrl-C) cancel the main task, so the component stops its work, releases its
+    lease and exits 0, as upstream's components do when asked to terminate; an apiserver that
+    cannot be reached (or refuses us) at start-up is one line and exit 1.
+    """
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await coro
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
     try:
-        asyncio.run(coro)  # type: ignore[arg-type]
-    except KeyboardInterrupt:
+        asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
         return
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except errors.ApiError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(1)

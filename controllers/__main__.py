@@ -48,8 +48,17 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, Parser]:
         a.selected = select(csv(a.controllers))
     except ValueError as e:
         p.error(str(e))
-    if a.concurrent_syncs < 1:
-        p.error("--concurrent-syncs: must be at least 1")
+    if not a.selected:
+        p.error(f"--controllers: {a.controllers!r} selects no controller (* selects them all)")
+    for flag, value in (("--concurrent-syncs", a.concurrent_syncs),
+                        ("--concurrent-gc-syncs", a.concurrent_gc_syncs)):
+        if value < 1:
+            p.error(f"{flag}: must be at least 1")
+    for flag, seconds in (("--node-monitor-period", a.node_monitor_period),
+                          ("--node-monitor-grace-period", a.node_monitor_grace_period),
+                          ("--node-startup-grace-period", a.node_startup_grace_period)):
+        if seconds <= 0:
+            p.error(f"{flag}: must be greater than 0")
     if a.allocate_node_cidrs and "nodeipam" in a.selected:
         try:
             CIDRSet(a.cluster_cidr, a.node_cidr_mask_size)
@@ -80,7 +89,7 @@ async def _run(a: argparse.Namespace, p: Parser) -> None:
         await run_leader_elected(client, a, work, PROG)
     finally:
         await client.close()
-    sys.exit(1)  # only reached when leadership was lost: restart and compete again
+    sys.exit(1)  # leadership lost or a controller died: restart and compete again
 
 
 def main() -> None:

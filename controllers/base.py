@@ -10,6 +10,7 @@ any two writes. An exception from `sync` retries the key with exponential back-o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -63,8 +64,9 @@ class ControllerContext:
         return self.recorders[component]
 
     async def close(self) -> None:
-        for r in self.recorders.values():
-            await r.close()
+        # Concurrently: each flushes for up to its grace period, and a SIGTERMed manager with
+        # the apiserver gone must not wait for them one after the other.
+        await asyncio.gather(*(r.close() for r in self.recorders.values()))
 
 
 class Controller(ABC):

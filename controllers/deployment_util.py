@@ -200,6 +200,18 @@ def available(rs: ReplicaSet | None) -> int:
     return (rs.status.available_replicas or 0) if rs is not None and rs.status else 0
 
 
+def available_for_planning(rs: ReplicaSet | None) -> int:
+    """The available pods an owned ReplicaSet can be counted on for: at most its spec.
+
+    Right after a scale-down the ReplicaSet's status still reports the pods it is about to
+    delete; its controller deletes the unavailable ones first, so once it acts at most
+    `spec.replicas` available pods remain. Counting the stale figure would let the next sync
+    scale old ReplicaSets down a second time for the same available pods (below
+    minAvailable), or "clean up" a negative number of unhealthy pods, i.e. scale up.
+    """
+    return min(available(rs), spec_replicas(rs)) if rs is not None else 0
+
+
 def ready(rs: ReplicaSet | None) -> int:
     return (rs.status.ready_replicas or 0) if rs is not None and rs.status else 0
 
@@ -478,9 +490,9 @@ def cleanup_unhealthy_plan(old_rss: Sequence[ReplicaSet], max_cleanup: int) -> d
         if total >= max_cleanup:
             break
         n = spec_replicas(rs)
-        if n == 0 or n == available(rs):
+        if n == 0 or n == available_for_planning(rs):
             continue
-        down = min(max_cleanup - total, n - available(rs))
+        down = min(max_cleanup - total, n - available_for_planning(rs))
         plan[rs.name] = n - down
         total += down
     return plan
@@ -489,9 +501,10 @@ def cleanup_unhealthy_plan(old_rss: Sequence[ReplicaSet], max_cleanup: int) -> d
 def scale_down_old_plan(d: Deployment, all_rss: Sequence[ReplicaSet | None],
                         old_rss: Sequence[ReplicaSet]) -> dict[str, int]:
     """scaleDownOldReplicaSetsForRollingUpdate: remove old pods while the available count
-    stays at least minAvailable, oldest ReplicaSets first."""
+    stays at least minAvailable, oldest ReplicaSets first. Unlike upstream, availability is
+    counted with `available_for_planning` (a stale status cannot be spent twice)."""
     min_avail = spec_replicas(d) - max_unavailable(d)
-    avail = sum_available(all_rss)
+    avail = sum(available_for_planning(rs) for rs in all_rss)
     if avail <= min_avail:
         return {}
     budget = avail - min_avail
@@ -514,7 +527,8 @@ def max_scaled_down(d: Deployment, all_rss: Sequence[ReplicaSet | None],
     """How many old pods a rolling update may remove now without going below minAvailable,
     counting the new ReplicaSet's not-yet-available pods as unavailable."""
     min_avail = spec_replicas(d) - max_unavailable(d)
-    new_unavailable = spec_replicas(new_rs) - available(new_rs) if new_rs is not None else 0
+    new_unavailable = (spec_replicas(new_rs) - available_for_planning(new_rs)
+                       if new_rs is not None else 0)
     return sum_spec(all_rss) - min_avail - new_unavailable
 
 

@@ -72,6 +72,10 @@ async def run_controllers(ctx: ControllerContext, names: Sequence[str]) -> None:
     await ctx.factory.wait_for_cache_sync()
     log.info("caches synced; starting controllers: %s", ", ".join(names))
     try:
-        await asyncio.gather(*(c.run() for c in controllers))
+        # A TaskGroup, not gather: one controller dying cancels the others, and the manager
+        # exits (and is restarted) instead of running on with a controller missing.
+        async with asyncio.TaskGroup() as tg:
+            for c in controllers:
+                tg.create_task(c.run(), name=f"controller {c.name}")
     finally:
         await ctx.factory.shutdown()

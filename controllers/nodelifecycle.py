@@ -325,20 +325,38 @@ class NodeLifecycleController(Controller):
     async def _mark_pods_not_ready(self, node_name: str) -> None:
         """upstream's MarkPodsNotReady: Ready=False on every pod of the node."""
         for pod in self.pods.store.by_index(NODE_NAME_INDEX, node_name):
-            cond = next((c for c in (pod.status.conditions if pod.status else None) or []
-                         if c.type == "Ready"), None)
-            if cond is None or cond.status == "False" or pod.metadata.deletion_timestamp:
+            body = pod_marked_not_ready(pod.to_dict(), node_name, now_rfc3339())
+            if body is None:
                 continue
-            body = pod.to_dict()
-            for c in body["status"]["conditions"]:
-                if c["type"] == "Ready":
-                    c.update(status="False", lastTransitionTime=now_rfc3339())
+            if await self._write_not_ready(body, node_name):
+                self.recorder.event(pod, "Warning", "NodeNotReady", "Node is not ready")
+
+    async def _write_not_ready(self, body: dict[str, Any], node_name: str) -> bool:
+        """Write the pod's Ready=False; on a Conflict (our cached copy was stale) re-read it and
+        try again, as upstream retries the node's pods. False if there was nothing to write or
+        it could not be written."""
+        md = body["metadata"]
+        for _ in range(5):
             try:
                 await self.client.update_status("pods", body)
-            except errors.ApiError as e:  # gone, changed, or the apiserver away: next pod
-                self.log.info("marking pod %s not ready: %s", pod.key, e)
-                continue
-            self.recorder.event(pod, "Warning", "NodeNotReady", "Node is not ready")
+                return True
+            except errors.Conflict:
+                try:
+                    fresh = await self.client.get("pods", md["name"], md["namespace"])
+                except errors.ApiError as e:
+                    self.log.info("marking pod %s/%s not ready: %s", md["namespace"],
+                                  md["name"], e)
+                    return False
+                if fresh["metadata"].get("uid") != md.get("uid"):
+                    return False
+                again = pod_marked_not_ready(fresh, node_name, now_rfc3339())
+                if again is None:
+                    return False
+                body = again
+            except errors.ApiError as e:  # gone, or the apiserver away: next pod
+                self.log.info("marking pod %s/%s not ready: %s", md["namespace"], md["name"], e)
+                return False
+        return False
 
     # --- taints (the node queue) ------------------------------------------------------------
 
@@ -407,6 +425,21 @@ class NodeLifecycleController(Controller):
             await self.client.update_status("pods", body)
         except errors.ApiError as e:
             self.log.debug("DisruptionTarget on %s: %s", pod.key, e)
+
+
+def pod_marked_not_ready(pod: dict[str, Any], node_name: str,
+                         now: str) -> dict[str, Any] | None:
+    """The pod with its Ready condition set to False, or None if there is nothing to do (not on
+    that node, terminating, no Ready condition, or already not Ready)."""
+    if (pod.get("spec") or {}).get("nodeName") != node_name \
+            or (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    conds = (pod.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conds if c.get("type") == "Ready"), None)
+    if ready is None or ready.get("status") == "False":
+        return None
+    ready.update(status="False", lastTransitionTime=now)
+    return pod
 
 
 def _age(node: Node) -> float:

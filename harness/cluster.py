@@ -260,11 +260,21 @@ class Component:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Component:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, *self.args], stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
-        )
+        if self.running:
+            # A second process would orphan the first (never stopped, still acting).
+            raise RuntimeError(f"{self.name} is already running (pid {self.proc.pid})"
+                               if self.proc else f"{self.name} is already running")
+        with self.log.open("ab") as out:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module, *self.args], stdout=out,
+                stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
+            )
         return self
+
+    def wait(self, timeout: float) -> int:
+        """The exit status, waiting up to `timeout` seconds (TimeoutExpired if still alive)."""
+        assert self.proc is not None, f"{self.name} was never started"
+        return self.proc.wait(timeout)
 
     @property
     def running(self) -> bool:

@@ -116,6 +116,11 @@ class Cache:
         """The pod is on a node here, bound or assumed (so it must not be scheduled again)."""
         return key in self._pods
 
+    def uid_of(self, key: str) -> str | None:
+        """The uid of the pod the cache holds under `key` (bound or assumed), if any."""
+        st = self._pods.get(key)
+        return st.info.uid if st is not None else None
+
     def node_of(self, key: str) -> str | None:
         st = self._pods.get(key)
         return st.node if st is not None else None

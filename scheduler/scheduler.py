@@ -110,8 +110,12 @@ class Scheduler:
     def _on_pod_delete(self, pod: Pod) -> None:
         key = pod_key(pod)
         self.queue.delete(key)
-        bound = bool(pod.spec and pod.spec.node_name)
-        if bound or (self.cache.knows(key) and not self.cache.is_assumed(key)):
+        # Only this very pod leaves the cache: a late delete of an older pod with the same name
+        # must not drop its successor. An assumed pod that is deleted is forgotten at once (its
+        # bind, if still in flight, can only fail), not left to hold its node's capacity until
+        # the assumption expires.
+        uid = self.cache.uid_of(key)
+        if uid is not None and uid == (pod.metadata.uid or ""):
             self.cache.remove_pod(key)
             # Freed resources or ports may let a parked pod fit (AssignedPodDelete).
             self.queue.move_all_to_active_or_backoff()
@@ -219,7 +223,9 @@ class Scheduler:
             return  # someone else bound it; the informer will tell the cache
         log.warning("binding %s to %s failed: %s", p.key, node.name, e)
         self.queue.add_backoff(q)
-        self._record_failure(p, REASON_SCHEDULER_ERROR, f"Binding rejected: {e}")
+        # Upstream's wording: the DefaultBinder plugin's error, wrapped by the binding cycle.
+        self._record_failure(p, REASON_SCHEDULER_ERROR,
+                             f'binding rejected: running Bind plugin "DefaultBinder": {e}')
 
     # --- reporting failures -----------------------------------------------------------------
 

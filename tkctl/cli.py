@@ -246,7 +246,8 @@ def parse(argv: Sequence[str], commands: Sequence[Command]) -> Parsed:
         raise UsageError(f'unknown command "{verb}" for "{PROG}"')
     command, rest = _subcommand(by_name, verb, rest)
     parser = build_parser(command, rest)
-    return command, parser.parse_args(normalize(rest, parser))
+    # kubectl takes flags between positionals (`annotate deploy x -n demo k=v`): intermixed.
+    return command, parser.parse_intermixed_args(normalize(rest, parser))
 
 
 def _subcommand(

@@ -201,3 +201,27 @@ CREATE_TOKEN = Command(
     usage="tkctl create token SERVICE_ACCOUNT_NAME [--duration 1h] [--audience A]... [flags]",
     configure=configure_token, run=run_create_token, group="Basic Commands",
 )
+
+
+# --- create namespace -----------------------------------------------------------------------
+
+
+def configure_namespace(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", metavar="NAME")
+    cli.add_bool(p, "--dry-run", help="Only print what would be created")
+
+
+async def run_create_namespace(ctx: Context, args: argparse.Namespace) -> None:
+    """kubectl create namespace NAME: the one generator people type every day."""
+    if not args.name:
+        raise UsageError("NAME is required: tkctl create namespace NAME")
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": args.name}}
+    await ctx.client.create("namespaces", body, dry_run=args.dry_run)
+    ctx.print(f"namespace/{args.name} created{' (server dry run)' if args.dry_run else ''}")
+
+
+CREATE_NAMESPACE = Command(
+    name="create namespace", summary="Create a namespace with the specified name",
+    usage="tkctl create namespace NAME [--dry-run] [flags]",
+    configure=configure_namespace, run=run_create_namespace, group="Basic Commands",
+)

@@ -175,8 +175,24 @@ def rollback_patch(d: Obj, rs: Obj) -> list[Obj] | None:
             {"op": "replace", "path": "/metadata/annotations", "value": annotations}]
 
 
-def restart_patch(now: dt.datetime) -> Obj:
-    stamp = now.astimezone().isoformat(timespec="seconds")
+def restart_stamp(now: dt.datetime) -> str:
+    """Go's time.Now().Format(time.RFC3339): local time, seconds, "Z" for UTC."""
+    local = now.astimezone()
+    if local.utcoffset() == dt.timedelta(0):
+        return local.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return local.isoformat(timespec="seconds")
+
+
+def restart_patch(d: Obj, now: dt.datetime) -> Obj:
+    """kubectl's restart patch; RolloutError when it would change nothing (a restart in the
+    same second), with kubectl's message."""
+    stamp = restart_stamp(now)
+    tmd = ((d.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    if (tmd.get("annotations") or {}).get(RESTARTED_AT) == stamp:
+        name = (d.get("metadata") or {}).get("name", "")
+        raise RolloutError(f"failed to create patch for {name}: if restart has already been "
+                           "triggered within the past second, please wait before attempting "
+                           "to trigger another")
     return {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
 
 
@@ -383,7 +399,7 @@ def _resume(d: Obj) -> Obj | None:
 def _restart(d: Obj) -> Obj | None:
     if (d.get("spec") or {}).get("paused"):
         raise RolloutError("can't restart paused deployment (run rollout resume first)")
-    return restart_patch(dt.datetime.now(dt.UTC))
+    return restart_patch(d, dt.datetime.now(dt.UTC))
 
 
 async def run_rollout(ctx: Context, args: argparse.Namespace) -> None:

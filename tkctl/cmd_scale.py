@@ -17,6 +17,7 @@ from tkctl.resolve import Query, Target, fetch, parse_targets, ref, targets_from
 
 Obj = dict[str, Any]
 SCALABLE = ("deployments", "replicasets", "replicationcontrollers")
+CONFLICT_RETRIES = 5
 _COUNT_ERROR = "The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0"
 
 
@@ -73,22 +74,49 @@ async def run(ctx: Context, args: argparse.Namespace) -> None:
 async def _scale_one(ctx: Context, args: argparse.Namespace, target: Target, obj: Obj) -> None:
     md = obj.get("metadata") or {}
     name, ns = str(md.get("name", "")), str(md.get("namespace") or "")
-    try:
-        scale = await ctx.client.get(target.info.name, name, ns, subresource="scale")
-        current = int((scale.get("spec") or {}).get("replicas") or 0)
-        if args.current_replicas >= 0 and args.current_replicas != current:
-            ctx.error(f"Expected replicas to be {args.current_replicas}, was {current}")
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            await _try_scale(ctx, args, target, name, ns)
+        except _PreconditionFailed as e:
+            ctx.error(str(e))
             return
-        if args.resource_version:
-            # The server's compare-and-swap refuses a stale version (Conflict), as kubectl's.
-            scale.setdefault("metadata", {})["resourceVersion"] = args.resource_version
-        scale["spec"] = {**(scale.get("spec") or {}), "replicas": args.replicas}
-        await ctx.client.update(target.info.name, scale, ns, subresource="scale")
-    except errors.ApiError as e:
-        ctx.api_error(e)
-        return
+        except errors.Conflict as e:
+            # A controller wrote the object between our read and our write (status updates
+            # bump its resourceVersion): read again and re-check, as kubectl retries.
+            if attempt + 1 < CONFLICT_RETRIES:
+                continue
+            ctx.api_error(e)
+            return
+        except errors.ApiError as e:
+            ctx.api_error(e)
+            return
+        break
     shown = f"{ref(target.info)}/{name}"
     ctx.print(shown if args.output == "name" else f"{shown} scaled")
+
+
+class _PreconditionFailed(Exception):
+    """--current-replicas or --resource-version does not hold (checked client-side, as
+    kubectl's ScalePrecondition)."""
+
+
+async def _try_scale(ctx: Context, args: argparse.Namespace, target: Target, name: str,
+                     ns: str) -> None:
+    scale = await ctx.client.get(target.info.name, name, ns, subresource="scale")
+    current = int((scale.get("spec") or {}).get("replicas") or 0)
+    meta = scale.setdefault("metadata", {})
+    if args.current_replicas >= 0 and args.current_replicas != current:
+        raise _PreconditionFailed(f"Expected replicas to be {args.current_replicas}, "
+                                  f"was {current}")
+    if args.resource_version and args.resource_version != meta.get("resourceVersion"):
+        raise _PreconditionFailed(f"Expected resource version to be {args.resource_version}, "
+                                  f"was {meta.get('resourceVersion')}")
+    if args.current_replicas < 0 and not args.resource_version:
+        # No precondition: the server applies the count to whatever version it has (kubectl
+        # sends a patch here), so concurrent status writes cannot make it fail.
+        meta.pop("resourceVersion", None)
+    scale["spec"] = {**(scale.get("spec") or {}), "replicas": args.replicas}
+    await ctx.client.update(target.info.name, scale, ns, subresource="scale")
 
 
 COMMAND = Command(

@@ -54,6 +54,7 @@ COMMANDS: list[Command] = [
     cmd_info.API_RESOURCES,
     cmd_info.VERSION,
     cmd_apply.CREATE_TOKEN,
+    cmd_apply.CREATE_NAMESPACE,
     *cmd_auth.COMMANDS,
     *cmd_pki.COMMANDS,
     *cmd_rollout.COMMANDS,

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import pytest
+
+from api import errors
+from client.leaderelection import now_micro
 from harness.cluster import Cluster, Component
 from harness.wait import until
 
@@ -194,6 +199,7 @@ async def test_two_controller_managers_only_the_leader_acts() -> None:
         c.start_scheduler(*LEASE)
         first = c.start_controller_manager(*CM_FLAGS)
         lease = await until(lambda: _lease(c), timeout=30, what="a controller-manager lease")
+        assert lease is not None
         holder = _leader_of(lease)
         second = c.start_controller_manager(*CM_FLAGS)
         ns = await c.new_namespace()
@@ -242,9 +248,118 @@ async def _ready_replicas(c: Cluster, ns: str, n: int) -> bool:
 
 
 def test_component_helper_is_a_process() -> None:
-    """The harness's Component runs what it is told as a separate OS process."""
+    """The harness's Component runs what it is told as a separate OS process, and refuses to
+    start a second copy over a running one (which would orphan it)."""
     comp = Component("http.server", "--help", name="probe")
     comp.start()
     assert comp.proc is not None
-    assert comp.proc.wait(30) == 0
+    assert comp.wait(30) == 0
     assert "usage" in comp.logs().lower()
+    sleeper = Component("http.server", "--bind", "127.0.0.1", "0", name="sleeper").start()
+    try:
+        with pytest.raises(RuntimeError, match="already running"):
+            sleeper.start()
+    finally:
+        sleeper.stop()
+    assert not sleeper.running
+
+
+async def _holder(c: Cluster, name: str) -> str:
+    return _leader_of(await c.client.get("leases", name, "kube-system"))
+
+
+async def _exit_status(comp: Component, timeout: float) -> int:
+    return await asyncio.to_thread(comp.wait, timeout)
+
+
+async def test_sigterm_releases_the_lease_and_a_lost_lease_exits_non_zero() -> None:
+    """SIGTERM: the scheduler and the controller-manager stop promptly, exit 0 and clear the
+    lease's holder (a successor need not wait out the 15s lease). Losing the lease to someone
+    else: the controller-manager stops acting and exits 1, to be restarted and compete again."""
+    async with Cluster() as c:
+        sched = c.start_scheduler()
+        cm = c.start_controller_manager("--controllers", "serviceaccount")
+        for comp, lease in ((sched, "kube-scheduler"), (cm, "kube-controller-manager")):
+            await until(_held(c, lease), timeout=60, what=f"{lease} held")
+            assert comp.proc is not None
+            comp.proc.send_signal(signal.SIGTERM)  # not kill(): it would wait unboundedly
+            assert await _exit_status(comp, 15) == 0, comp.logs()
+            assert await _holder(c, lease) == "", f"{lease} not released\n{comp.logs()}"
+            assert "Traceback" not in comp.logs(), comp.logs()
+
+        cm = c.start_controller_manager("--controllers", "serviceaccount", *LEASE)
+        await until(_held(c, "kube-controller-manager"), timeout=60,
+                    what="kube-controller-manager held again")
+        await _steal(c, "kube-controller-manager")
+        assert await _exit_status(cm, 30) == 1, cm.logs()
+        assert "leader election lost" in cm.logs(), cm.logs()
+        assert await _holder(c, "kube-controller-manager") == "intruder"
+
+
+def _held(c: Cluster, name: str) -> Callable[[], Awaitable[str]]:
+    """A check: the lease's holder, "" while it has none (or does not exist yet)."""
+    async def check() -> str:
+        try:
+            return await _holder(c, name)
+        except errors.NotFound:
+            return ""
+    return check
+
+
+async def _steal(c: Cluster, name: str) -> None:
+    """Take the lease over as another candidate would (for an hour)."""
+    for _ in range(20):
+        lease = await c.client.get("leases", name, "kube-system")
+        now = now_micro()
+        lease["spec"].update(holderIdentity="intruder", leaseDurationSeconds=3600,
+                             acquireTime=now, renewTime=now)
+        try:
+            await c.client.update("leases", lease, "kube-system")
+            return
+        except errors.Conflict:
+            continue  # the holder renewed in between
+    raise AssertionError("could not take the lease over")
+
+
+async def test_controller_manager_keeps_working_across_an_apiserver_restart() -> None:
+    """The apiserver restarts under a running controller-manager: it keeps its lease (the gap
+    is shorter than the renew deadline), its informers re-list and re-watch, and it goes on
+    converging: a namespace created after the restart gets its default ServiceAccount."""
+    async with Cluster() as c:
+        cm = c.start_controller_manager(
+            "--controllers", "serviceaccount,namespace", "--leader-elect-lease-duration", "40",
+            "--leader-elect-renew-deadline", "30", "--leader-elect-retry-period", "1")
+        before = await c.new_namespace()
+        await until(lambda: _default_sa(c, before), timeout=60, what="a default SA before")
+        holder = await _holder(c, "kube-controller-manager")
+
+        assert c.apiserver is not None
+        c.apiserver.kill()
+        await asyncio.sleep(1.0)
+        await c.apiserver.start()
+        await until(lambda: _answers(c), timeout=30, what="the apiserver back")
+
+        after = await c.new_namespace()
+        await until(lambda: _default_sa(c, after), timeout=60,
+                    what=f"a default SA after the restart\n{cm.logs()}")
+        # Deleting the account is noticed through the new watch, too.
+        await c.client.delete("serviceaccounts", "default", before)
+        await until(lambda: _default_sa(c, before), timeout=60, what="the SA recreated")
+        assert cm.running, cm.logs()
+        assert await _holder(c, "kube-controller-manager") == holder
+
+
+async def _default_sa(c: Cluster, ns: str) -> bool:
+    try:
+        await c.client.get("serviceaccounts", "default", ns)
+    except errors.NotFound:
+        return False
+    return True
+
+
+async def _answers(c: Cluster) -> bool:
+    try:
+        await c.client.get("namespaces", "default")
+    except errors.ApiError:
+        return False
+    return True

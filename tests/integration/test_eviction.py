@@ -45,6 +45,12 @@ async def test_eviction_of_a_bound_pod_is_graceful(cluster: Cluster, namespace: 
     p = await c.get("pods", "bound", namespace)
     assert p["metadata"]["deletionTimestamp"]
     assert p["metadata"]["deletionGracePeriodSeconds"] == 17
+    # Upstream (PodDisruptionConditions, GA 1.31) says why the pod goes.
+    target = [x for x in p["status"]["conditions"] if x["type"] == "DisruptionTarget"]
+    assert [{k: v for k, v in x.items() if k != "lastTransitionTime"} for x in target] == [
+        {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+         "message": "Eviction API: evicting"}]
+    assert target[0]["lastTransitionTime"]
     await c.delete("pods", "bound", namespace, grace_period_seconds=0)
 
 
@@ -59,11 +65,23 @@ async def test_eviction_errors(cluster: Cluster, namespace: str) -> None:
     with pytest.raises(errors.Conflict, match="Precondition failed: UID"):
         await c.create("pods", eviction("p1", preconditions={"uid": "nope"}), namespace,
                        name="p1", subresource="eviction")
+    with pytest.raises(errors.Conflict, match="Precondition failed: ResourceVersion"):
+        await c.create("pods", eviction("p1", preconditions={"resourceVersion": "1"}),
+                       namespace, name="p1", subresource="eviction")
     dry = {**eviction("p1"), "deleteOptions": {"dryRun": ["All"]}}
     await c.create("pods", dry, namespace, name="p1", subresource="eviction")
-    assert (await c.get("pods", "p1", namespace))["metadata"]["name"] == "p1"
+    p1 = await c.get("pods", "p1", namespace)
+    assert not [x for x in (p1.get("status") or {}).get("conditions") or []
+                if x["type"] == "DisruptionTarget"]  # a dry run changes nothing
+    # A resourceVersion precondition holds for the pod as the caller saw it, although the
+    # eviction updates the pod (its condition) before deleting it.
+    await c.create("pods", eviction("p1", preconditions={
+        "resourceVersion": p1["metadata"]["resourceVersion"]}), namespace, name="p1",
+        subresource="eviction")
     with pytest.raises(errors.NotFound):
-        await c.create("configmaps", eviction("p1"), namespace, name="p1",
+        await c.get("pods", "p1", namespace)
+    with pytest.raises(errors.NotFound):
+        await c.create("configmaps", eviction("p1"), namespace, name="p2",
                        subresource="eviction")
 
 

@@ -6,6 +6,7 @@ Ready=False gets the not-ready taints; one that never posts gets NodeStatusNever
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -66,6 +67,20 @@ async def bound_pod(c: Cluster, ns: str, name: str, node: str,
     await c.client.bind(ns, name, node)
 
 
+async def post_status(c: Cluster, name: str, status: dict[str, Any]) -> None:
+    """Write a node's status like a kubelet would: nodeipam and nodelifecycle write the fresh
+    Node too (podCIDR, taints), so a stale resourceVersion gets Conflict; re-read and retry."""
+    async def attempt() -> bool:
+        node = await c.client.get("nodes", name)
+        node["status"] = status
+        try:
+            await c.client.update_status("nodes", node)
+        except errors.Conflict:
+            return False
+        return True
+    await until(attempt, timeout=30, what=f"status of node {name} written")
+
+
 async def pod_ready(c: Cluster, ns: str, name: str) -> bool:
     return cond(await c.client.get("pods", name, ns), "Ready").get("status") == "True"
 
@@ -91,7 +106,7 @@ async def test_node_that_stops_heartbeating_is_tainted_and_its_pods_evicted(
     await bound_pod(c, ns, "tolerates-an-hour", "doomed-0", long)
     await bound_pod(c, ns, "elsewhere", "stay-0")
     for name in ("default-tolerations", "tolerates-forever", "tolerates-an-hour", "elsewhere"):
-        await until(lambda name=name: pod_ready(c, ns, name), timeout=30, what=f"{name} ready")
+        await until(partial(pod_ready, c, ns, name), timeout=30, what=f"{name} ready")
 
     doomed.kill()  # the machine dies: no more heartbeats, nothing deletes its pods
     node = await node_where(c, "doomed-0",
@@ -149,11 +164,9 @@ async def test_not_ready_and_never_posted_nodes(lifecycle: Cluster) -> None:
                                     "metadata": {"name": "silent"}})
     await c.client.create("nodes", {"apiVersion": "v1", "kind": "Node",
                                     "metadata": {"name": "sick"}})
-    sick = await c.client.get("nodes", "sick")
-    sick["status"] = {"conditions": [{"type": "Ready", "status": "False",
-                                      "reason": "KubeletNotReady", "message": "runtime down",
-                                      "lastHeartbeatTime": "2030-01-01T00:00:00Z"}]}
-    await c.client.update_status("nodes", sick)
+    await post_status(c, "sick", {"conditions": [
+        {"type": "Ready", "status": "False", "reason": "KubeletNotReady",
+         "message": "runtime down", "lastHeartbeatTime": "2030-01-01T00:00:00Z"}]})
     node = await node_where(c, "sick", lambda n: (NOT_READY, "NoExecute") in taints(n),
                             what="not-ready taint")
     assert (NOT_READY, "NoSchedule") in taints(node)

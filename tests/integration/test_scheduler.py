@@ -339,3 +339,33 @@ async def _lease(c: Cluster) -> dict[str, Any] | None:
         return await c.client.get("leases", "kube-scheduler", "kube-system")
     except errors.NotFound:
         return None
+
+
+async def test_scheduler_keeps_scheduling_across_an_apiserver_restart() -> None:
+    """The apiserver dies and comes back on the same etcd: the scheduler's informers re-list or
+    resume and it goes on placing pods, seeing what changed meanwhile (a freed node)."""
+    async with Cluster() as c:
+        c.start_scheduler("--no-leader-elect", *SCHEDULER_FLAGS)
+        n = Nodes(c, await c.new_namespace("sched-"))
+        await n.add(cpu="1")
+        await create(n, pod("first", cpu="800m"))
+        await node_of(n, "first", timeout=60)
+        await create(n, pod("parked", cpu="800m"))
+        await unschedulable_message(n, "parked", timeout=60)
+
+        assert c.apiserver is not None
+        c.apiserver.kill()  # SIGKILL: every watch breaks
+        await c.apiserver.start()
+        await until(partial(_reachable, c), timeout=60, what="apiserver back")
+        await c.client.delete("pods", "first", n.namespace, grace_period_seconds=0)
+        assert await node_of(n, "parked", timeout=60)
+        await create(n, pod("after", cpu="100m"))
+        assert await node_of(n, "after", timeout=60)
+
+
+async def _reachable(c: Cluster) -> bool:
+    try:
+        await c.client.list("namespaces")
+    except (errors.ApiError, OSError):
+        return False
+    return True

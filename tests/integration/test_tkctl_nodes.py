@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +28,20 @@ async def nodes_cluster() -> AsyncIterator[Cluster]:
         c.start_controller_manager("--controllers", "nodelifecycle", "--node-monitor-period",
                                    "0.5")
         c.start_hollow_nodes(3, "--name-prefix", "tn-", "--lease-interval", "1")
+        # Ready, not merely created: until its first status is posted the hollow node is still
+        # registering (and writing the Node) while a test cordons it.
         for i in range(3):
-            await until(lambda i=i: _exists(c, f"tn-{i}"), timeout=60, what=f"node tn-{i}")
+            await until(partial(_ready, c, f"tn-{i}"), timeout=60, what=f"node tn-{i} Ready")
         yield c
 
 
-async def _exists(c: Cluster, node: str) -> bool:
+async def _ready(c: Cluster, node: str) -> bool:
     try:
-        await c.client.get("nodes", node)
+        n = await c.client.get("nodes", node)
     except errors.NotFound:
         return False
-    return True
+    return any(x["type"] == "Ready" and x["status"] == "True"
+               for x in (n.get("status") or {}).get("conditions") or [])
 
 
 async def tk(c: Cluster, *args: str) -> tuple[int, str, str]:
@@ -71,20 +75,27 @@ async def test_cordon_and_uncordon(nodes_cluster: Cluster) -> None:
     assert (code, out) == (0, "node/tn-0 cordoned\n"), err
     node = await c.client.get("nodes", "tn-0")
     assert node["spec"]["unschedulable"] is True
-    code, out, _ = await tk(c, "cordon", "tn-0")
-    assert (code, out) == (0, "node/tn-0 already cordoned\n")
+    code, out, err = await tk(c, "cordon", "tn-0")
+    assert (code, out) == (0, "node/tn-0 already cordoned\n"), err
 
     async def tainted() -> bool:
         n = await c.client.get("nodes", "tn-0")
         return any(t["key"] == "node.kubernetes.io/unschedulable"
                    for t in n["spec"].get("taints") or [])
-    await until(tainted, timeout=30, what="unschedulable taint")
+    await until(tainted, timeout=60, what="unschedulable taint")
 
-    code, out, _ = await tk(c, "uncordon", "tn-0")
-    assert (code, out) == (0, "node/tn-0 uncordoned\n")
+    code, out, err = await tk(c, "uncordon", "tn-0")
+    assert (code, out) == (0, "node/tn-0 uncordoned\n"), err
     assert not (await c.client.get("nodes", "tn-0"))["spec"].get("unschedulable")
-    code, out, _ = await tk(c, "uncordon", "tn-0")
-    assert out == "node/tn-0 already uncordoned\n"
+    code, out, err = await tk(c, "uncordon", "tn-0")
+    assert (code, out) == (0, "node/tn-0 already uncordoned\n"), err
+
+    async def untainted() -> bool:
+        n = await c.client.get("nodes", "tn-0")
+        return not any(t["key"] == "node.kubernetes.io/unschedulable"
+                       for t in n["spec"].get("taints") or [])
+    await until(untainted, timeout=60, what="unschedulable taint removed")
+    assert not (await c.client.get("nodes", "tn-0"))["spec"].get("unschedulable")
     code, _, err = await tk(c, "cordon", "no-such-node")
     assert code == 1 and 'nodes "no-such-node" not found' in err
 
@@ -161,6 +172,13 @@ async def test_scale(nodes_cluster: Cluster) -> None:
                             "--current-replicas=3")
     assert (code, out) == (0, "deployment.apps/web scaled\n")
     assert (await c.client.get("deployments", "web", ns))["spec"]["replicas"] == 0
+    rv = (await c.client.get("deployments", "web", ns))["metadata"]["resourceVersion"]
+    code, _, err = await tk(c, "-n", ns, "scale", "deploy/web", "--replicas=2",
+                            "--resource-version=1")
+    assert code == 1 and err == f"error: Expected resource version to be 1, was {rv}\n"
+    code, out, err = await tk(c, "-n", ns, "scale", "deploy/web", "--replicas=2",
+                              f"--resource-version={rv}")
+    assert (code, out) == (0, "deployment.apps/web scaled\n"), err
     code, _, err = await tk(c, "-n", ns, "scale", "deployment/web")
     assert code == 1 and "--replicas=COUNT flag is required" in err
     code, _, err = await tk(c, "-n", ns, "scale", "deployment/ghost", "--replicas", "1")

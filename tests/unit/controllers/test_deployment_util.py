@@ -395,3 +395,55 @@ def test_replica_failure_is_promoted() -> None:
     c = du.replica_failure([rs("o", 1), new], new)
     assert c is not None and (c.reason, c.message) == ("FailedCreate", "quota")
     assert du.replica_failure([rs("o", 1)], None) is None
+
+
+def test_stale_old_status_is_not_spent_twice() -> None:
+    """Regression: just after a scale-down 10 → 6 the old ReplicaSet's status still says 10
+    available. Counting that, the next sync scaled it down again to 1 (4 available, below
+    minAvailable 8), and cleanup_unhealthy_plan "cleaned" -4 pods, i.e. scaled it back up."""
+    d = dep(10, 3, 2)  # minAvailable 8
+    old = rs("old", 6, 10, actual=10)
+    new = rs("new", 3, 3, created="2024-01-02T00:00:00Z")
+    budget = du.max_scaled_down(d, [old, new], new)
+    assert budget == 1
+    assert du.cleanup_unhealthy_plan([old], budget) == {}
+    plan = du.scale_down_old_plan(d, [old, new], [old])
+    assert plan == {"old": 5}
+    assert plan["old"] + du.available(new) >= 8
+
+
+def test_new_replica_set_scaled_below_its_available_pods_is_not_negative_unavailable() -> None:
+    d = dep(4, 1, 1)  # minAvailable 3
+    old = rs("old", 1)
+    new = rs("new", 3, 4, actual=4, created="2024-01-02T00:00:00Z")
+    assert du.max_scaled_down(d, [old, new], new) == 1
+
+
+@pytest.mark.parametrize(("replicas", "surge", "unavailable"), [
+    (3, 0, 1), (3, 1, 0), (5, "0%", "25%"), (5, "25%", "0%"), (10, "25%", "25%"),
+    (1, "25%", "25%"), (4, "100%", 0), (4, 0, "100%")])
+def test_rolling_update_edge_fenceposts_stay_in_bounds(replicas: int, surge: Any,
+                                                       unavailable: Any) -> None:
+    """maxSurge 0 / maxUnavailable 0 / percentages: the plan functions driven to completion
+    never exceed replicas + surge (pods) nor go below replicas - unavailable (available)."""
+    d = dep(replicas, surge, unavailable)
+    hi, lo = replicas + du.max_surge(d), replicas - du.max_unavailable(d)
+    created = "2024-01-02T00:00:00Z"
+    old, new = rs("old", replicas), rs("new", 0, created=created)
+    for _ in range(100):
+        assert du.sum_spec([old, new]) <= hi
+        assert du.sum_available([old, new]) >= lo
+        if du.spec_replicas(old) == 0 and du.available(new) == replicas:
+            break
+        size = du.new_rs_new_replicas(d, [old, new], new)
+        if size != du.spec_replicas(new):
+            new = rs("new", size, du.available(new), created=created)
+            continue
+        if du.max_scaled_down(d, [old, new], new) > 0:
+            plan = du.scale_down_old_plan(d, [old, new], [old])
+            if plan:
+                old = rs("old", plan["old"])
+                continue
+        assert du.available(new) < du.spec_replicas(new), "stalled"
+        new = rs("new", du.spec_replicas(new), created=created)  # its pods become available
+    assert (du.spec_replicas(old), du.spec_replicas(new)) == (0, replicas)

@@ -13,6 +13,7 @@ from controllers.nodeipam import CIDRSet
 from controllers.nodelifecycle import (
     desired_taints,
     eviction_for,
+    pod_marked_not_ready,
     same_taints,
     unknown_conditions,
 )
@@ -154,3 +155,28 @@ def test_a_node_that_never_posted_gets_never_updated() -> None:
     conds = {c["type"]: c for c in unknown_conditions(node(None), NOW) or []}
     assert conds["Ready"]["reason"] == "NodeStatusNeverUpdated"
     assert conds["Ready"]["message"] == "Kubelet never posted node status."
+
+
+def _pod(node: str = "n", ready: str | None = "True", deleting: bool = False) -> dict[str, Any]:
+    md: dict[str, Any] = {"name": "p", "namespace": "ns", "uid": "u"}
+    if deleting:
+        md["deletionTimestamp"] = NOW
+    conds = [{"type": "PodScheduled", "status": "True"}]
+    if ready is not None:
+        conds.append({"type": "Ready", "status": ready,
+                      "lastTransitionTime": "2024-01-01T00:00:00Z"})
+    return {"metadata": md, "spec": {"nodeName": node}, "status": {"conditions": conds}}
+
+
+def test_pods_of_a_not_ready_node_are_marked_not_ready_once() -> None:
+    """What MarkPodsNotReady writes, also after re-reading a pod on a Conflict: Ready False
+    with a new transition time, nothing for pods already not Ready, elsewhere or going."""
+    marked = pod_marked_not_ready(_pod(), "n", NOW)
+    assert marked is not None
+    ready = [c for c in marked["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready == [{"type": "Ready", "status": "False", "lastTransitionTime": NOW}]
+    assert pod_marked_not_ready(_pod(ready="Unknown"), "n", NOW) is not None
+    assert pod_marked_not_ready(_pod(ready="False"), "n", NOW) is None
+    assert pod_marked_not_ready(_pod(ready=None), "n", NOW) is None
+    assert pod_marked_not_ready(_pod(node="other"), "n", NOW) is None  # rescheduled meanwhile
+    assert pod_marked_not_ready(_pod(deleting=True), "n", NOW) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import time
 from typing import Any
 
 import pytest
@@ -101,9 +102,37 @@ def test_rollback_patch_restores_template_and_annotations() -> None:
 
 
 def test_restart_patch_stamps_the_template() -> None:
-    p = r.restart_patch(dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC))
+    p = r.restart_patch(dep(), dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC))
     stamp = p["spec"]["template"]["metadata"]["annotations"][r.RESTARTED_AT]
     assert dt.datetime.fromisoformat(stamp) == dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def test_restart_stamp_is_go_rfc3339(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: Python's isoformat wrote "+00:00" where Go's RFC3339 writes "Z"."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        assert r.restart_stamp(dt.datetime(2024, 5, 1, 12, 0, 7, 999, tzinfo=dt.UTC)) == (
+            "2024-05-01T12:00:07Z")
+        monkeypatch.setenv("TZ", "CET-1")
+        time.tzset()
+        assert r.restart_stamp(dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)) == (
+            "2024-05-01T13:00:00+01:00")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_restart_twice_in_one_second_is_refused_like_kubectl() -> None:
+    """Regression: a second restart in the same second patched nothing yet said "restarted"."""
+    now = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+    d = dep()
+    d["spec"]["template"]["metadata"]["annotations"] = {r.RESTARTED_AT: r.restart_stamp(now)}
+    with pytest.raises(r.RolloutError) as e:
+        r.restart_patch(d, now)
+    assert str(e.value) == (
+        "failed to create patch for web: if restart has already been triggered within the "
+        "past second, please wait before attempting to trigger another")
 
 
 async def _tk(*args: str) -> tuple[int, str, str]:

@@ -104,6 +104,14 @@ def test_global_flags_before_or_after_the_verb() -> None:
     assert (b.namespace, b.server) == ("x", "h:2")
 
 
+def test_flags_between_positionals() -> None:
+    """kubectl accepts `annotate deploy web -n demo key="a b"`: positionals after a flag."""
+    a = parse("annotate", "deploy", "web", "-n", "demo", "kubernetes.io/change-cause=a b")
+    assert (a.namespace, a.args) == ("demo", ["deploy", "web", "kubernetes.io/change-cause=a b"])
+    b = parse("get", "pods", "-n", "demo", "web", "-o", "name")
+    assert (b.namespace, b.resources, b.output) == ("demo", ["pods", "web"], "name")
+
+
 def test_pflag_spellings() -> None:
     a = parse("get", "pods", "-o=yaml", "-A=true", "--show-labels=false", "-lapp=web")
     assert (a.output, a.all_namespaces, a.show_labels, a.selector) == ("yaml", True, False,
