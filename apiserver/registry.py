@@ -722,10 +722,17 @@ class Registry:
         new = copy.deepcopy(cur)
         md = _md(new)
         finalizers = list(md.get("finalizers") or [])
-        gc = _GC_FINALIZERS.get(opts.propagation_policy)
+        policy = opts.propagation_policy
+        if (not policy and info.name == "replicationcontrollers"
+                and not set(finalizers) & set(_GC_FINALIZERS.values())):
+            # core/v1 ReplicationControllers orphan their pods unless told otherwise, for
+            # backward compatibility (upstream's rcStrategy.DefaultGarbageCollectionPolicy);
+            # kubectl and tkctl always send a policy.
+            policy = "Orphan"
+        gc = _GC_FINALIZERS.get(policy)
         if gc:
             finalizers = [f for f in finalizers if f not in _GC_FINALIZERS.values()] + [gc]
-        elif opts.propagation_policy == "Background":
+        elif policy == "Background":
             finalizers = [f for f in finalizers if f not in _GC_FINALIZERS.values()]
         grace = self._grace_period(info, cur, opts)
         if info.name == "namespaces":

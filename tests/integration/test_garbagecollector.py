@@ -128,6 +128,22 @@ async def test_should_orphan_pods_created_by_rc_if_delete_options_say_so(
     assert all(not i["metadata"].get("ownerReferences") for i in items)
 
 
+async def test_a_replication_controller_deleted_with_no_policy_orphans_its_pods(
+        gc_cluster: Cluster, ns: str) -> None:
+    """core/v1 ReplicationControllers default to orphaning (upstream's backward-compatible
+    DefaultGarbageCollectionPolicy); ReplicaSets default to background."""
+    client = gc_cluster.client
+    owner = await rc(client, ns, "simpletest.rc")
+    for i in range(2):
+        await pod(client, ns, f"simpletest.rc-{i}", [ref(owner)])
+    await client.delete("replicationcontrollers", "simpletest.rc", ns)
+    await until(lambda: gone(client, "replicationcontrollers", "simpletest.rc", ns),
+                timeout=30, what="rc deleted after orphaning")
+    items, _ = await client.list_all("pods", ns)
+    assert sorted(i["metadata"]["name"] for i in items) == ["simpletest.rc-0", "simpletest.rc-1"]
+    assert all(not i["metadata"].get("ownerReferences") for i in items)
+
+
 async def test_should_keep_the_rc_around_until_all_its_pods_are_deleted_if_the_delete_options_say_so(  # noqa: E501
         gc_cluster: Cluster, ns: str) -> None:
     client = gc_cluster.client

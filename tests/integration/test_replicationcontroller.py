@@ -141,7 +141,9 @@ async def test_replicationcontroller_should_test_the_lifecycle_of_a_replicationc
     assert st["replicas"] == 2 and st["fullyLabeledReplicas"] == 2
     assert st["observedGeneration"] == 2
 
-    await c.delete_collection("replicationcontrollers", ns, label_selector="test-rc-static=true")
+    # Background: this cluster runs no garbage collector to handle the default (orphan).
+    await c.delete_collection("replicationcontrollers", ns, label_selector="test-rc-static=true",
+                              propagation_policy="Background")
 
     async def gone() -> bool:
         items, _ = await c.list_all("replicationcontrollers", ns)
