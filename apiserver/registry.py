@@ -67,6 +67,8 @@ _SYSTEM_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGraceP
 _CREATE_ON_UPDATE = {"endpoints", "events", "leases", "services"}
 _GC_FINALIZERS = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}
 _PROTECTED_NAMESPACES = {"default", "kube-system", "kube-node-lease", "kube-public"}
+# Kinds whose writes admission.allocate fills in (ClusterIP, NodePorts).
+_ALLOCATING = {"services"}
 
 Obj = dict[str, Any]
 # Writes one attempt (object, its allocation side effects, its etcd lease); returns the new rv.
@@ -153,9 +155,15 @@ class Registry:
         model, warnings = self._decode(info, data)
         return model.to_dict(), warnings
 
-    def _validate(self, info: ResourceInfo, obj: Obj, old: Obj | None = None) -> None:
+    def _validate(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
+        """Validate `obj`; an update passes `old`, or None for a status update.
+
+        A status update changes nothing but `status`, and the update rules (immutable fields,
+        selectors, roleRefs) compare only what lies outside it, so they are checked against the
+        new object itself: the same checks, without parsing the stored object a second time.
+        """
         model = info.model.model_validate(obj)
-        old_model = info.model.model_validate(old) if old is not None else None
+        old_model = info.model.model_validate(old) if old is not None else model
         self._validate_model(info, model, old_model)
 
     @staticmethod
@@ -329,7 +337,10 @@ class Registry:
         picks again instead of insisting on a value that is now someone else's.
         """
         for _ in range(16):
-            attempt = copy.deepcopy(obj)
+            # Only allocation writes into the object: anything else shares `obj`'s subtrees
+            # (read only from here on) and needs its own metadata for the resourceVersion.
+            attempt = (copy.deepcopy(obj) if info.name in _ALLOCATING
+                       else {**obj, "metadata": dict(_md(obj))})
             fx = await self.admission.allocate(info, attempt, old)
             try:
                 rv = await write(attempt, fx, await self._lease_for(info))
@@ -525,7 +536,10 @@ class Registry:
             try:
                 if user_rv and user_rv != _md(cur)["resourceVersion"]:
                     raise _conflict(info, name)
-                new = self._merge_update(info, cur, copy.deepcopy(transform(cur)), subresource)
+                new = transform(cur)
+                if subresource != "status":  # the status merge never modifies `new`
+                    new = copy.deepcopy(new)
+                new = self._merge_update(info, cur, new, subresource)
             except errors.ApiError:
                 if not cached:
                     raise
@@ -554,7 +568,9 @@ class Registry:
     def _merge_update(self, info: ResourceInfo, cur: Obj, new: Obj, subresource: str) -> Obj:
         """The object to store: what the caller may change, on top of what only we may."""
         if subresource == "status":
-            merged = copy.deepcopy(cur)
+            # Shallow: `cur` may be the watch cache's own object, and only `status` (taken
+            # whole from `new`) and the resourceVersion (in a metadata copy) differ from it.
+            merged = {**cur, "metadata": dict(_md(cur))}
             merged["status"] = new.get("status")
             if merged["status"] is None:
                 merged.pop("status")
@@ -610,7 +626,7 @@ class Registry:
         _md(new)["resourceVersion"] = str(rv)
         if _strip_rv(new) == _strip_rv(cur):
             return cur  # nothing changed: no write, no new resourceVersion, no watch event
-        self._validate(info, new, cur)
+        self._validate(info, new, None if subresource == "status" else cur)
         self._check_size(info, new)
         if dry_run:
             return new

@@ -51,8 +51,12 @@ _CHANNEL_OPTIONS = [
     # notice a restarted apiserver within ~2 s instead of tens of seconds; the reflector has
     # its own back-off on top.
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),
+    # Not a back-off despite its name: gRPC core uses it as the deadline of one connection
+    # attempt (TCP + TLS handshake + the server's SETTINGS). At 100 ms, a loaded machine
+    # aborted handshakes ("Handshake read failed", "timed out before receiving SETTINGS
+    # frame"), which tkctl then reported as a refused certificate. gRPC's default.
+    ("grpc.min_reconnect_backoff_ms", 20_000),
 ]
 
 T = TypeVar("T", bound=TypedObject)

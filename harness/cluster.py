@@ -40,6 +40,8 @@ import grpc
 from client.apiclient import ApiClient, open_channel
 from client.config import ClientConfig, load_config
 from client.pki import init_pki, kubeconfig_for
+from harness.objects import condition
+from harness.wait import until
 
 
 def free_port() -> int:
@@ -393,6 +395,20 @@ class Cluster:
             "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
         )
         return name
+
+    async def ready_nodes(self) -> set[str]:
+        """Names of the Nodes whose Ready condition is True."""
+        items, _ = await self.client.list_all("nodes")
+        return {n["metadata"]["name"] for n in items
+                if condition(n, "Ready").get("status") == "True"}
+
+    async def wait_nodes_ready(self, count: int, timeout: float = 60.0) -> set[str]:
+        """Wait for `count` Ready Nodes: hollow nodes register first and post their status
+        after, and a test that starts in between meets a node that is not there yet."""
+        async def enough() -> set[str] | None:
+            ready = await self.ready_nodes()
+            return ready if len(ready) >= count else None
+        return await until(enough, timeout=timeout, what=f"{count} nodes Ready")
 
     def component_args(self, kubeconfig: str = "admin.conf") -> list[str]:
         """How a component of this cluster reaches the apiserver: `--kubeconfig` with the

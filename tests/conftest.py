@@ -19,7 +19,6 @@ import pytest
 import pytest_asyncio
 
 from harness.cluster import Cluster
-from harness.wait import until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,16 +66,8 @@ async def control_plane() -> AsyncIterator[Cluster]:
         c.start_hollow_nodes(len(SHARED_NODES), *HOLLOW_FLAGS)
         # Every test starts from the same place: the nodes registered and Ready (else a test's
         # first pods meet "0/0 nodes are available" and the scheduler's back-off).
-        await until(lambda: _shared_nodes_ready(c), timeout=60, what="the shared nodes Ready")
+        await c.wait_nodes_ready(len(SHARED_NODES))
         yield c
-
-
-async def _shared_nodes_ready(c: Cluster) -> bool:
-    items = (await c.client.list("nodes"))["items"]
-    ready = {n["metadata"]["name"] for n in items if any(
-        cond.get("type") == "Ready" and cond.get("status") == "True"
-        for cond in (n.get("status") or {}).get("conditions") or [])}
-    return ready >= set(SHARED_NODES)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

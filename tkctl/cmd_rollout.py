@@ -418,7 +418,7 @@ _T = "(TYPE NAME | TYPE/NAME)"
 COMMANDS = [
     Command(name="rollout", summary="Manage the rollout of a resource",
             usage="tkctl rollout SUBCOMMAND", configure=lambda p: None, run=run_rollout,
-            group="Advanced Commands", needs_server=False),
+            group=_G, needs_server=False),
     Command(name="rollout status", summary="Show the status of the rollout",
             usage=f"tkctl rollout status {_T} [--watch=false] [--timeout D] [--revision N]",
             configure=_configure_status, run=run_status, group=_G),

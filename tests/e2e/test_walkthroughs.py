@@ -219,7 +219,6 @@ def cluster_spec(text: str) -> dict[str, str]:
 
 async def start_components(cluster: Any, spec: dict[str, str]) -> None:
     """Start what `spec` names against `cluster`, as scripts/up would, and wait for the nodes."""
-    from harness.wait import until
 
     if "scheduler" in spec:
         cluster.start_scheduler()
@@ -229,12 +228,7 @@ async def start_components(cluster: Any, spec: dict[str, str]) -> None:
         count = int(spec["hollow-nodes"] or 3)
         cluster.start_hollow_nodes(count, "--name-prefix", "hollow-")
 
-        async def ready() -> bool:
-            nodes = (await cluster.client.list("nodes"))["items"]
-            return sum(1 for n in nodes for c in (n.get("status") or {}).get("conditions") or []
-                       if c["type"] == "Ready" and c["status"] == "True") >= count
-
-        await until(ready, timeout=60, what=f"{count} hollow nodes Ready")
+        await cluster.wait_nodes_ready(count)
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])

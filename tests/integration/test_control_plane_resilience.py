@@ -36,16 +36,8 @@ Obj = dict[str, Any]
 async def running_cluster(nodes: int = 3, *hollow_args: str) -> AsyncIterator[Cluster]:
     async with Cluster() as c:
         c.start_hollow_nodes(nodes, "--lease-interval", "1", *hollow_args)
-        await until(lambda: _ready_nodes(c, nodes), timeout=60, what=f"{nodes} ready nodes")
+        await c.wait_nodes_ready(nodes)
         yield c
-
-
-async def _ready_nodes(c: Cluster, n: int) -> bool:
-    nodes = (await c.client.list("nodes"))["items"]
-    ready = [x for x in nodes if any(
-        cond["type"] == "Ready" and cond["status"] == "True"
-        for cond in (x.get("status") or {}).get("conditions") or [])]
-    return len(ready) >= n
 
 
 def deployment(name: str, replicas: int, *, surge: int, unavailable: int,

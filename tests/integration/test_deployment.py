@@ -8,45 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import pytest
 
 from api import errors
 from harness.cluster import Cluster
+from harness.objects import condition as cond
+from harness.objects import deployment
 from harness.wait import until
 
 pytestmark = pytest.mark.integration
 
 Obj = dict[str, Any]
 REV = "deployment.kubernetes.io/revision"
-T = TypeVar("T")
-
-
-def poll(check: Callable[[], Awaitable[T | None]], timeout: float = 30.0,
-         what: str = "") -> Awaitable[T]:
-    """`harness.wait.until` for an async check that returns None until it holds; typed so
-    that the result is not Optional."""
-    return cast(Awaitable[T], until(cast(Callable[[], Any], check), timeout=timeout, what=what))
-
-
-def deployment(name: str, replicas: int = 3, image: str = "nginx:1", *,
-               strategy: Obj | None = None, annotations: Obj | None = None,
-               pod_annotations: Obj | None = None, **spec: Any) -> Obj:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, **({"annotations": annotations} if annotations else {})},
-        "spec": {
-            "replicas": replicas, "selector": {"matchLabels": labels},
-            **({"strategy": strategy} if strategy else {}), **spec,
-            "template": {
-                "metadata": {"labels": labels,
-                             **({"annotations": pod_annotations} if pod_annotations else {})},
-                "spec": {"containers": [{"name": "app", "image": image}]}},
-        },
-    }
 
 
 async def get(c: Cluster, ns: str, name: str) -> Obj:
@@ -56,13 +31,6 @@ async def get(c: Cluster, ns: str, name: str) -> Obj:
 async def replica_sets(c: Cluster, ns: str) -> list[Obj]:
     items, _ = await c.client.list_all("replicasets", ns)
     return items
-
-
-def cond(obj: Obj, type_: str) -> Obj:
-    for x in (obj.get("status") or {}).get("conditions") or []:
-        if x["type"] == type_:
-            return dict(x)
-    return {}
 
 
 async def rolled_out(c: Cluster, ns: str, name: str) -> Obj | None:
@@ -77,7 +45,7 @@ async def rolled_out(c: Cluster, ns: str, name: str) -> Obj | None:
 
 
 async def wait_rolled_out(c: Cluster, ns: str, name: str, timeout: float = 60) -> Obj:
-    return await poll(lambda: rolled_out(c, ns, name), timeout=timeout,
+    return await until(lambda: rolled_out(c, ns, name), timeout=timeout,
                        what=f"deployment {name} rolled out")
 
 
@@ -142,7 +110,7 @@ async def test_rolling_update_deployment_should_delete_old_pods_and_create_new_o
     assert d["metadata"]["annotations"][REV] == "1"
     async with PodWatch(c, ns) as w:
         await set_image(c, ns, "web", "nginx:2")
-        d = await poll(lambda: rolled_out_gen(c, ns, "web", 2), timeout=60)
+        d = await until(lambda: rolled_out_gen(c, ns, "web", 2), timeout=60)
         await until(lambda: only_new_pods(w), timeout=30)
     assert d["metadata"]["annotations"][REV] == "2"
     assert w.samples, "the watch saw the rollout"
@@ -174,7 +142,7 @@ async def rolled_out_gen(c: Cluster, ns: str, name: str, generation: int) -> Obj
 
 
 async def wait_generation(c: Cluster, ns: str, name: str, generation: int) -> Obj:
-    return await poll(lambda: rolled_out_gen(c, ns, name, generation), timeout=60)
+    return await until(lambda: rolled_out_gen(c, ns, name, generation), timeout=60)
 
 
 def only_new_pods(w: PodWatch) -> bool:
@@ -191,7 +159,7 @@ async def test_recreate_deployment_should_delete_old_pods_and_create_new_ones(
     await wait_rolled_out(c, ns, "rec")
     async with PodWatch(c, ns) as w:
         await set_image(c, ns, "rec", "nginx:2")
-        await poll(lambda: rolled_out_gen(c, ns, "rec", 2), timeout=60)
+        await until(lambda: rolled_out_gen(c, ns, "rec", 2), timeout=60)
     assert all(len(by_hash) <= 1 for _, _, by_hash in w.samples), w.samples
     assert any(total == 0 for total, _, _ in w.samples)
 
@@ -212,12 +180,12 @@ async def test_deployment_should_support_rollover(control_plane: Cluster,
         rss = await replica_sets(c, ns)
         return len(rss) == 2 and any(rs["spec"]["replicas"] == 1 and rs["metadata"][
             "annotations"][REV] == "2" for rs in rss)
-    await poll(stalled, timeout=30)
+    await until(stalled, timeout=30)
     # Roll over to revision 3 (ready pods) before revision 2 finished.
     await c.client.patch("deployments", "ro", {"spec": {"template": {
         "metadata": {"annotations": {"hollow.tinykube.io/never-ready": None}},
         "spec": {"containers": [{"name": "app", "image": "nginx:3"}]}}}}, ns)
-    d = await poll(lambda: rolled_out_gen(c, ns, "ro", 3), timeout=60)
+    d = await until(lambda: rolled_out_gen(c, ns, "ro", 3), timeout=60)
     assert d["metadata"]["annotations"][REV] == "3"
     rss = await replica_sets(c, ns)
     sizes = {rs["metadata"]["annotations"][REV]: rs["spec"]["replicas"] for rs in rss}
@@ -243,7 +211,7 @@ async def test_deployment_should_support_proportional_scaling(control_plane: Clu
               and d["status"].get("availableReplicas") == 8)
         return rss if ok else None
     # Upstream's numbers: 10 replicas, surge 3, unavailable 2 → first RS 8, new RS 5 (13).
-    await poll(stuck, timeout=30)
+    await until(stuck, timeout=30)
     await c.client.patch("deployments", "prop", {"spec": {"replicas": 30}}, ns)
 
     async def scaled() -> bool:
@@ -253,7 +221,7 @@ async def test_deployment_should_support_proportional_scaling(control_plane: Clu
                 and all(rs["metadata"]["annotations"].get(
                     "deployment.kubernetes.io/desired-replicas") == "30" for rs in rss))
     # Upstream's e2e: 8 + 5 of 13 allowed grow to 20 + 13 of 33 (30 + surge 3).
-    await poll(scaled, timeout=30)
+    await until(scaled, timeout=30)
 
 
 async def test_deployment_should_delete_old_replica_sets(control_plane: Cluster,
@@ -269,7 +237,7 @@ async def test_deployment_should_delete_old_replica_sets(control_plane: Cluster,
     async def trimmed() -> list[str] | None:
         revs = sorted(rs["metadata"]["annotations"][REV] for rs in await replica_sets(c, ns))
         return revs if revs == ["3", "4"] else None
-    await poll(trimmed, timeout=30)
+    await until(trimmed, timeout=30)
 
 
 async def test_deployment_paused_no_rollout_but_scaling(control_plane: Cluster,
@@ -279,18 +247,18 @@ async def test_deployment_paused_no_rollout_but_scaling(control_plane: Cluster,
     await c.client.create("deployments", deployment("pz", 2), ns)
     await wait_rolled_out(c, ns, "pz")
     await c.client.patch("deployments", "pz", {"spec": {"paused": True}}, ns)
-    await poll(lambda: paused_cond(c, ns, "pz", "DeploymentPaused"), timeout=30)
+    await until(lambda: paused_cond(c, ns, "pz", "DeploymentPaused"), timeout=30)
     await set_image(c, ns, "pz", "nginx:2")
     await c.client.patch("deployments", "pz", {"spec": {"replicas": 3}}, ns)
 
     async def scaled() -> bool:
         rss = await replica_sets(c, ns)
         return len(rss) == 1 and rss[0]["spec"]["replicas"] == 3
-    await poll(scaled, timeout=30)
+    await until(scaled, timeout=30)
     d = await get(c, ns, "pz")
     assert d["metadata"]["annotations"][REV] == "1"
     await c.client.patch("deployments", "pz", {"spec": {"paused": False}}, ns)
-    d = await poll(lambda: rolled_out_gen(c, ns, "pz", 4), timeout=60)
+    d = await until(lambda: rolled_out_gen(c, ns, "pz", 4), timeout=60)
     assert d["metadata"]["annotations"][REV] == "2"
 
 
@@ -309,7 +277,7 @@ async def test_deployment_progress_deadline_exceeded(control_plane: Cluster,
     async def timed_out() -> Obj | None:
         d = await get(c, ns, "stuck")
         return d if cond(d, "Progressing").get("reason") == "ProgressDeadlineExceeded" else None
-    d = await poll(timed_out, timeout=30)
+    d = await until(timed_out, timeout=30)
     p = cond(d, "Progressing")
     assert p["status"] == "False"
     assert p["message"].endswith("has timed out progressing.")
@@ -326,7 +294,7 @@ async def test_deployment_scale_subresource(control_plane: Cluster,
     assert scale["spec"]["replicas"] == 1
     scale["spec"]["replicas"] = 3
     await c.client.update("deployments", scale, ns, subresource="scale")
-    d = await poll(lambda: rolled_out_gen(c, ns, "sc", 2), timeout=60)
+    d = await until(lambda: rolled_out_gen(c, ns, "sc", 2), timeout=60)
     assert d["spec"]["replicas"] == 3
     rss = await replica_sets(c, ns)
     assert [rs["spec"]["replicas"] for rs in rss] == [3]
@@ -349,7 +317,7 @@ async def test_deployment_adopts_matching_replica_set(control_plane: Cluster,
         rs = await c.client.get("replicasets", "adopt-orphan", ns)
         refs = rs["metadata"].get("ownerReferences") or []
         return rs if refs and refs[0]["name"] == "adopt" and refs[0]["controller"] else None
-    rs = await poll(adopted, timeout=30)
+    rs = await until(adopted, timeout=30)
     # Same template: it is the new ReplicaSet (revision 1), no second one is made.
     assert rs["metadata"]["annotations"][REV] == "1"
     await wait_rolled_out(c, ns, "adopt")
@@ -365,7 +333,7 @@ async def test_should_run_the_lifecycle_of_a_deployment(control_plane: Cluster,
     await wait_rolled_out(c, ns, "life")
     await c.client.patch("deployments", "life", {"metadata": {"labels": {"test": "patched"}},
                                                  "spec": {"replicas": 2}}, ns)
-    d = await poll(lambda: rolled_out_gen(c, ns, "life", 2), timeout=60)
+    d = await until(lambda: rolled_out_gen(c, ns, "life", 2), timeout=60)
     assert d["metadata"]["labels"]["test"] == "patched"
     st = await c.client.get("deployments", "life", ns)
     assert st["status"]["readyReplicas"] == 2

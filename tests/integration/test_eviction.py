@@ -9,13 +9,9 @@ import pytest
 
 from api import errors
 from harness.cluster import Cluster
+from harness.objects import pod
 
 pytestmark = pytest.mark.integration
-
-
-def pod(name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"containers": [{"name": "c", "image": "busybox"}], **spec}}
 
 
 def eviction(name: str, **delete_options: Any) -> dict[str, Any]:

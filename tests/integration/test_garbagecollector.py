@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from api import errors
 from client.apiclient import ApiClient
 from harness.cluster import Cluster
-from harness.wait import until
+from harness.wait import gone, until
 
 pytestmark = pytest.mark.integration
 
@@ -87,14 +86,6 @@ async def configmap(client: ApiClient, ns: str, name: str, owners: Sequence[Obj]
 async def names(client: ApiClient, resource: str, ns: str) -> set[str]:
     items, _ = await client.list_all(resource, ns)
     return {i["metadata"]["name"] for i in items}
-
-
-async def gone(client: ApiClient, resource: str, name: str, ns: str) -> bool:
-    try:
-        await client.get(resource, name, ns)
-    except errors.NotFound:
-        return True
-    return False
 
 
 async def test_should_delete_pods_created_by_rc_when_not_orphaning(

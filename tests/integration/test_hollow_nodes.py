@@ -13,7 +13,8 @@ import pytest_asyncio
 
 from api import errors
 from harness.cluster import Cluster, Component
-from harness.wait import until
+from harness.objects import condition
+from harness.wait import gone, until
 
 pytestmark = pytest.mark.integration
 
@@ -29,20 +30,12 @@ async def hollow() -> AsyncIterator[tuple[Cluster, Component]]:
         yield c, comp
 
 
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c["type"] == type_:
-            return dict(c)
-    return None
-
-
 async def ready_node(c: Cluster, name: str) -> dict[str, Any] | None:
     try:
         node = await c.client.get("nodes", name)
     except errors.NotFound:
         return None
-    ready = condition(node, "Ready")
-    return node if ready and ready["status"] == "True" else None
+    return node if condition(node, "Ready").get("status") == "True" else None
 
 
 async def make_pod(c: Cluster, ns: str, name: str, node: str,
@@ -65,8 +58,8 @@ async def pod_where(c: Cluster, ns: str, name: str, check: Any, timeout: float =
 
 
 def running_ready(p: dict[str, Any]) -> bool:
-    ready = condition(p, "Ready")
-    return p["status"].get("phase") == "Running" and bool(ready) and ready["status"] == "True"
+    return (p["status"].get("phase") == "Running"
+            and condition(p, "Ready").get("status") == "True")
 
 
 async def test_nodes_register_with_capacity_conditions_and_addresses(
@@ -77,8 +70,8 @@ async def test_nodes_register_with_capacity_conditions_and_addresses(
     assert st["capacity"]["cpu"] == "2" and st["allocatable"]["memory"] == "4Gi"
     assert st["allocatable"]["pods"] == "20"
     for type_ in ("MemoryPressure", "DiskPressure", "PIDPressure"):
-        assert condition(node, type_)["status"] == "False"  # type: ignore[index]
-    assert condition(node, "Ready")["reason"] == "KubeletReady"  # type: ignore[index]
+        assert condition(node, type_)["status"] == "False"
+    assert condition(node, "Ready")["reason"] == "KubeletReady"
     kinds = {a["type"]: a["address"] for a in st["addresses"]}
     assert kinds["Hostname"] == f"{PREFIX}0" and kinds["InternalIP"].startswith("10.254.")
     labels = node["metadata"]["labels"]
@@ -120,14 +113,8 @@ async def test_bound_pod_runs_and_is_deleted_gracefully(hollow: tuple[Cluster, C
     p2 = await pod_where(c, ns, "web2", running_ready)
     assert p2["status"]["podIP"] != st["podIP"]
     await c.client.delete("pods", "web", ns)  # graceful: the node confirms it
-
-    async def gone() -> bool:
-        try:
-            await c.client.get("pods", "web", ns)
-        except errors.NotFound:
-            return True
-        return False
-    await until(gone, timeout=30, what="pod deleted by its node")
+    await until(lambda: gone(c.client, "pods", "web", ns), timeout=30,
+                what="pod deleted by its node")
 
 
 async def test_annotations_steer_readiness_and_exit(hollow: tuple[Cluster, Component]) -> None:
@@ -139,10 +126,10 @@ async def test_annotations_steer_readiness_and_exit(hollow: tuple[Cluster, Compo
     await make_pod(c, ns, "job-bad", f"{PREFIX}1", {"hollow.tinykube.io/exit": "2"}, "Never")
     await make_pod(c, ns, "crash", f"{PREFIX}1", {"hollow.tinykube.io/exit": "1"})
     slow = await pod_where(c, ns, "slow", lambda p: p["status"].get("phase") == "Running")
-    assert condition(slow, "Ready")["status"] == "False"  # type: ignore[index]
+    assert condition(slow, "Ready")["status"] == "False"
     await pod_where(c, ns, "slow", running_ready)
     never = await c.client.get("pods", "never", ns)
-    assert condition(never, "Ready")["status"] == "False"  # type: ignore[index]
+    assert condition(never, "Ready")["status"] == "False"
     await pod_where(c, ns, "job-ok", lambda p: p["status"].get("phase") == "Succeeded")
     await pod_where(c, ns, "job-bad", lambda p: p["status"].get("phase") == "Failed")
     crash = await pod_where(c, ns, "crash", lambda p: bool(p["status"].get("containerStatuses")))

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from api import errors
 from client.apiclient import ApiClient
+from harness import objects
 from harness.cluster import Cluster
-from harness.wait import until
+from harness.wait import gone, until
 
 pytestmark = pytest.mark.integration
 
@@ -33,27 +33,16 @@ async def ns_cluster() -> AsyncIterator[Cluster]:
         yield c
 
 
-async def pod(client: ApiClient, ns: str, name: str, node: str = "", **md: Any) -> Obj:
-    spec: Obj = {"containers": [{"name": "c", "image": "pause"}],
-                 "terminationGracePeriodSeconds": 30}
-    if node:
-        spec["nodeName"] = node
-    return await client.create("pods", {"apiVersion": "v1", "kind": "Pod",
-                                        "metadata": {"name": name, **md}, "spec": spec}, ns)
+async def pod(client: ApiClient, ns: str, name: str, node: str = "") -> Obj:
+    spec: Obj = {"nodeName": node} if node else {}
+    return await client.create(
+        "pods", objects.pod(name, terminationGracePeriodSeconds=30, **spec), ns)
 
 
 async def service(client: ApiClient, ns: str, name: str) -> Obj:
     return await client.create("services", {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
         "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}}, ns)
-
-
-async def namespace_gone(client: ApiClient, name: str) -> bool:
-    try:
-        await client.get("namespaces", name)
-    except errors.NotFound:
-        return True
-    return False
 
 
 async def condition(client: ApiClient, name: str, ctype: str) -> Obj | None:
@@ -72,7 +61,7 @@ async def test_should_ensure_that_all_pods_are_removed_when_a_namespace_is_delet
         await pod(client, ns, f"test-pod-{i}")
     deleting = await client.delete("namespaces", ns)
     assert deleting["status"]["phase"] == "Terminating"
-    await until(lambda: namespace_gone(client, ns), timeout=30, what="namespace deleted")
+    await until(lambda: gone(client, "namespaces", ns), timeout=30, what="namespace deleted")
     items, _ = await client.list_all("pods", ns)
     assert items == []
 
@@ -85,7 +74,7 @@ async def test_should_ensure_that_all_services_are_removed_when_a_namespace_is_d
     await client.create("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
                                        "metadata": {"name": "cm"}}, ns)
     await client.delete("namespaces", ns)
-    await until(lambda: namespace_gone(client, ns), timeout=30, what="namespace deleted")
+    await until(lambda: gone(client, "namespaces", ns), timeout=30, what="namespace deleted")
     for resource in ("services", "configmaps", "endpoints"):
         items, _ = await client.list_all(resource, ns)
         assert items == [], resource
@@ -106,11 +95,11 @@ async def test_namespace_waits_for_graceful_pod_deletion(ns_cluster: Cluster) ->
     assert remaining["message"] == "Some resources are remaining: pods has 1 resource instances"
     p = await client.get("pods", "bound", ns)
     assert p["metadata"]["deletionTimestamp"], "deleted gracefully, waiting for its node"
-    assert not await namespace_gone(client, ns)
+    assert not await gone(client, "namespaces", ns)
 
     # The node confirms the stop (what a kubelet does): the namespace goes right after.
     await client.delete("pods", "bound", ns, grace_period_seconds=0)
-    await until(lambda: namespace_gone(client, ns), timeout=15, what="namespace deleted")
+    await until(lambda: gone(client, "namespaces", ns), timeout=15, what="namespace deleted")
 
 
 async def test_namespace_waits_for_content_finalizers(ns_cluster: Cluster) -> None:
@@ -130,4 +119,4 @@ async def test_namespace_waits_for_content_finalizers(ns_cluster: Cluster) -> No
                               "example.com/hold in 1 resource instances")
     await client.patch("configmaps", "held", {"metadata": {"finalizers": None}}, ns)
     # Upstream's estimate for finalizers is 15 s, checked again after half of it.
-    await until(lambda: namespace_gone(client, ns), timeout=40, what="namespace deleted")
+    await until(lambda: gone(client, "namespaces", ns), timeout=40, what="namespace deleted")

@@ -14,7 +14,9 @@ import pytest_asyncio
 
 from api import errors
 from harness.cluster import Cluster
-from harness.wait import until
+from harness.objects import condition as cond
+from harness.objects import pod
+from harness.wait import gone, until
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +37,6 @@ async def lifecycle() -> AsyncIterator[Cluster]:
         yield c
 
 
-def cond(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c["type"] == type_:
-            return dict(c)
-    return {}
-
-
 def taints(node: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(t["key"], t["effect"]): t for t in (node.get("spec") or {}).get("taints") or []}
 
@@ -59,11 +54,8 @@ async def node_where(c: Cluster, name: str, check: Any, timeout: float = 30,
 
 async def bound_pod(c: Cluster, ns: str, name: str, node: str,
                     tolerations: list[dict[str, Any]] | None = None) -> None:
-    spec: dict[str, Any] = {"containers": [{"name": "c", "image": "x"}]}
-    if tolerations is not None:
-        spec["tolerations"] = tolerations
-    await c.client.create("pods", {"apiVersion": "v1", "kind": "Pod",
-                                   "metadata": {"name": name}, "spec": spec}, ns)
+    spec: dict[str, Any] = {} if tolerations is None else {"tolerations": tolerations}
+    await c.client.create("pods", pod(name, image="x", **spec), ns)
     await c.client.bind(ns, name, node)
 
 
@@ -144,14 +136,8 @@ async def test_node_that_stops_heartbeating_is_tainted_and_its_pods_evicted(
     doomed.start()
     await node_where(c, "doomed-0", lambda n: cond(n, "Ready").get("status") == "True"
                      and not taints(n), what="Ready again, untainted")
-
-    async def gone() -> bool:
-        try:
-            await c.client.get("pods", "default-tolerations", ns)
-        except errors.NotFound:
-            return True
-        return False
-    await until(gone, timeout=30, what="evicted pod deleted by its node")
+    await until(lambda: gone(c.client, "pods", "default-tolerations", ns), timeout=30,
+                what="evicted pod deleted by its node")
     assert not (await c.client.get("pods", "tolerates-an-hour", ns))["metadata"].get(
         "deletionTimestamp")
     doomed.stop()

@@ -7,7 +7,6 @@ Names follow the upstream conformance tests they mirror (test/e2e/apps/replica_s
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest_asyncio
 from api import errors
 from client.apiclient import ApiClient
 from harness.cluster import Cluster
+from harness.pods import live_pods, run_ready, wait_pods
 from harness.wait import until
 
 pytestmark = pytest.mark.integration
@@ -48,37 +48,10 @@ def replicaset(name: str, replicas: int, labels: dict[str, str] | None = None,
     }
 
 
-async def pods_of(client: ApiClient, ns: str, selector: str) -> list[dict[str, Any]]:
-    items, _ = await client.list_all("pods", ns, label_selector=selector)
-    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
-
-
-async def make_ready(client: ApiClient, ns: str, pod: dict[str, Any], node: str = "node-a",
-                     ready: bool = True) -> None:
-    """Play the scheduler and the kubelet for one pod: bind it, then report it Running."""
-    name = pod["metadata"]["name"]
-    if not (pod.get("spec") or {}).get("nodeName"):
-        await client.bind(ns, name, node)
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    cur = await client.get("pods", name, ns)
-    cur["status"].update({
-        "phase": "Running", "podIP": "10.1.0.1", "startTime": now,
-        "conditions": [{"type": "Ready", "status": "True" if ready else "False",
-                        "lastTransitionTime": now}]})
-    await client.update_status("pods", cur, ns)
-
-
 async def status_of(client: ApiClient, ns: str, name: str) -> dict[str, Any]:
     rs = await client.get("replicasets", name, ns)
     st: dict[str, Any] = rs.get("status") or {}
     return st
-
-
-async def wait_pods(client: ApiClient, ns: str, selector: str, n: int) -> list[dict[str, Any]]:
-    async def check() -> list[dict[str, Any]] | None:
-        pods = await pods_of(client, ns, selector)
-        return pods if len(pods) == n else None
-    return await until(check, timeout=30, what=f"{n} pods {selector}")
 
 
 async def reasons(client: ApiClient, ns: str, name: str) -> list[str]:
@@ -99,7 +72,7 @@ async def test_replicaset_creates_pods_owned_by_it_and_reports_status(
             "uid": rs["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
     await until(lambda: status_of(c, ns, "web"), what="status")
     for p in pods:
-        await make_ready(c, ns, p)
+        await run_ready(c, ns, p)
 
     async def settled() -> bool:
         st = await status_of(c, ns, "web")
@@ -128,7 +101,7 @@ async def test_replicaset_should_adopt_matching_pods_on_creation_and_release_no_
         refs = p["metadata"].get("ownerReferences") or []
         return [r["uid"] for r in refs if r.get("controller")] == [rs["metadata"]["uid"]]
     await until(adopted, what="the orphan adopted")
-    assert len(await pods_of(c, ns, "name=adopt")) == 1  # adopted, not one more created
+    assert len(await live_pods(c, ns, "name=adopt")) == 1  # adopted, not one more created
 
     await c.patch("pods", "pod-adoption-release", {"metadata": {"labels": {"name": "gone"}}},
                   ns)
@@ -145,10 +118,15 @@ async def test_replicaset_should_have_a_working_scale_subresource(
     c = rs_cluster.client
     await c.create("replicasets", replicaset("scaled", 1), ns)
     await wait_pods(c, ns, "app=scaled", 1)
-    scale = await c.get("replicasets", "scaled", ns, subresource="scale")
-    assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 1
-    scale["spec"]["replicas"] = 2
-    await c.update("replicasets", scale, ns, subresource="scale")
+    for attempt in range(10):  # the controller's status writes move the resourceVersion
+        scale = await c.get("replicasets", "scaled", ns, subresource="scale")
+        assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 1
+        scale["spec"]["replicas"] = 2
+        try:
+            await c.update("replicasets", scale, ns, subresource="scale")
+            break
+        except errors.Conflict:
+            assert attempt < 9, "scale update kept conflicting"
     assert (await c.get("replicasets", "scaled", ns))["spec"]["replicas"] == 2
     await wait_pods(c, ns, "app=scaled", 2)
     await c.patch("replicasets", "scaled", {"spec": {"replicas": 4}}, ns, subresource="scale")
@@ -162,9 +140,9 @@ async def test_scale_down_deletes_unscheduled_then_pending_then_not_ready_pods_f
     pods = await wait_pods(c, ns, "app=order", 5)
     names = [p["metadata"]["name"] for p in pods]
     ready_old, ready_new, not_ready, pending, unscheduled = names
-    await make_ready(c, ns, pods[0], "node-a")
-    await make_ready(c, ns, pods[1], "node-b")
-    await make_ready(c, ns, pods[2], "node-a", ready=False)
+    await run_ready(c, ns, pods[0], "node-a")
+    await run_ready(c, ns, pods[1], "node-b")
+    await run_ready(c, ns, pods[2], "node-a", ready=False)
     await c.bind(ns, pending, "node-b")
     await until(lambda: _ready_count(c, ns, "order", 2), what="2 ready")
 
@@ -186,7 +164,7 @@ async def test_available_replicas_wait_for_min_ready_seconds(
     c = rs_cluster.client
     await c.create("replicasets", replicaset("slow", 2, min_ready=2), ns)
     for p in await wait_pods(c, ns, "app=slow", 2):
-        await make_ready(c, ns, p)
+        await run_ready(c, ns, p)
     await until(lambda: _ready_count(c, ns, "slow", 2), what="2 ready")
     # No pod changes after this: only the controller's own requeue can make them available.
 
@@ -290,7 +268,7 @@ async def test_pods_being_deleted_are_replaced_at_once(rs_cluster: Cluster, ns: 
     c = rs_cluster.client
     await c.create("replicasets", replicaset("graceful", 2), ns)
     pods = await wait_pods(c, ns, "app=graceful", 2)
-    await make_ready(c, ns, pods[0])
+    await run_ready(c, ns, pods[0])
     # A bound pod deletes gracefully: it stays, with a deletionTimestamp, until its node says.
     await c.delete("pods", pods[0]["metadata"]["name"], ns)
     await wait_pods(c, ns, "app=graceful", 2)
@@ -314,7 +292,7 @@ async def test_replica_failure_condition_surfaces_create_errors_and_clears(
     assert (cond["status"], cond["reason"]) == ("True", "FailedCreate")
     assert "finalizers" in cond["message"]
     assert "FailedCreate" in await reasons(c, ns, "broken")
-    assert await pods_of(c, ns, "app=broken") == []
+    assert await live_pods(c, ns, "app=broken") == []
 
     await c.patch("replicasets", "broken",
                   {"spec": {"template": {"metadata": {"finalizers": None}}}}, ns)
@@ -335,7 +313,7 @@ async def test_replicaset_should_serve_a_basic_image_on_each_replica(
         st = await status_of(c, ns, "my-hostname-basic")
         return (st.get("readyReplicas"), st.get("availableReplicas")) == (3, 3)
     await until(available, timeout=60, what="3 available replicas")
-    pods = await pods_of(c, ns, "app=my-hostname-basic")
+    pods = await live_pods(c, ns, "app=my-hostname-basic")
     assert len(pods) == 3
     assert all(p["status"]["phase"] == "Running" and p["status"].get("podIP") for p in pods)
     assert all(p["spec"]["nodeName"].startswith("hollow-") for p in pods)

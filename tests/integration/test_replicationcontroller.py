@@ -8,7 +8,6 @@ hollow nodes make the pods Running and Ready.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest_asyncio
 from api import errors
 from client.apiclient import ApiClient
 from harness.cluster import Cluster
+from harness.pods import live_pods, run_ready, wait_pods
 from harness.wait import until
 
 pytestmark = pytest.mark.integration
@@ -43,29 +43,6 @@ def rc(name: str, replicas: int, selector: dict[str, str], **meta: Any) -> dict[
                  "template": {"metadata": {"labels": selector},
                               "spec": {"containers": [{"name": "c", "image": "pause"}]}}},
     }
-
-
-async def live_pods(client: ApiClient, ns: str, selector: str) -> list[dict[str, Any]]:
-    items, _ = await client.list_all("pods", ns, label_selector=selector)
-    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
-
-
-async def wait_pods(client: ApiClient, ns: str, selector: str, n: int) -> list[dict[str, Any]]:
-    async def check() -> list[dict[str, Any]] | None:
-        pods = await live_pods(client, ns, selector)
-        return pods if len(pods) == n else None
-    return await until(check, timeout=30, what=f"{n} pods {selector}")
-
-
-async def run_ready(client: ApiClient, ns: str, pod: dict[str, Any]) -> None:
-    """Play the scheduler and the kubelet: bind the pod and report it Running and Ready."""
-    name = pod["metadata"]["name"]
-    await client.bind(ns, name, "node-a")
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    cur = await client.get("pods", name, ns)
-    cur["status"].update({"phase": "Running", "podIP": "10.1.0.2", "conditions": [
-        {"type": "Ready", "status": "True", "lastTransitionTime": now}]})
-    await client.update_status("pods", cur, ns)
 
 
 async def rc_status(client: ApiClient, ns: str, name: str) -> dict[str, Any]:

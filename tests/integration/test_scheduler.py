@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -25,14 +25,6 @@ from harness.wait import until
 pytestmark = pytest.mark.integration
 
 SCHEDULER_FLAGS = ("--pod-initial-backoff", "0.2", "--pod-max-backoff", "1")
-T = TypeVar("T")
-
-
-async def poll(fn: Callable[[], Awaitable[T]], what: str) -> T:
-    """`until` for an async check built with functools.partial (typed for mypy)."""
-    async def check() -> T:
-        return await fn()
-    return await until(check, what=what)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -154,10 +146,10 @@ async def test_validates_resource_limits_of_pods_that_are_allowed_to_run(nodes: 
     await create(nodes, pod("additional", cpu="500m"))
     msg = await unschedulable_message(nodes, "additional")
     assert msg == "0/2 nodes are available: 2 Insufficient cpu."
-    events = await poll(partial(event_messages, nodes, "additional", "FailedScheduling"),
+    events = await until(partial(event_messages, nodes, "additional", "FailedScheduling"),
                          what="FailedScheduling event")
     assert events[0] == msg
-    scheduled = await poll(partial(event_messages, nodes, "filler-0", "Scheduled"),
+    scheduled = await until(partial(event_messages, nodes, "filler-0", "Scheduled"),
                             what="Scheduled event")
     assert scheduled == [f"Successfully assigned {nodes.namespace}/filler-0 to {where[0]}"]
 
@@ -280,7 +272,7 @@ async def test_assume_cache_never_overcommits_a_node_in_a_burst(nodes: Nodes) ->
         await nodes.add(cpu="2")
     await create(nodes, *(pod(f"burst-{i}", cpu="1") for i in range(10)))
     for i in range(10):
-        await poll(partial(_placed_or_unschedulable, nodes, f"burst-{i}"),
+        await until(partial(_placed_or_unschedulable, nodes, f"burst-{i}"),
                     what=f"burst-{i} decided")
     placed = await bound_nodes(nodes)
     assert placed.pop("") == 6
@@ -297,7 +289,7 @@ async def _placed_or_unschedulable(n: Nodes, name: str) -> bool:
 
 async def test_pending_pod_is_retried_with_backoff_when_a_node_appears(nodes: Nodes) -> None:
     """With no node it fits nowhere; the node add event moves it back and it gets bound."""
-    await poll(partial(_no_nodes, nodes), what="no nodes left by earlier tests")
+    await until(partial(_no_nodes, nodes), what="no nodes left by earlier tests")
     await create(nodes, pod("early"))
     assert await unschedulable_message(nodes, "early") == "no nodes available to schedule pods"
     name = await nodes.add()
@@ -330,7 +322,7 @@ async def test_only_pods_for_this_scheduler_name_are_scheduled(nodes: Nodes) -> 
 
 
 async def test_scheduler_holds_the_kube_scheduler_lease(sched: Cluster) -> None:
-    lease = await poll(partial(_lease, sched), what="kube-scheduler lease")
+    lease = await until(partial(_lease, sched), what="kube-scheduler lease")
     assert lease is not None and lease["spec"]["holderIdentity"]
 
 

@@ -7,15 +7,14 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from api import errors
 from harness.cluster import Cluster
+from harness.objects import pod
 from harness.wait import until
 
 pytestmark = pytest.mark.integration
@@ -30,18 +29,8 @@ async def nodes_cluster() -> AsyncIterator[Cluster]:
         c.start_hollow_nodes(3, "--name-prefix", "tn-", "--lease-interval", "1")
         # Ready, not merely created: until its first status is posted the hollow node is still
         # registering (and writing the Node) while a test cordons it.
-        for i in range(3):
-            await until(partial(_ready, c, f"tn-{i}"), timeout=60, what=f"node tn-{i} Ready")
+        await c.wait_nodes_ready(3)
         yield c
-
-
-async def _ready(c: Cluster, node: str) -> bool:
-    try:
-        n = await c.client.get("nodes", node)
-    except errors.NotFound:
-        return False
-    return any(x["type"] == "Ready" and x["status"] == "True"
-               for x in (n.get("status") or {}).get("conditions") or [])
 
 
 async def tk(c: Cluster, *args: str) -> tuple[int, str, str]:
@@ -56,16 +45,13 @@ async def tk(c: Cluster, *args: str) -> tuple[int, str, str]:
 async def bound_pod(c: Cluster, ns: str, name: str, node: str, *, owner: str | None = "ReplicaSet",
                     annotations: dict[str, str] | None = None,
                     volumes: list[dict[str, Any]] | None = None) -> None:
-    md: dict[str, Any] = {"name": name, "annotations": annotations or {}}
+    spec: dict[str, Any] = {"volumes": volumes} if volumes else {}
+    p = pod(name, image="x", annotations=annotations, **spec)
     if owner:
-        md["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner, "name": "owner",
-                                  "uid": "00000000-0000-0000-0000-000000000001",
-                                  "controller": True}]
-    spec: dict[str, Any] = {"containers": [{"name": "c", "image": "x"}]}
-    if volumes:
-        spec["volumes"] = volumes
-    await c.client.create("pods", {"apiVersion": "v1", "kind": "Pod", "metadata": md,
-                                   "spec": spec}, ns)
+        p["metadata"]["ownerReferences"] = [{
+            "apiVersion": "apps/v1", "kind": owner, "name": "owner",
+            "uid": "00000000-0000-0000-0000-000000000001", "controller": True}]
+    await c.client.create("pods", p, ns)
     await c.client.bind(ns, name, node)
 
 

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import pytest
 
+from harness import objects
 from harness.cluster import Cluster
 from harness.wait import until
 from tkctl.commands import execute
@@ -16,14 +16,6 @@ from tkctl.commands import execute
 pytestmark = pytest.mark.integration
 
 REV = "deployment.kubernetes.io/revision"
-T = TypeVar("T")
-
-
-def poll(check: Callable[[], Awaitable[T | None]], timeout: float = 30.0,
-         what: str = "") -> Awaitable[T]:
-    """`harness.wait.until` for an async check that returns None until it holds; typed so
-    that the result is not Optional."""
-    return cast(Awaitable[T], until(cast(Callable[[], Any], check), timeout=timeout, what=what))
 
 
 async def tk(c: Cluster, ns: str, *args: str) -> tuple[int, str, str]:
@@ -34,11 +26,8 @@ async def tk(c: Cluster, ns: str, *args: str) -> tuple[int, str, str]:
 
 
 def deployment(name: str, replicas: int = 2, image: str = "nginx:1", **spec: Any) -> Any:
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "annotations": {"kubernetes.io/change-cause": image}},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, **spec,
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "app", "image": image}]}}}}
+    return objects.deployment(name, replicas, image,
+                              annotations={"kubernetes.io/change-cause": image}, **spec)
 
 
 async def set_image(c: Cluster, ns: str, name: str, image: str) -> None:
@@ -87,7 +76,7 @@ async def test_rollout_status_history_undo(control_plane: Cluster, cp_namespace:
     async def revision_3() -> bool:
         d = await c.client.get("deployments", "web", ns)
         return (d["metadata"].get("annotations") or {}).get(REV) == "3"
-    await poll(revision_3, timeout=30)
+    await until(revision_3, timeout=30)
     # Revision 1 was revived as 3; its old number is kept in revision-history.
     rss, _ = await c.client.list_all("replicasets", ns)
     revived = next(rs for rs in rss if rs["metadata"]["annotations"][REV] == "3")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.core import Node, Pod
+from scheduler.framework import PodInfo
 
 
 def make_node(name: str, *, cpu: str = "4", memory: str = "16Gi", pods: int = 110,
@@ -37,3 +38,7 @@ def make_pod(name: str, *, namespace: str = "ns", cpu: str | None = None,
     if node:
         spec["nodeName"] = node
     return Pod.model_validate({"metadata": meta, "spec": {"containers": [container], **spec}})
+
+
+def make_podinfo(name: str = "p", **kw: Any) -> PodInfo:
+    return PodInfo.of(make_pod(name, **kw))

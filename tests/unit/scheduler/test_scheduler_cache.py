@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from sched_fixtures import make_node, make_pod  # tests/unit/scheduler, on sys.path under pytest
+from sched_fixtures import make_node  # tests/unit/scheduler, on sys.path under pytest
+from sched_fixtures import make_podinfo as p
 
 from scheduler.cache import Cache
-from scheduler.framework import NodeInfo, PodInfo
-
-
-def p(name: str, **kw: object) -> PodInfo:
-    return PodInfo.of(make_pod(name, **kw))  # type: ignore[arg-type]
+from scheduler.framework import NodeInfo
 
 
 def sums(n: NodeInfo) -> tuple[int, int, int]:

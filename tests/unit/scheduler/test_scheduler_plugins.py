@@ -7,7 +7,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from sched_fixtures import make_node, make_pod  # tests/unit/scheduler, on sys.path under pytest
+from sched_fixtures import make_node  # tests/unit/scheduler, on sys.path under pytest
+from sched_fixtures import make_podinfo as podinfo
 
 from scheduler.framework import NodeInfo, PodInfo
 from scheduler.plugins import (
@@ -26,10 +27,6 @@ def info(name: str, **kw: object) -> NodeInfo:
     n = NodeInfo(name)
     n.set_node(make_node(name, **kw))  # type: ignore[arg-type]
     return n
-
-
-def podinfo(name: str = "p", **kw: object) -> PodInfo:
-    return PodInfo.of(make_pod(name, **kw))  # type: ignore[arg-type]
 
 
 def test_fit_error_message_is_upstreams_sorted_histogram() -> None:

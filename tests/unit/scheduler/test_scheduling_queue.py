@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from sched_fixtures import make_pod  # tests/unit/scheduler, on sys.path under pytest
+from sched_fixtures import make_podinfo as p
 
-from scheduler.framework import PodInfo
 from scheduler.queue import SchedulingQueue, backoff_duration
 
 
@@ -16,10 +15,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-def p(name: str, **kw: object) -> PodInfo:
-    return PodInfo.of(make_pod(name, **kw))  # type: ignore[arg-type]
 
 
 def queue() -> tuple[SchedulingQueue, Clock]:
