@@ -230,7 +230,9 @@ async def test_should_validate_replicaset_status_endpoints(rs_cluster: Cluster, 
     c = rs_cluster.client
     await c.create("replicasets", replicaset("status-rs", 1), ns)
     await wait_pods(c, ns, "app=status-rs", 1)
-    await until(lambda: _status_written(c, ns, "status-rs"), what="status written")
+    # The first status write may predate the informer seeing the pod (replicas 0): wait for
+    # the one that counts it.
+    await until(lambda: _status_written(c, ns, "status-rs", replicas=1), what="status written")
     got = await c.get("replicasets", "status-rs", ns, subresource="status")
     assert got["status"]["replicas"] == 1
     cond = {"type": "StatusUpdate", "status": "True", "reason": "E2E",
@@ -260,8 +262,10 @@ async def test_should_validate_replicaset_status_endpoints(rs_cluster: Cluster, 
     await until(kept, what="condition kept after the controller's write")
 
 
-async def _status_written(c: ApiClient, ns: str, name: str) -> bool:
-    return (await status_of(c, ns, name)).get("observedGeneration") == 1
+async def _status_written(c: ApiClient, ns: str, name: str, replicas: int | None = None) -> bool:
+    st = await status_of(c, ns, name)
+    return st.get("observedGeneration") == 1 and (
+        replicas is None or st.get("replicas", 0) == replicas)
 
 
 async def test_pods_being_deleted_are_replaced_at_once(rs_cluster: Cluster, ns: str) -> None:
