@@ -103,9 +103,14 @@ class TypedObject(K8sModel):
         return f"{self.metadata.namespace}/{self.name}" if self.metadata.namespace else self.name
 
 
+def format_rfc3339(when: _dt.datetime) -> str:
+    """A time as Kubernetes writes timestamps: RFC 3339, UTC, second precision."""
+    return when.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def now_rfc3339() -> str:
-    """The current time as Kubernetes writes timestamps: RFC 3339, UTC, second precision."""
-    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current time as Kubernetes writes timestamps."""
+    return format_rfc3339(_dt.datetime.now(_dt.UTC))
 
 
 def parse_rfc3339(value: str) -> _dt.datetime:

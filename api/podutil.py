@@ -10,7 +10,7 @@ No I/O.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from api.core import Node, NodeCondition, Pod, PodCondition, Taint, Toleration
@@ -98,15 +98,21 @@ def pod_requests(pod: Pod) -> tuple[int, int]:
     one at a time, before the app containers). A container with limits but no requests
     requests its limits (the API's defaulting, applied here too for objects stored before it).
     """
+    return sum_containers(pod, _container_requests)
+
+
+def sum_containers(pod: Pod, per_container: Callable[[Any], tuple[int, int]]) -> tuple[int, int]:
+    """(cpu, memory) of a pod from `per_container(resources)`: summed over app containers,
+    and at least the largest init container (they run one at a time, before the others)."""
     spec = pod.spec
     if spec is None:
         return 0, 0
     cpu = mem = 0
     for c in spec.containers:
-        c_cpu, c_mem = _container_requests(c.resources)
+        c_cpu, c_mem = per_container(c.resources)
         cpu, mem = cpu + c_cpu, mem + c_mem
     for c in spec.init_containers or []:
-        c_cpu, c_mem = _container_requests(c.resources)
+        c_cpu, c_mem = per_container(c.resources)
         cpu, mem = max(cpu, c_cpu), max(mem, c_mem)
     return cpu, mem
 

@@ -37,6 +37,9 @@ class ResourceInfo:
     # the apiserver answers a create with the object and its status filled, and every other
     # verb is NotFound/MethodNotAllowed, as upstream's reviews are.
     virtual: bool = False
+    # The propagation policy of a delete that names none (upstream's per-strategy
+    # DefaultGarbageCollectionPolicy): "" keeps the object's own finalizers, "Orphan" orphans.
+    default_propagation: str = ""
 
     @property
     def api_version(self) -> str:
@@ -81,7 +84,9 @@ RESOURCES: dict[str, ResourceInfo] = {
         ResourceInfo("replicationcontrollers", "replicationcontroller", "ReplicationController",
                      "", "v1", True, core.ReplicationController, ("rc",),
                      frozenset({"status", "scale"}), _fields("status.replicas"),
-                     has_generation=True),
+                     has_generation=True,
+                     # core/v1 keeps its pods on delete, for backward compatibility.
+                     default_propagation="Orphan"),
         ResourceInfo("serviceaccounts", "serviceaccount", "ServiceAccount", "", "v1", True,
                      core.ServiceAccount, ("sa",), frozenset({"token"})),
         ResourceInfo("events", "event", "Event", "", "v1", True, core.Event, ("ev",),

@@ -5,40 +5,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 import sys
 
 from api import errors
+from api.durations import parse_duration
 from apiserver.allocator import parse_ip_range, parse_port_range
 from apiserver.authz import MODES
 from apiserver.server import Config, load_material, run
 from apiserver.storage import parse_endpoints
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+from client.flags import Parser, csv
 
 
 def duration(text: str) -> float:
-    """Seconds of a Go duration as upstream flags take them: 10m, 1h30m, 1s, 500ms."""
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (want e.g. 10m, 1h, 30s)")
-    return sum(float(n) * _UNIT[u] for n, u in parts)
-
-
-def _csv(values: list[str] | None) -> list[str]:
-    """Repeatable flags that also take comma-separated lists."""
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"tk-apiserver: error: {message}", file=sys.stderr)
-        sys.exit(2)
+    """Seconds of a Go duration: 10m, 1h30m, 1s, 500ms (no bare numbers, as kube-apiserver)."""
+    try:
+        return parse_duration(text, bare_seconds=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r} (want e.g. 10m, 1h, 30s)") from None
 
 
 def parse(argv: list[str]) -> Config:
-    p = _Parser(prog="tk-apiserver", description="The tinykube API server (gRPC over etcd).")
+    p = Parser(prog="tk-apiserver", description="The tinykube API server (gRPC over etcd).")
     p.add_argument("--etcd-servers", default="http://127.0.0.1:2379",
                    help="comma-separated etcd client URLs")
     p.add_argument("--bind-address", default="0.0.0.0")
@@ -104,7 +92,7 @@ def parse(argv: list[str]) -> Config:
         if getattr(a, f"default_{flag}_toleration_seconds") < 0:
             p.error(f"--default-{flag.replace('_', '-')}-toleration-seconds: must not be "
                     "negative")
-    modes = _csv([a.authorization_mode])
+    modes = csv([a.authorization_mode])
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes or len(set(modes)) != len(modes):
         p.error(f"--authorization-mode: want a comma-separated list of distinct modes of "
@@ -125,10 +113,10 @@ def parse(argv: list[str]) -> Config:
         tls_private_key_file=a.tls_private_key_file, client_ca_file=a.client_ca_file,
         token_port=0 if a.insecure else a.token_port, etcd_cafile=a.etcd_cafile,
         etcd_certfile=a.etcd_certfile, etcd_keyfile=a.etcd_keyfile,
-        service_account_key_files=_csv(a.service_account_key_file),
+        service_account_key_files=csv(a.service_account_key_file),
         service_account_signing_key_file=a.service_account_signing_key_file,
         service_account_issuer=a.service_account_issuer,
-        api_audiences=_csv(a.api_audiences),
+        api_audiences=csv(a.api_audiences),
         service_account_min_token_expiration=a.service_account_min_token_expiration,
         authorization_modes=modes,
         audit_log_path=a.audit_log_path, encryption_provider_config=a.encryption_provider_config)

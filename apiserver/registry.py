@@ -34,7 +34,7 @@ import jsonpatch
 from api import errors
 from api.codec import decode, decode_model
 from api.defaults import apply_defaults
-from api.meta import LabelSelector, TypedObject, now_rfc3339
+from api.meta import LabelSelector, TypedObject, format_rfc3339, now_rfc3339
 from api.patch import merge_patch
 from api.policy import DeleteOptions, Eviction, Preconditions
 from api.proto import tinykube_pb2 as pb
@@ -471,7 +471,9 @@ class Registry:
         user_rv = str(md.get("resourceVersion") or "")
         try:
             result = await self._update_loop(
-                info, ns, name, subresource, lambda cur: obj, user_rv, dry_run)
+                info, ns, name, subresource,
+                (lambda cur: obj) if subresource == "status" else (lambda cur: copy.deepcopy(obj)),
+                user_rv, dry_run)
         except errors.NotFound:
             if subresource or info.name not in _CREATE_ON_UPDATE:
                 raise
@@ -523,6 +525,9 @@ class Registry:
                            transform: Callable[[Obj], Obj], user_rv: str, dry_run: bool) -> Obj:
         """Read, transform, compare-and-swap; retried on conflict unless the caller pinned RV.
 
+        `transform` returns an object of its own each time: the merge and the write fill it in
+        (except on `status`, whose merge copies what it changes).
+
         The first read is the watch cache's (`_cached`); a refusal, a conflict or a no-op
         found against it is checked again against etcd before it is answered. A dry run
         writes nothing that a compare-and-swap could check, so it reads etcd.
@@ -536,10 +541,7 @@ class Registry:
             try:
                 if user_rv and user_rv != _md(cur)["resourceVersion"]:
                     raise _conflict(info, name)
-                new = transform(cur)
-                if subresource != "status":  # the status merge never modifies `new`
-                    new = copy.deepcopy(new)
-                new = self._merge_update(info, cur, new, subresource)
+                new = self._merge_update(info, cur, transform(cur), subresource)
             except errors.ApiError:
                 if not cached:
                     raise
@@ -739,12 +741,10 @@ class Registry:
         md = _md(new)
         finalizers = list(md.get("finalizers") or [])
         policy = opts.propagation_policy
-        if (not policy and info.name == "replicationcontrollers"
-                and not set(finalizers) & set(_GC_FINALIZERS.values())):
-            # core/v1 ReplicationControllers orphan their pods unless told otherwise, for
-            # backward compatibility (upstream's rcStrategy.DefaultGarbageCollectionPolicy);
-            # kubectl and tkctl always send a policy.
-            policy = "Orphan"
+        if not policy and not set(finalizers) & set(_GC_FINALIZERS.values()):
+            # No policy and none chosen by an earlier delete: the resource's default (core/v1
+            # ReplicationControllers orphan); kubectl and tkctl always send a policy.
+            policy = info.default_propagation
         gc = _GC_FINALIZERS.get(policy)
         if gc:
             finalizers = [f for f in finalizers if f not in _GC_FINALIZERS.values()] + [gc]
@@ -783,8 +783,7 @@ class Registry:
         now = dt.datetime.now(dt.UTC)
         if not md.get("deletionTimestamp") or grace < int(
                 md.get("deletionGracePeriodSeconds") or 0):
-            md["deletionTimestamp"] = (now + dt.timedelta(seconds=grace)).strftime(
-                "%Y-%m-%dT%H:%M:%SZ")
+            md["deletionTimestamp"] = format_rfc3339(now + dt.timedelta(seconds=grace))
         md["deletionGracePeriodSeconds"] = grace
         if finalizers:
             md["finalizers"] = finalizers

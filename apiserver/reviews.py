@@ -20,7 +20,7 @@ from typing import Any
 from api import errors
 from api.codec import decode_model
 from api.defaults import apply_defaults
-from api.meta import TypedObject, now_rfc3339
+from api.meta import TypedObject, format_rfc3339, now_rfc3339
 from api.resources import RESOURCES, TOKEN_REQUEST_MODEL, ResourceInfo
 from api.validation import validate
 from apiserver.admission import Admission
@@ -41,7 +41,7 @@ def _duration(seconds: int) -> str:
 
 
 def _rfc3339(epoch: int) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_rfc3339(dt.datetime.fromtimestamp(epoch, dt.UTC))
 
 
 class Reviews:

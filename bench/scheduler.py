@@ -165,8 +165,7 @@ async def settle(api: ApiClient, ns: str, pods: int, timeout: float) -> None:
         items, _ = await api.list_all("pods", ns, field_selector="status.phase=Running")
         return len(items) if len(items) >= pods else 0
     with contextlib.suppress(TimeoutError):
-        seen: int = await until(running, timeout=timeout, interval=1.0, what="pods running")
-        del seen
+        await until(running, timeout=timeout, interval=1.0, what="pods running")
 
 
 async def one_size(nodes: int, pods: int, args: argparse.Namespace) -> Run:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 import signal
 import socket
 import sys
@@ -21,12 +20,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 from api import errors
+from api.durations import parse_duration
 from client.apiclient import ApiClient
 from client.config import ConfigError, load_config
 from client.leaderelection import LeaderElector
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def duration(text: str) -> float:
@@ -35,17 +32,13 @@ def duration(text: str) -> float:
     A bare number is taken as seconds (tests and the lab shorten timings with `--x 2`).
     """
     try:
-        value = float(text)
+        return parse_duration(text)
     except ValueError:
-        pass
-    else:
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must not be negative")
-        return value
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (want e.g. 10m, 1h, 30s)")
-    return sum(float(n) * _UNIT[u] for n, u in parts)
+        if text.startswith("-"):
+            raise argparse.ArgumentTypeError(
+                f"invalid duration {text!r}: must not be negative") from None
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r} (want e.g. 10m, 1h, 30s)") from None
 
 
 def csv(values: list[str] | str | None) -> list[str]:
@@ -151,6 +144,22 @@ async def run_leader_elected(client: ApiClient, a: argparse.Namespace,
             raise  # we were asked to stop (SIGTERM): not a failure
         return  # lead() stopped the elector: the work ended
     log.error("%s: leader election lost; exiting", name)
+
+
+async def run_elected_component(client: ApiClient, a: argparse.Namespace,
+                                work: Callable[[], Awaitable[Any]], prog: str,
+                                *closers: Callable[[], Awaitable[Any]]) -> NoReturn:
+    """A leader-elected component's whole life: wait for the apiserver, run `work` under the
+    lease, close `closers` and the client, and exit 1 (only reached when the lease was lost or
+    the work died: restart and compete again; SIGTERM cancels this instead)."""
+    try:
+        await client.wait_ready()
+        await run_leader_elected(client, a, work, prog)
+    finally:
+        for close in closers:
+            await close()
+        await client.close()
+    sys.exit(1)
 
 
 async def _guarded(work: Callable[[], Awaitable[Any]], name: str) -> None:

@@ -13,7 +13,7 @@ from client.flags import (
     csv,
     duration,
     make_client,
-    run_leader_elected,
+    run_elected_component,
     run_main,
     setup_logging,
 )
@@ -84,12 +84,7 @@ async def _run(a: argparse.Namespace, p: Parser) -> None:
         finally:
             await ctx.close()
 
-    try:
-        await client.wait_ready()
-        await run_leader_elected(client, a, work, PROG)
-    finally:
-        await client.close()
-    sys.exit(1)  # leadership lost or a controller died: restart and compete again
+    await run_elected_component(client, a, work, PROG)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from api import errors
 from api.meta import TypedObject
 from client.apiclient import ApiClient
 from client.events import EventRecorder
@@ -106,3 +107,25 @@ class Controller(ABC):
             await run_workers(self.queue, self.sync, self.workers, name=self.name)
         finally:
             self.queue.shut_down()
+
+    async def recheck_not_deleted(self, resource: str, owner: TypedObject) -> None:
+        """A quorum read before adopting: raise Conflict unless `owner` still exists with the
+        same uid and is not being deleted. The cache may still show an owner that was deleted
+        (and recreated); adopting for it would keep its dependents alive (upstream #42639)."""
+        fresh = await self.client.get(resource, owner.name, owner.namespace)
+        md = fresh.get("metadata") or {}
+        kind = owner.kind or owner.KIND
+        if md.get("uid") != owner.metadata.uid:
+            raise errors.Conflict(
+                message=f"original {kind} {owner.key} is gone: got uid {md.get('uid')}, "
+                        f"wanted {owner.metadata.uid}")
+        if md.get("deletionTimestamp"):
+            raise errors.Conflict(
+                message=f"{kind} {owner.key} has just been deleted at {md['deletionTimestamp']}")
+
+
+def namespace_terminating(e: Exception) -> bool:
+    """A create refused because its namespace is being deleted: nothing to retry, the
+    namespace controller is emptying it. Upstream checks the NamespaceTerminating status
+    cause; our apiserver says it in words."""
+    return isinstance(e, errors.Forbidden) and "being terminated" in str(e)

@@ -176,24 +176,12 @@ class DeploymentController(Controller):
                     or rs.metadata.deletion_timestamp is not None):
                 continue
             if not fresh_checked:
-                await self._recheck_not_deleted(d)
+                await self.recheck_not_deleted("deployments", d)
                 fresh_checked = True
             adopted = await self._adopt(d, rs)
             if adopted is not None:
                 owned.append(adopted)
         return owned
-
-    async def _recheck_not_deleted(self, d: Deployment) -> None:
-        """Adopt only for a Deployment that still exists, read from the apiserver (the cache
-        may still show one that was deleted and recreated)."""
-        fresh = await self.client.get("deployments", d.name, d.namespace)
-        md = fresh.get("metadata") or {}
-        if md.get("uid") != d.metadata.uid:
-            raise errors.Conflict(message=f"original Deployment {d.namespace}/{d.name} is gone: "
-                                  f"got uid {md.get('uid')}, wanted {d.metadata.uid}")
-        if md.get("deletionTimestamp"):
-            raise errors.Conflict(message=f"Deployment {d.namespace}/{d.name} has just been "
-                                  f"deleted at {md['deletionTimestamp']}")
 
     async def _adopt(self, d: Deployment, rs: ReplicaSet) -> ReplicaSet | None:
         refs = [r.to_dict() for r in rs.metadata.owner_references or []]

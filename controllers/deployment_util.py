@@ -25,7 +25,7 @@ from api.apps import (
     ReplicaSet,
 )
 from api.core import PodTemplateSpec
-from api.meta import parse_rfc3339
+from api.meta import format_rfc3339, parse_rfc3339
 from api.podutil import POD_TEMPLATE_HASH
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -554,13 +554,11 @@ def history_to_delete(d: Deployment, old_rss: Sequence[ReplicaSet]) -> list[Repl
 
 # --- status and conditions ------------------------------------------------------------------
 
-def _fmt(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def new_condition(type_: str, status: str, reason: str, message: str,
                   now: dt.datetime) -> DeploymentCondition:
-    ts = _fmt(now)
+    ts = format_rfc3339(now)
     return DeploymentCondition(type=type_, status=status, reason=reason, message=message,
                                last_update_time=ts, last_transition_time=ts)
 

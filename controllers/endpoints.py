@@ -22,7 +22,7 @@ from api.core import Endpoints, Pod, Service, ServicePort
 from api.podutil import is_pod_ready, is_terminating, pod_phase
 from api.selectors import from_map
 from client.store import NAMESPACE_INDEX, split_meta_namespace_key
-from controllers.base import Controller
+from controllers.base import Controller, namespace_terminating
 
 HEADLESS_LABEL = "service.kubernetes.io/headless"
 # Endpoints objects that leader election used to hold carry this; never ours to delete.
@@ -297,7 +297,7 @@ class EndpointsController(Controller):
             try:
                 await self.client.create("endpoints", body, svc.namespace)
             except errors.Forbidden as e:
-                if "being terminated" not in str(e):  # else: the namespace is going away
+                if not namespace_terminating(e):  # else: the namespace is going away
                     raise
             except errors.AlreadyExists:
                 # Our cache lags a create (ours or the user's): look again shortly.

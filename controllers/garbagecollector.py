@@ -384,40 +384,38 @@ class GarbageCollector(Controller):
 
     async def _patch_owner_refs(self, info: ResourceInfo, ident: Identity,
                                 change: Callable[[list[Obj]], list[Obj]]) -> None:
-        """Rewrite the object's ownerReferences with `change(refs) -> refs`, guarded by the
-        resourceVersion read (a conflict re-reads)."""
-        for _ in range(_CONFLICT_RETRIES):
-            obj = await self._get(info, ident)
-            md = _md(obj or {})
-            if obj is None or md.get("uid") != ident.uid:
-                return
-            refs = list(md.get("ownerReferences") or [])
-            new = change([dict(r) for r in refs])
-            if new == refs:
-                return
-            patch = {"metadata": {"resourceVersion": md.get("resourceVersion"),
-                                  "ownerReferences": new or None}}
-            if await self._patch(info, ident, patch):
-                return
-        raise errors.Conflict(message=f"{ident}: ownerReferences kept changing")
+        """Rewrite the object's ownerReferences with `change(refs) -> refs`."""
+        await self._rewrite_metadata(info, ident, "ownerReferences",
+                                     lambda refs: change([dict(r) for r in refs]),
+                                     f"{ident}: ownerReferences kept changing")
 
     async def _remove_finalizer(self, info: ResourceInfo, ident: Identity,
                                 finalizer: str) -> None:
+        if await self._rewrite_metadata(
+                info, ident, "finalizers", lambda fs: [f for f in fs if f != finalizer],
+                f"{ident}: could not remove finalizer {finalizer}"):
+            self.log.info("%s: removed finalizer %s", ident, finalizer)
+
+    async def _rewrite_metadata(self, info: ResourceInfo, ident: Identity, field: str,
+                                change: Callable[[list[Any]], list[Any]],
+                                conflict_message: str) -> bool:
+        """Set the list `metadata.<field>` to `change(current)` by a merge patch guarded by the
+        resourceVersion read; a conflict re-reads and retries. True if the patch went through;
+        False if the object is gone or replaced, or nothing would change."""
         for _ in range(_CONFLICT_RETRIES):
             obj = await self._get(info, ident)
             md = _md(obj or {})
             if obj is None or md.get("uid") != ident.uid:
-                return
-            finalizers = list(md.get("finalizers") or [])
-            if finalizer not in finalizers:
-                return
-            rest = [f for f in finalizers if f != finalizer]
+                return False
+            current = list(md.get(field) or [])
+            new = change(current)
+            if new == current:
+                return False
             patch = {"metadata": {"resourceVersion": md.get("resourceVersion"),
-                                  "finalizers": rest or None}}
+                                  field: new or None}}
             if await self._patch(info, ident, patch):
-                self.log.info("%s: removed finalizer %s", ident, finalizer)
-                return
-        raise errors.Conflict(message=f"{ident}: could not remove finalizer {finalizer}")
+                return True
+        raise errors.Conflict(message=conflict_message)
 
     async def _patch(self, info: ResourceInfo, ident: Identity, patch: Obj) -> bool:
         """A merge patch; False on a conflict (the caller re-reads), True when done or gone."""

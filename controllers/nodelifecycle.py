@@ -46,7 +46,7 @@ from api.podutil import (
     pod_tolerations,
     tolerates,
 )
-from client.store import meta_namespace_key, split_meta_namespace_key
+from client.store import field_index, meta_namespace_key, split_meta_namespace_key
 from client.workqueue import RateLimitingQueue, run_workers
 from controllers.base import Controller, ControllerContext
 
@@ -175,10 +175,6 @@ class _Health:
     ready: str  # the Ready status we last observed
 
 
-def _node_name_index(pod: Pod) -> list[str]:
-    return [pod.spec.node_name] if pod.spec and pod.spec.node_name else []
-
-
 class NodeLifecycleController(Controller):
     """The base queue holds node names (taint reconciliation); `evictions` holds pod keys."""
 
@@ -197,7 +193,8 @@ class NodeLifecycleController(Controller):
     def setup(self) -> None:
         self.nodes = self.factory.informer_for(Node)
         self.leases = self.factory.informer_for(Lease, LEASE_NAMESPACE)
-        self.pods = self.factory.informer_for(Pod, indexers={NODE_NAME_INDEX: _node_name_index})
+        self.pods = self.factory.informer_for(
+            Pod, indexers={NODE_NAME_INDEX: field_index(NODE_NAME_INDEX)})
         self.nodes.add_event_handler(on_add=self._node_changed,
                                      on_update=self._node_updated,
                                      on_delete=self._node_deleted)

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from api import errors
 from api.apps import ReplicaSet
 from api.core import Pod, PodTemplateSpec, ReplicationController
-from api.meta import OwnerReference, parse_rfc3339
+from api.meta import OwnerReference, format_rfc3339, parse_rfc3339
 from api.podutil import (
     controller_ref,
     is_pod_active,
@@ -42,7 +42,7 @@ from api.podutil import (
 )
 from api.selectors import Selector, from_label_selector, from_map
 from client.store import NAMESPACE_INDEX, split_meta_namespace_key
-from controllers.base import Controller, ControllerContext
+from controllers.base import Controller, ControllerContext, namespace_terminating
 from controllers.expectations import Expectations
 
 Owner = ReplicaSet | ReplicationController
@@ -64,7 +64,6 @@ class _Kind:
     model: type[Owner]
     resource: str
     kind: str
-    component: str  # the event source, upstream's controller name
 
     def selector(self, owner: Owner) -> Selector:
         if isinstance(owner, ReplicationController):
@@ -75,9 +74,8 @@ class _Kind:
         return from_label_selector(owner.spec.selector if owner.spec else None)
 
 
-RS_KIND = _Kind(ReplicaSet, "replicasets", "ReplicaSet", "replicaset-controller")
-RC_KIND = _Kind(ReplicationController, "replicationcontrollers", "ReplicationController",
-                "replication-controller")
+RS_KIND = _Kind(ReplicaSet, "replicasets", "ReplicaSet")
+RC_KIND = _Kind(ReplicationController, "replicationcontrollers", "ReplicationController")
 
 
 # --- pure logic -------------------------------------------------------------------------------
@@ -280,7 +278,7 @@ def calculate_status(owner: Owner, pods: list[Pod], manage_error: Exception | No
         diff = len(pods) - ((spec.replicas if spec else None) or 0)
         reason = "FailedCreate" if diff < 0 else "FailedDelete" if diff > 0 else ""
         conditions.append({"type": REPLICA_FAILURE, "status": "True",
-                           "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                           "lastTransitionTime": format_rfc3339(now),
                            "reason": reason, "message": str(manage_error)})
     elif manage_error is None and failure is not None:
         conditions = [c for c in conditions if c["type"] != REPLICA_FAILURE]
@@ -327,11 +325,6 @@ def _controller_uid_index(obj: Owner) -> list[str]:
     return [ref.uid] if ref is not None else []
 
 
-def _namespace_terminating(e: Exception) -> bool:
-    # Upstream checks the NamespaceTerminating status cause; our apiserver says it in words.
-    return isinstance(e, errors.Forbidden) and "being terminated" in str(e)
-
-
 # --- the controller ---------------------------------------------------------------------------
 
 class _ReplicaManager(Controller):
@@ -343,8 +336,6 @@ class _ReplicaManager(Controller):
         super().__init__(ctx, workers)
         self.expectations = Expectations()
         self.burst = BURST_REPLICAS
-        # Events carry upstream's source component, which differs between the two kinds.
-        self.events = ctx.recorder_for(self.kind.component)
 
     def setup(self) -> None:
         self.owners = self.factory.informer_for(
@@ -481,25 +472,12 @@ class _ReplicaManager(Controller):
         plan = claim_plan(owner.metadata.uid or "", is_terminating(owner), selector, pods)
         claimed = list(plan.owned)
         if plan.adopt:
-            # A quorum read before adopting: the cache may not show yet that the owner is
-            # being deleted, and adopting then would keep its pods alive (upstream #42639).
-            await self._recheck_not_deleted(owner)
+            await self.recheck_not_deleted(self.kind.resource, owner)
             adopted = await asyncio.gather(*(self._adopt(owner, p) for p in plan.adopt))
             claimed.extend(p for p, ok in zip(plan.adopt, adopted, strict=True) if ok)
         if plan.release:
             await asyncio.gather(*(self._release(owner, p) for p in plan.release))
         return claimed
-
-    async def _recheck_not_deleted(self, owner: Owner) -> None:
-        fresh = await self.client.get(self.kind.resource, owner.name, owner.namespace)
-        md = fresh.get("metadata") or {}
-        if md.get("uid") != owner.metadata.uid:
-            raise errors.Conflict(
-                message=f"original {self.kind.kind} {owner.key} is gone: got uid "
-                        f"{md.get('uid')}, wanted {owner.metadata.uid}")
-        if md.get("deletionTimestamp"):
-            raise errors.Conflict(
-                message=f"{owner.key} has just been deleted at {md['deletionTimestamp']}")
 
     async def _adopt(self, owner: Owner, pod: Pod) -> bool:
         """Add our controller reference to an orphan; False if it vanished or changed."""
@@ -551,12 +529,12 @@ class _ReplicaManager(Controller):
             try:
                 created = await self.client.create("pods", body, owner.namespace)
             except errors.ApiError as e:
-                if _namespace_terminating(e):
+                if namespace_terminating(e):
                     return  # every create would fail; the namespace is going away
-                self.events.event(owner, "Warning", "FailedCreate", f"Error creating: {e}")
+                self.recorder.event(owner, "Warning", "FailedCreate", f"Error creating: {e}")
                 raise
-            self.events.event(owner, "Normal", "SuccessfulCreate",
-                              f"Created pod: {created['metadata']['name']}")
+            self.recorder.event(owner, "Normal", "SuccessfulCreate",
+                                f"Created pod: {created['metadata']['name']}")
 
         done, err = await slow_start_batch(n, create)
         for _ in range(n - done):
@@ -576,9 +554,9 @@ class _ReplicaManager(Controller):
                 self.expectations.deletion_observed(key, pod.key)
                 if isinstance(e, errors.NotFound):
                     return
-                self.events.event(owner, "Warning", "FailedDelete", f"Error deleting: {e}")
+                self.recorder.event(owner, "Warning", "FailedDelete", f"Error deleting: {e}")
                 raise
-            self.events.event(owner, "Normal", "SuccessfulDelete", f"Deleted pod: {pod.name}")
+            self.recorder.event(owner, "Normal", "SuccessfulDelete", f"Deleted pod: {pod.name}")
 
         results = await asyncio.gather(*(delete(p) for p in victims), return_exceptions=True)
         for r in results:
@@ -591,13 +569,14 @@ class _ReplicaManager(Controller):
         ref = controller_ref(owner)
         if ref is None:
             return own
-        seen: dict[str, Pod] = {}
+        # One pass over each namespace's pods (siblings share their controller's), not one
+        # per sibling.
+        selectors: dict[str, list[Selector]] = {}
         for sibling in self.owners.store.by_index(CONTROLLER_UID_INDEX, ref.uid):
-            sel = self.kind.selector(sibling)
-            for pod in self.pods.store.by_index(NAMESPACE_INDEX, sibling.namespace):
-                if sel.matches(pod.metadata.labels):
-                    seen.setdefault(pod.metadata.uid or pod.key, pod)
-        return list(seen.values())
+            selectors.setdefault(sibling.namespace, []).append(self.kind.selector(sibling))
+        return [p for ns, sels in selectors.items()
+                for p in self.pods.store.by_index(NAMESPACE_INDEX, ns)
+                if any(sel.matches(p.metadata.labels) for sel in sels)]
 
     async def _write_status(self, owner: Owner, status: dict[str, Any]) -> Owner:
         if not status_differs(owner, status):
@@ -618,11 +597,14 @@ class _ReplicaManager(Controller):
         return owner
 
 
+# Events carry upstream's source component, which differs between the two kinds.
 class ReplicaSetController(_ReplicaManager):
     name = "replicaset"
+    component = "replicaset-controller"
     kind = RS_KIND
 
 
 class ReplicationControllerController(_ReplicaManager):
     name = "replicationcontroller"
+    component = "replication-controller"
     kind = RC_KIND

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from api import errors
 from api.core import Namespace, ServiceAccount
-from controllers.base import Controller
+from controllers.base import Controller, namespace_terminating
 
 # Upstream's --service-account controller options: the accounts every namespace gets.
 DEFAULT_ACCOUNTS = ("default",)
@@ -45,7 +45,7 @@ class ServiceAccountController(Controller):
             except errors.AlreadyExists:
                 pass  # our cache is behind: it exists, which is all we want
             except errors.Forbidden as e:
-                if "being terminated" not in str(e):
+                if not namespace_terminating(e):
                     raise
             except errors.NotFound:
                 pass  # the namespace is gone

@@ -28,10 +28,20 @@ from typing import Any
 
 from api import errors
 from api.core import Node, Pod
+from api.meta import now_rfc3339
+from api.podutil import (
+    NO_EXECUTE,
+    NO_SCHEDULE,
+    PREFER_NO_SCHEDULE,
+    is_node_ready,
+    is_terminating,
+    pod_phase,
+)
 from api.quantity import parse_quantity
 from client.apiclient import ApiClient
 from client.flags import Parser, add_client_flags, make_client, run_main, setup_logging
 from client.informer import SharedInformerFactory
+from client.leaderelection import now_micro
 from client.store import meta_namespace_key, split_meta_namespace_key
 from client.workqueue import RateLimitingQueue, run_workers
 from harness.hollow_pods import PodCIDRAllocator, desired_status, same_status
@@ -53,11 +63,6 @@ _NODE_CONDITIONS = (
     ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
     ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
 )
-
-
-def micro_time(t: dt.datetime | None = None) -> str:
-    """A MicroTime (RFC 3339 with microseconds), what Leases carry."""
-    return (t or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def now() -> dt.datetime:
@@ -209,7 +214,7 @@ class HollowNodes:
 
     async def _post_status(self, node: HollowNode, cur: dict[str, Any]) -> None:
         body = {**cur, "status": node_status(node, self.spec, cur.get("status") or {},
-                                             micro_time()[:19] + "Z")}
+                                             now_rfc3339())}
         await self.client.update_status("nodes", body)
 
     # --- node status ------------------------------------------------------------------------
@@ -224,9 +229,7 @@ class HollowNodes:
             node.allocator = PodCIDRAllocator(cidr)
             for key in [k for k in self._waiting_cidr if self._on(k) == node.name]:
                 self.pod_queue.add(key)
-        ready = next((c for c in (obj.status.conditions if obj.status else None) or []
-                      if c.type == "Ready"), None)
-        if ready is None or ready.status != "True":
+        if not is_node_ready(obj):
             # Someone (the node lifecycle controller) says we are not ready: we are, say so.
             self.node_queue.add(node.name)
 
@@ -289,7 +292,7 @@ class HollowNodes:
             node.lease = await self._get_or_create_lease(node)
         lease = node.lease
         lease["spec"] = {**(lease.get("spec") or {}), "holderIdentity": node.name,
-                         "leaseDurationSeconds": LEASE_DURATION, "renewTime": micro_time()}
+                         "leaseDurationSeconds": LEASE_DURATION, "renewTime": now_micro()}
         try:
             node.lease = await self.client.update("leases", lease, LEASE_NAMESPACE)
         except (errors.Conflict, errors.NotFound):
@@ -311,7 +314,7 @@ class HollowNodes:
                 "metadata": {"name": node.name, "namespace": LEASE_NAMESPACE,
                              "ownerReferences": owner},
                 "spec": {"holderIdentity": node.name, "leaseDurationSeconds": LEASE_DURATION,
-                         "renewTime": micro_time()}}
+                         "renewTime": now_micro()}}
         try:
             return await self.client.create("leases", body, LEASE_NAMESPACE)
         except errors.AlreadyExists:
@@ -354,7 +357,7 @@ class HollowNodes:
             return
         node = self.nodes[pod.spec.node_name or ""]
         uid = pod.metadata.uid or ""
-        if pod.metadata.deletion_timestamp is not None:
+        if is_terminating(pod):
             # The containers "stopped" at once: confirm the deletion, for this very pod only.
             self._release(node.name, uid)
             ns, name = split_meta_namespace_key(key)
@@ -362,8 +365,7 @@ class HollowNodes:
                 await self.client.delete("pods", name, ns, grace_period_seconds=0,
                                          precondition_uid=uid)
             return
-        phase = pod.status.phase if pod.status else None
-        if phase in ("Succeeded", "Failed"):
+        if pod_phase(pod) in ("Succeeded", "Failed"):
             self._release(node.name, uid)
             return
         ip = self._address(node, pod, key)
@@ -429,7 +431,7 @@ def _taints(text: str) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         kv, sep, effect = item.rpartition(":")
-        if not sep or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+        if not sep or effect not in (NO_SCHEDULE, PREFER_NO_SCHEDULE, NO_EXECUTE):
             raise argparse.ArgumentTypeError(
                 f"invalid taint {item!r} (want key[=value]:NoSchedule|PreferNoSchedule|NoExecute)")
         k, _, v = kv.partition("=")

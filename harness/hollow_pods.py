@@ -21,6 +21,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from api.meta import format_rfc3339, parse_rfc3339
+
 ANNOTATION_READY_AFTER = "hollow.tinykube.io/ready-after"
 ANNOTATION_NEVER_READY = "hollow.tinykube.io/never-ready"
 ANNOTATION_EXIT = "hollow.tinykube.io/exit"
@@ -34,12 +36,6 @@ _CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersR
                "PodScheduled")
 
 
-def fmt_time(t: dt.datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(s: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True)
@@ -160,9 +156,9 @@ def desired_status(pod: dict[str, Any], host_ip: str, pod_ip: str,
     md, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     status = pod.get("status") or {}
     steer = Steering.of(md.get("annotations"))
-    now_s = fmt_time(now)
+    now_s = format_rfc3339(now)
     start_s = status.get("startTime") or now_s
-    start = parse_time(start_s)
+    start = parse_rfc3339(start_s)
     containers = [c.get("name", "") for c in spec.get("containers") or []]
     old_cs = {c.get("name"): c for c in status.get("containerStatuses") or []}
     policy = spec.get("restartPolicy") or "Always"
@@ -263,14 +259,14 @@ def _crash_looping(pod: dict[str, Any], names: list[str], code: int,
         old = old_cs.get(name) or {}
         restarts = int(old.get("restartCount") or 0)
         last = (old.get("lastState") or {}).get("terminated") or {}
-        finished = parse_time(last["finishedAt"]) if last.get("finishedAt") else None
+        finished = parse_rfc3339(last["finishedAt"]) if last.get("finishedAt") else None
         if finished is None or now >= finished + dt.timedelta(seconds=_crash_backoff(restarts)):
             # The back-off ran out: the container ran again, and exited again.
             restarts, finished = restarts + 1, now
         wait = _crash_backoff(restarts)
         requeue = min(requeue, max(0.0, (finished + dt.timedelta(seconds=wait)
                                          - now).total_seconds()))
-        fin_s = fmt_time(finished)
+        fin_s = format_rfc3339(finished)
         out.append({
             **_base(pod, name), "ready": False, "restartCount": restarts, "started": False,
             "state": {"waiting": {

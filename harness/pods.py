@@ -7,9 +7,9 @@ controller sees readiness and availability change.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
+from api.meta import now_rfc3339
 from client.apiclient import ApiClient
 from harness.wait import until
 
@@ -36,7 +36,7 @@ async def run_ready(client: ApiClient, ns: str, pod: Obj, node: str = "node-a",
     name = pod["metadata"]["name"]
     if not (pod.get("spec") or {}).get("nodeName"):
         await client.bind(ns, name, node)
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = now_rfc3339()
     cur = await client.get("pods", name, ns)
     cur["status"].update({
         "phase": "Running", "podIP": "10.1.0.1", "startTime": now,

@@ -13,7 +13,7 @@ from client.flags import (
     check_leader_election,
     duration,
     make_client,
-    run_leader_elected,
+    run_elected_component,
     run_main,
     setup_logging,
 )
@@ -65,13 +65,7 @@ async def _run(a: argparse.Namespace, p: Parser) -> None:
             initial_backoff=a.pod_initial_backoff, max_backoff=a.pod_max_backoff)
         await sched.run()
 
-    try:
-        await client.wait_ready()
-        await run_leader_elected(client, a, work, PROG)
-    finally:
-        await recorder.close()
-        await client.close()
-    sys.exit(1)  # only reached when leadership was lost: restart and compete again
+    await run_elected_component(client, a, work, PROG, recorder.close)
 
 
 def main() -> None:

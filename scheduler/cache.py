@@ -42,8 +42,9 @@ class Cache:
     def __init__(self, ttl: float = ASSUMED_POD_TTL) -> None:
         self.ttl = ttl
         self.nodes: dict[str, NodeInfo] = {}
-        # Names of nodes whose object exists, in insertion order: the order filters walk.
-        self.node_list: list[str] = []
+        # Nodes whose object exists, in insertion order: the order filters walk. Kept as a list
+        # so a decision reads it as it is, without building one per pod.
+        self.node_infos: list[NodeInfo] = []
         self._pods: dict[str, _PodState] = {}
 
     # --- nodes ------------------------------------------------------------------------------
@@ -55,7 +56,7 @@ class Cache:
         if info is None:
             info = self.nodes[name] = NodeInfo(name)
         if info.node is None:
-            self.node_list.append(name)
+            self.node_infos.append(info)
         return info.set_node(node)
 
     update_node = add_node
@@ -65,12 +66,17 @@ class Cache:
         if info is None or info.node is None:
             return
         info.set_node(None)
-        self.node_list.remove(name)
+        self.node_infos.remove(info)
         if not info.pods:
             del self.nodes[name]
 
+    @property
+    def node_list(self) -> list[str]:
+        """The names of `node_infos`, in order."""
+        return [n.name for n in self.node_infos]
+
     def node_count(self) -> int:
-        return len(self.node_list)
+        return len(self.node_infos)
 
     def _node_for(self, name: str) -> NodeInfo:
         info = self.nodes.get(name)

@@ -23,9 +23,21 @@ from api.podutil import (
     node_allocatable,
     node_taints,
     pod_requests,
+    pod_tolerations,
+    sum_containers,
     tolerates,
 )
 from api.quantity import cpu_millis, to_bytes
+from api.selectors import (
+    DOES_NOT_EXIST,
+    EXISTS,
+    GREATER_THAN,
+    IN,
+    LESS_THAN,
+    NOT_IN,
+    Requirement,
+    Selector,
+)
 
 # Upstream's schedutil.DefaultMilliCPURequest / DefaultMemoryRequest: what a container that
 # requests nothing counts as when scoring, so that many such pods do not pile onto one node.
@@ -46,17 +58,7 @@ def pod_key(pod: Pod) -> str:
 
 def _nonzero_requests(pod: Pod) -> tuple[int, int]:
     """Requests with each container's missing cpu/memory counted as the defaults (for scores)."""
-    spec = pod.spec
-    if spec is None:
-        return 0, 0
-    cpu = mem = 0
-    for c in spec.containers:
-        c_cpu, c_mem = _nonzero_container(c.resources)
-        cpu, mem = cpu + c_cpu, mem + c_mem
-    for c in spec.init_containers or []:
-        c_cpu, c_mem = _nonzero_container(c.resources)
-        cpu, mem = max(cpu, c_cpu), max(mem, c_mem)
-    return cpu, mem
+    return sum_containers(pod, _nonzero_container)
 
 
 def _nonzero_container(res: object) -> tuple[int, int]:
@@ -64,6 +66,45 @@ def _nonzero_container(res: object) -> tuple[int, int]:
     cpu = cpu_millis(requests["cpu"]) if "cpu" in requests else DEFAULT_MILLI_CPU_REQUEST
     mem = to_bytes(requests["memory"]) if "memory" in requests else DEFAULT_MEMORY_REQUEST
     return cpu, mem
+
+
+# NodeSelectorOperator -> the label selector operator that means the same.
+_NODE_SELECTOR_OPS = {"In": IN, "NotIn": NOT_IN, "Exists": EXISTS,
+                      "DoesNotExist": DOES_NOT_EXIST, "Gt": GREATER_THAN, "Lt": LESS_THAN}
+# The only field a NodeSelectorTerm's matchFields may name.
+NODE_NAME_FIELD = "metadata.name"
+
+
+@dataclass(frozen=True)
+class NodeTerm:
+    """A NodeSelectorTerm as selectors over labels and the node name, converted once per pod
+    (upstream's NodeSelectorRequirementsAsSelector) so that matching walks no model."""
+
+    labels: Selector
+    fields: Selector | None
+
+    def matches(self, labels: dict[str, str], node_name: str) -> bool:
+        return self.labels.matches(labels) and (
+            self.fields is None or self.fields.matches({NODE_NAME_FIELD: node_name}))
+
+
+def node_term(term: NodeSelectorTerm) -> NodeTerm | None:
+    """The term's selectors; None for a term that matches no node (empty, an unknown operator,
+    a Gt/Lt without a value, a field other than metadata.name)."""
+    exprs, fields = term.match_expressions or [], term.match_fields or []
+    if not exprs and not fields:
+        return None
+    reqs: list[Requirement] = []
+    for r in [*exprs, *fields]:
+        op = _NODE_SELECTOR_OPS.get(r.operator)
+        values = tuple(r.values or ())
+        if op is None or (op in (GREATER_THAN, LESS_THAN) and not values):
+            return None
+        reqs.append(Requirement(r.key, op, values))
+    label_reqs, field_reqs = reqs[:len(exprs)], reqs[len(exprs):]
+    if any(r.key != NODE_NAME_FIELD for r in field_reqs):
+        return None
+    return NodeTerm(Selector(label_reqs), Selector(field_reqs) if field_reqs else None)
 
 
 def _host_ports(pod: Pod) -> tuple[HostPort, ...]:
@@ -91,8 +132,8 @@ class PodInfo:
     tolerations: list[Toleration]
     tolerates_unschedulable: bool
     node_selector: dict[str, str]
-    required_terms: list[NodeSelectorTerm] | None
-    preferred_terms: list[tuple[int, NodeSelectorTerm]]
+    required_terms: list[NodeTerm] | None  # None: no required affinity; []: no node matches
+    preferred_terms: list[tuple[int, NodeTerm]]
     prefer_tolerations: list[Toleration]
     owner_uid: str | None
     node_name: str
@@ -102,7 +143,7 @@ class PodInfo:
         spec = pod.spec
         cpu, mem = pod_requests(pod)
         nz_cpu, nz_mem = _nonzero_requests(pod)
-        tols = list((spec.tolerations if spec else None) or [])
+        tols = pod_tolerations(pod)
         affinity = spec.affinity.node_affinity if spec and spec.affinity else None
         required = affinity.required_during_scheduling_ignored_during_execution \
             if affinity else None
@@ -115,14 +156,20 @@ class PodInfo:
             host_ports=_host_ports(pod), tolerations=tols,
             tolerates_unschedulable=any(tolerates(t, _UNSCHEDULABLE_TAINT) for t in tols),
             node_selector=dict((spec.node_selector if spec else None) or {}),
-            required_terms=list(required.node_selector_terms) if required else None,
-            preferred_terms=[(t.weight, t.preference) for t in preferred or [] if t.weight],
+            required_terms=_node_terms(required.node_selector_terms) if required else None,
+            preferred_terms=[(t.weight, nt) for t in preferred or []
+                             if t.weight and (nt := node_term(t.preference)) is not None],
             # TaintToleration's score only looks at tolerations that can tolerate
             # PreferNoSchedule (that effect, or every effect).
             prefer_tolerations=[t for t in tols if t.effect in (None, "", PREFER_NO_SCHEDULE)],
             owner_uid=ref.uid if ref is not None else None,
             node_name=(spec.node_name if spec else None) or "",
         )
+
+
+def _node_terms(terms: list[NodeSelectorTerm]) -> list[NodeTerm]:
+    """The terms that can match some node (the others cannot change an OR of terms)."""
+    return [nt for t in terms if (nt := node_term(t)) is not None]
 
 
 @dataclass(eq=False)

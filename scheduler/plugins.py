@@ -25,7 +25,6 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 
-from api.core import NodeSelectorRequirement, NodeSelectorTerm
 from api.podutil import tolerates
 from scheduler.framework import NodeInfo, PodInfo
 
@@ -107,40 +106,7 @@ def matches_node_affinity(p: PodInfo, n: NodeInfo) -> bool:
             return False
     if p.required_terms is None:
         return True
-    return any(term_matches(t, labels, n.name) for t in p.required_terms)
-
-
-def term_matches(term: NodeSelectorTerm, labels: dict[str, str], node_name: str) -> bool:
-    """A NodeSelectorTerm: all of its expressions and fields; an empty term matches nothing."""
-    exprs = term.match_expressions or []
-    fields = term.match_fields or []
-    if not exprs and not fields:
-        return False
-    if not all(requirement_matches(r, labels) for r in exprs):
-        return False
-    # The only field upstream supports is metadata.name.
-    return all(r.key == "metadata.name" and requirement_matches(r, {r.key: node_name})
-               for r in fields)
-
-
-def requirement_matches(r: NodeSelectorRequirement, labels: dict[str, str]) -> bool:
-    values = r.values or []
-    op = r.operator
-    if op == "In":
-        return r.key in labels and labels[r.key] in values
-    if op == "NotIn":
-        return r.key not in labels or labels[r.key] not in values
-    if op == "Exists":
-        return r.key in labels
-    if op == "DoesNotExist":
-        return r.key not in labels
-    if op in ("Gt", "Lt"):
-        try:
-            have, want = int(labels[r.key]), int(values[0])
-        except (KeyError, IndexError, ValueError):
-            return False
-        return have > want if op == "Gt" else have < want
-    return False
+    return any(t.matches(labels, n.name) for t in p.required_terms)
 
 
 def insufficient_resources(p: PodInfo, n: NodeInfo) -> list[str] | None:
@@ -218,7 +184,7 @@ def intolerable_prefer_taints(p: PodInfo, n: NodeInfo) -> int:
 
 
 def preferred_affinity(p: PodInfo, n: NodeInfo) -> int:
-    return sum(w for w, term in p.preferred_terms if term_matches(term, n.labels, n.name))
+    return sum(w for w, term in p.preferred_terms if term.matches(n.labels, n.name))
 
 
 def _normalize(raw: list[int], reverse: bool) -> list[int]:

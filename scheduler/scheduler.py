@@ -182,9 +182,8 @@ class Scheduler:
         if p.node_name or is_terminating(p.pod) or self.cache.knows(p.key):
             return True  # deleted meanwhile, or already placed (assumed or bound)
         cycle = self.queue.scheduling_cycle
-        nodes = [self.cache.nodes[n] for n in self.cache.node_list]
         try:
-            chosen = self.algorithm.schedule(p, nodes)
+            chosen = self.algorithm.schedule(p, self.cache.node_infos)
         except FitError as e:
             log.debug("pod %s is unschedulable: %s", p.key, e)
             self.queue.add_unschedulable(q, cycle)

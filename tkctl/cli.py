@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import NoReturn
 
+from api.durations import parse_duration
 from tkctl.context import Command, UsageError
 from tkctl.printers import OUTPUT_FORMATS
 
@@ -108,17 +109,11 @@ def add_global_flags(p: argparse.ArgumentParser) -> None:
                         "ends a watch quietly")
 
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def duration(text: str) -> float:
     """A Go duration (`1s`, `1m30s`, `500ms`) or plain seconds, as kubectl's --request-timeout."""
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(text)
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+    return parse_duration(text)
 
 
 duration.__name__ = "duration"  # argparse names the type in its error message

@@ -18,9 +18,8 @@ from tkctl.resolve import (
     Target,
     fetch,
     namespace_of,
-    parse_targets,
     ref,
-    targets_from_files,
+    verb_targets,
 )
 
 _CASCADE = {"background": "Background", "true": "Background", "foreground": "Foreground",
@@ -71,18 +70,10 @@ def _grace(ctx: Context, args: argparse.Namespace) -> int | None:
 
 
 def _targets(ctx: Context, args: argparse.Namespace) -> list[Target]:
-    if args.filename:
-        return targets_from_files(ctx, args, args.resources)
-    if not args.resources:
-        raise UsageError("You must provide one or more resources by argument or filename.")
-    targets = parse_targets(args.resources, "delete")
-    selecting = args.all or args.selector or args.field_selector
-    for t in targets:
-        if t.names and selecting:
-            raise UsageError("name cannot be provided when a selector is specified")
-        if not t.names and not selecting:
-            raise UsageError("resource(s) were provided, but no name was specified")
-    return targets
+    return verb_targets(
+        ctx, args, args.resources, "delete",
+        missing="You must provide one or more resources by argument or filename.",
+        selecting=bool(args.all or args.selector or args.field_selector), exclusive=True)
 
 
 async def run(ctx: Context, args: argparse.Namespace) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from api import errors
 from tkctl import cli, printers
 from tkctl.context import Command, Context, UsageError
-from tkctl.resolve import Query, Target, fetch, parse_targets, ref, targets_from_files
+from tkctl.resolve import Query, Target, fetch, ref, verb_targets
 
 Obj = dict[str, Any]
 
@@ -108,17 +108,11 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _targets(ctx: Context, args: argparse.Namespace, resources: list[str]) -> list[Target]:
-    if args.filename:
-        return targets_from_files(ctx, args, resources)
-    if not resources:
-        raise UsageError("one or more resources must be specified as <resource> <name> or "
-                         "<resource>/<name>")
-    targets = parse_targets(resources, args.verb)
-    selecting = args.all or args.selector or args.field_selector
-    for t in targets:
-        if not t.names and not selecting:
-            raise UsageError("resource(s) were provided, but no name was specified")
-    return targets
+    return verb_targets(
+        ctx, args, resources, args.verb,
+        missing="one or more resources must be specified as <resource> <name> or "
+                "<resource>/<name>",
+        selecting=bool(args.all or args.selector or args.field_selector))
 
 
 async def _run(ctx: Context, args: argparse.Namespace, noun: str) -> None:

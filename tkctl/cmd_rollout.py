@@ -117,12 +117,13 @@ def revision_template(rss: list[Obj], revision: int) -> Obj:
     raise RolloutError("unable to find the specified revision")
 
 
-def _without_hash(template: Obj | None) -> Any:
-    t = json.loads(json.dumps(template or {}))
+def _without_hash(template: Obj | None) -> Obj:
+    """A copy of the template without its pod-template-hash label."""
+    t: Obj = json.loads(json.dumps(template or {}))
     labels = (t.get("metadata") or {}).get("labels")
     if labels:
         labels.pop(POD_TEMPLATE_HASH, None)
-    return _normalized(t)
+    return t
 
 
 def _normalized(v: Any) -> Any:
@@ -160,13 +161,10 @@ def rollback_target(d: Obj, rss: list[Obj], to_revision: int) -> Obj:
 def rollback_patch(d: Obj, rs: Obj) -> list[Obj] | None:
     """kubectl's JSON patch restoring the ReplicaSet's template and annotations; None when
     the Deployment already has that template."""
-    template = json.loads(json.dumps((rs.get("spec") or {}).get("template") or {}))
-    d_template = (d.get("spec") or {}).get("template")
-    if _without_hash(template) == _without_hash(d_template):
+    template = _without_hash((rs.get("spec") or {}).get("template"))
+    d_template = _without_hash((d.get("spec") or {}).get("template"))
+    if _normalized(template) == _normalized(d_template):
         return None
-    labels = (template.get("metadata") or {}).get("labels")
-    if labels:
-        labels.pop(POD_TEMPLATE_HASH, None)
     d_ann = (d.get("metadata") or {}).get("annotations") or {}
     rs_ann = (rs.get("metadata") or {}).get("annotations") or {}
     annotations = {k: v for k, v in d_ann.items() if k in ANNOTATIONS_TO_SKIP}
@@ -314,7 +312,7 @@ async def run_history(ctx: Context, args: argparse.Namespace) -> None:
                 ctx.error(str(e))
                 continue
             page = describe.Page(dt.datetime.now(dt.UTC))
-            describe._pod_template(page, template)
+            describe.pod_template(page, template)
             ctx.print(f"{shown} with revision #{args.revision}")
             ctx.print(page.render())
         else:

@@ -13,7 +13,7 @@ from typing import Any
 from api import errors
 from tkctl import cli
 from tkctl.context import Command, Context, UsageError
-from tkctl.resolve import Query, Target, fetch, parse_targets, ref, targets_from_files
+from tkctl.resolve import Query, Target, fetch, ref, verb_targets
 
 Obj = dict[str, Any]
 SCALABLE = ("deployments", "replicasets", "replicationcontrollers")
@@ -40,15 +40,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _targets(ctx: Context, args: argparse.Namespace) -> list[Target]:
-    if args.filename:
-        return targets_from_files(ctx, args, args.resources)
-    if not args.resources:
-        raise UsageError("Required resource not specified.")
-    targets = parse_targets(args.resources, "scale")
-    for t in targets:
-        if not t.names and not (args.all or args.selector):
-            raise UsageError("resource(s) were provided, but no name was specified")
-    return targets
+    return verb_targets(ctx, args, args.resources, "scale",
+                        missing="Required resource not specified.",
+                        selecting=bool(args.all or args.selector))
 
 
 async def run(ctx: Context, args: argparse.Namespace) -> None:

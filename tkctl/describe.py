@@ -237,7 +237,8 @@ def _resources(page: Page, lv: int, res: Obj) -> None:
                 page.line(lv + 1, name, qty)
 
 
-def _pod_template(page: Page, template: Obj) -> None:
+def pod_template(page: Page, template: Obj) -> None:
+    """The `Pod Template:` section of a Deployment, ReplicaSet or rollout revision."""
     page.line(0, "Pod Template:")
     page.multi(1, "Labels", _kv(meta(template).get("labels")))
     tspec = spec(template)
@@ -357,7 +358,7 @@ def describe_deployment(d: Obj, replicasets: list[Obj], events: list[Obj] | None
     if ru:
         page.line(0, "RollingUpdateStrategy", f"{ru.get('maxUnavailable', '25%')} max "
                   f"unavailable, {ru.get('maxSurge', '25%')} max surge")
-    _pod_template(page, sp.get("template") or {})
+    pod_template(page, sp.get("template") or {})
     _conditions(page, st.get("conditions") or [], ("Type", "Status", "Reason"))
     new, old = _split_replicasets(d, replicasets)
     page.line(0, "OldReplicaSets", ", ".join(_rs_summary(r) for r in old) or NONE)
@@ -397,7 +398,7 @@ def describe_replicaset(rs: Obj, pods: list[Obj], events: list[Obj] | None,
         f"{phases.count(ph)} {label}" for ph, label in (
             ("Running", "Running"), ("Pending", "Waiting"), ("Succeeded", "Succeeded"),
             ("Failed", "Failed"))))
-    _pod_template(page, sp.get("template") or {})
+    pod_template(page, sp.get("template") or {})
     _conditions(page, st.get("conditions") or [], ("Type", "Status", "Reason"))
     events_section(page, events)
     return page.render()

@@ -126,6 +126,24 @@ def targets_from_files(ctx: Context, args: argparse.Namespace,
     return out
 
 
+def verb_targets(ctx: Context, args: argparse.Namespace, resources: list[str], verb: str, *,
+                 missing: str, selecting: bool, exclusive: bool = False) -> list[Target]:
+    """What a verb (delete, label, scale, ...) acts on: the `-f` objects, or its TYPE NAME /
+    TYPE/NAME arguments, with kubectl's usage errors: nothing given (`missing`), a type with
+    neither names nor a selector, and (`exclusive`) names together with a selector."""
+    if args.filename:
+        return targets_from_files(ctx, args, resources)
+    if not resources:
+        raise UsageError(missing)
+    targets = parse_targets(resources, verb)
+    for t in targets:
+        if t.names and selecting and exclusive:
+            raise UsageError("name cannot be provided when a selector is specified")
+        if not t.names and not selecting:
+            raise UsageError("resource(s) were provided, but no name was specified")
+    return targets
+
+
 def namespace_of(ctx: Context, target: Target, name: str | None = None) -> str:
     if not target.info.namespaced:
         return ""
