@@ -74,6 +74,13 @@ def parse(argv: list[str]) -> Config:
     sec.add_argument("--audit-log-path", default="", help="audit log file (JSON lines)")
     sec.add_argument("--encryption-provider-config", default="",
                      help="EncryptionConfiguration for encryption at rest")
+    kub = p.add_argument_group("kubelets (pods/log, pods/exec)")
+    kub.add_argument("--kubelet-client-certificate", default="",
+                     help="client certificate the apiserver presents to kubelets (PEM)")
+    kub.add_argument("--kubelet-client-key", default="", help="its private key (PEM)")
+    kub.add_argument("--kubelet-certificate-authority", default="",
+                     help="CA that signs the kubelets' serving certificates (default: "
+                     "--client-ca-file)")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     try:  # the parsers' messages already name the flag
@@ -119,7 +126,10 @@ def parse(argv: list[str]) -> Config:
         api_audiences=csv(a.api_audiences),
         service_account_min_token_expiration=a.service_account_min_token_expiration,
         authorization_modes=modes,
-        audit_log_path=a.audit_log_path, encryption_provider_config=a.encryption_provider_config)
+        audit_log_path=a.audit_log_path, encryption_provider_config=a.encryption_provider_config,
+        kubelet_client_certificate=a.kubelet_client_certificate,
+        kubelet_client_key=a.kubelet_client_key,
+        kubelet_certificate_authority=a.kubelet_certificate_authority)
 
 
 def main() -> None:

@@ -5,7 +5,13 @@ Kubernetes' built-in admission plugins that a cluster cannot work without, in th
 - per-kind create preparation (the registry strategies' PrepareForCreate): status a client may
   not set is reset, pods start Pending with their QoS class, namespaces get the `kubernetes`
   finalizer and phase Active;
-- ServiceAccount (the defaulting half): pods run as `default` unless they say otherwise;
+- ServiceAccount: pods run as `default` unless they say otherwise, and get a projected
+  `kube-api-access-<5>` volume (a bound token, the cluster CA from `kube-root-ca.crt`, their
+  namespace) mounted at /var/run/secrets/kubernetes.io/serviceaccount in every container, unless
+  the pod or its ServiceAccount sets automountServiceAccountToken false. Mirror pods are left
+  alone. Deviation: upstream refuses a pod whose ServiceAccount does not exist (yet); tinykube
+  admits it (the kubelet's token request then fails until the account exists), and reads the
+  account from the watch cache only to honour its automountServiceAccountToken;
 - DefaultTolerationSeconds: pods tolerate `not-ready` / `unreachable` NoExecute for 300s;
 - Service IP and NodePort allocation (the service registry's allocators);
 - validating plugins with a say over who may write what (NodeRestriction, RBAC's escalation
@@ -14,6 +20,7 @@ Kubernetes' built-in admission plugins that a cluster cannot work without, in th
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +38,15 @@ DEFAULT_TOLERATION_SECONDS = 300
 _NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
 # Kinds whose status a client's create may not set (the controllers own it).
 _STATUS_RESET = {"services", "replicationcontrollers", "replicasets", "deployments"}
+# ServiceAccount admission's token volume (upstream plugin/pkg/admission/serviceaccount).
+SERVICE_ACCOUNT_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+TOKEN_VOLUME_PREFIX = "kube-api-access-"
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+# serviceaccount.WarnOnlyBoundTokenExpirationSeconds: one hour plus 7 s, a value no client
+# asks for, so the apiserver can tell these tokens apart.
+TOKEN_EXPIRATION_SECONDS = 3607
+# names.SimpleNameGenerator's alphabet (utilrand: no vowels, no confusable digits).
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 class Admission:
@@ -89,6 +105,10 @@ class Admission:
             sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
             spec["serviceAccountName"] = sa
             spec["serviceAccount"] = sa  # the deprecated mirror Kubernetes still fills
+            ns = str((pod.get("metadata") or {}).get("namespace") or "")
+            account = self.cache.get("serviceaccounts", f"{ns}/{sa}")
+            if should_automount(spec, account):
+                mount_service_account_token(spec)
         tolerations = spec.get("tolerations") or []
         for key, seconds in self.toleration_seconds.items():
             if not any(t.get("key") == key and t.get("effect") in ("NoExecute", None, "")
@@ -211,6 +231,55 @@ class Admission:
         if ip and ip != "None":
             keys.append(self.allocator.ip_key(ip))
         return SideEffects(releases=keys)
+
+
+def should_automount(spec: Obj, account: Obj | None) -> bool:
+    """upstream shouldAutomountAPIToken: the pod's automountServiceAccountToken, else its
+    ServiceAccount's, else true."""
+    if spec.get("automountServiceAccountToken") is not None:
+        return bool(spec["automountServiceAccountToken"])
+    if account is not None and account.get("automountServiceAccountToken") is not None:
+        return bool(account["automountServiceAccountToken"])
+    return True
+
+
+def token_volume_source() -> Obj:
+    """upstream TokenVolumeSource: a bound token, the cluster CA and the namespace."""
+    return {
+        "defaultMode": 420,
+        "sources": [
+            {"serviceAccountToken": {"expirationSeconds": TOKEN_EXPIRATION_SECONDS,
+                                     "path": "token"}},
+            {"configMap": {"name": ROOT_CA_CONFIGMAP,
+                           "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
+                "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+        ],
+    }
+
+
+def mount_service_account_token(spec: Obj) -> None:
+    """upstream mountServiceAccountToken: a `kube-api-access-<5>` projected volume (reused if
+    the pod has one already), mounted read-only at the token path in every container and init
+    container that mounts nothing there itself; the volume only if some container needs it."""
+    volumes = spec.get("volumes") or []
+    name = next((v.get("name") for v in volumes
+                 if str(v.get("name") or "").startswith(TOKEN_VOLUME_PREFIX)), None)
+    has_volume = name is not None
+    if name is None:
+        name = TOKEN_VOLUME_PREFIX + "".join(
+            secrets.choice(_NAME_ALPHABET) for _ in range(5))
+    needed = False
+    for key in ("initContainers", "containers"):
+        for c in spec.get(key) or []:
+            mounts = c.get("volumeMounts") or []
+            if any(m.get("mountPath") == SERVICE_ACCOUNT_MOUNT_PATH for m in mounts):
+                continue
+            c["volumeMounts"] = [*mounts, {"name": name, "readOnly": True,
+                                           "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}]
+            needed = True
+    if needed and not has_volume:
+        spec["volumes"] = [*volumes, {"name": name, "projected": token_volume_source()}]
 
 
 def qos_class(spec: Obj) -> str:

@@ -245,6 +245,15 @@ def cluster_roles() -> list[Obj]:
             rule(("patch", "update"), CORE, "nodes/status"),
             _events_rule(),
         )),
+        # Everything a kubelet serves (upstream's system:kubelet-api-admin): what the
+        # apiserver's kubelet client identity needs for pods/log and pods/exec, which the
+        # kubelet checks with a SubjectAccessReview on nodes/proxy.
+        _role("system:kubelet-api-admin", (
+            rule(READ, CORE, "nodes"),
+            rule("proxy", CORE, "nodes"),
+            rule("*", CORE, ("nodes/proxy", "nodes/metrics", "nodes/spec", "nodes/stats",
+                             "nodes/log")),
+        )),
         _role("system:kube-scheduler", _SCHEDULER_RULES),
         _role("system:kube-controller-manager", _CONTROLLER_MANAGER_RULES),
     ]
@@ -261,6 +270,8 @@ def cluster_role_bindings() -> list[Obj]:
         _binding("system:node-proxier", users=("system:kube-proxy",)),
         _binding("system:netagent", users=("system:netagent",)),
         _binding("system:kube-scheduler", users=("system:kube-scheduler",)),
+        # The apiserver's --kubelet-client-certificate identity (as kubeadm binds it).
+        _binding("system:kubelet-api-admin", users=("kube-apiserver-kubelet-client",)),
         _binding("system:kube-controller-manager", users=("system:kube-controller-manager",)),
     ]
 

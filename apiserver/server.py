@@ -41,6 +41,7 @@ from apiserver.allocator import Allocator
 from apiserver.audit import AuditLog
 from apiserver.auth import AdmissionPlugin
 from apiserver.authn import Authenticator
+from apiserver.kubeletproxy import KubeletProxy, KubeletTLS
 from apiserver.noderestriction import NodeRestriction
 from apiserver.rbac import EscalationCheck, RBACAuthorizer
 from apiserver.registry import Registry
@@ -90,6 +91,10 @@ class Config:
     authorization_modes: list[str] = field(default_factory=lambda: ["Node", "RBAC"])
     audit_log_path: str = ""
     encryption_provider_config: str = ""
+    # pods/log and pods/exec: the apiserver's client credentials towards kubelets.
+    kubelet_client_certificate: str = ""
+    kubelet_client_key: str = ""
+    kubelet_certificate_authority: str = ""
 
 
 @dataclass
@@ -104,6 +109,7 @@ class Material:
     encryption: encryption.EncryptionConfig | None = None
     issuer: TokenIssuer | None = None
     verify_keys: list[bytes] = field(default_factory=list)
+    kubelet_tls: KubeletTLS | None = None
 
 
 SECURE_FLAGS = (("--tls-cert-file", "tls_cert_file"),
@@ -139,6 +145,7 @@ def load_material(cfg: Config) -> Material:
         m.serving_cert = _pem("--tls-cert-file", cfg.tls_cert_file)
         m.serving_key = _pem("--tls-private-key-file", cfg.tls_private_key_file, key=True)
         m.client_ca = _pem("--client-ca-file", cfg.client_ca_file)
+        m.kubelet_tls = _kubelet_tls(cfg, m.client_ca)
     etcd_files = (cfg.etcd_cafile, cfg.etcd_certfile, cfg.etcd_keyfile)
     if any(etcd_files):
         for flag, value in zip(("--etcd-cafile", "--etcd-certfile", "--etcd-keyfile"),
@@ -164,6 +171,22 @@ def load_material(cfg: Config) -> Material:
         # counts as its public half).
         m.verify_keys = m.verify_keys or [signing_key]
     return m
+
+
+def _kubelet_tls(cfg: Config, client_ca: bytes) -> KubeletTLS:
+    """How the apiserver dials kubelets for pods/log and pods/exec (upstream's flags). The
+    kubelets' serving certificates are verified against --kubelet-certificate-authority, by
+    default the cluster CA (which signs them in tinykube's PKI); without a client certificate
+    the kubelets refuse the handshake, and logs/exec say so."""
+    if bool(cfg.kubelet_client_certificate) != bool(cfg.kubelet_client_key):
+        raise ValueError("--kubelet-client-certificate and --kubelet-client-key go together")
+    ca = (_pem("--kubelet-certificate-authority", cfg.kubelet_certificate_authority)
+          if cfg.kubelet_certificate_authority else client_ca)
+    if not cfg.kubelet_client_certificate:
+        log.warning("no --kubelet-client-certificate: kubelets will refuse logs and exec")
+        return KubeletTLS(ca)
+    return KubeletTLS(ca, _pem("--kubelet-client-certificate", cfg.kubelet_client_certificate),
+                      _pem("--kubelet-client-key", cfg.kubelet_client_key, key=True))
 
 
 async def bootstrap(registry: Registry) -> None:
@@ -262,8 +285,9 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ])
+    kubelets = KubeletProxy(registry, m.kubelet_tls)
     servicer = ApiServicer(registry, cache, cfg.bookmark_interval, authenticator=authenticator,
-                           authorizer=authorizer, audit=audit)
+                           authorizer=authorizer, audit=audit, kubelets=kubelets)
     pb_grpc.add_ApiServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -284,6 +308,7 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
         t.cancel()
     await cache.stop()  # ends every watch stream cleanly
     await server.stop(cfg.shutdown_grace)
+    await kubelets.close()
     if audit is not None:
         await audit.close()
     await storage.close()

@@ -29,6 +29,7 @@ from apiserver.audit import AuditLog, AuditRecord
 from apiserver.auth import CURRENT_USER, Attributes, Authorizer, UserInfo
 from apiserver.authn import Authenticator, metadata_values
 from apiserver.authz import require
+from apiserver.kubeletproxy import KubeletProxy
 from apiserver.registry import Registry, Result
 from apiserver.watchcache import WatchCache
 
@@ -85,8 +86,9 @@ def _body_namespace(raw: bytes) -> str:
 class ApiServicer(pb_grpc.ApiServicer):
     def __init__(self, registry: Registry, cache: WatchCache, bookmark_interval: float, *,
                  authenticator: Authenticator, authorizer: Authorizer,
-                 audit: AuditLog | None = None) -> None:
+                 audit: AuditLog | None = None, kubelets: KubeletProxy | None = None) -> None:
         self.registry = registry
+        self.kubelets = kubelets
         self.cache = cache
         self.bookmark_interval = bookmark_interval
         self.authenticator = authenticator
@@ -286,6 +288,66 @@ class ApiServicer(pb_grpc.ApiServicer):
         finally:
             sent.inc(unreported)
             await stream.aclose()
+
+
+    # --- streams proxied to the kubelets (apiserver/kubeletproxy.py) ------------------------
+
+    async def _stream_begin(self, context: grpc.aio.ServicerContext, rec: AuditRecord
+                            ) -> KubeletProxy:
+        """Authorize a pods/log or pods/exec call; the proxy to serve it."""
+        await self._authorize(context, rec)
+        if self.kubelets is None:
+            raise errors.ServiceUnavailable(message="this apiserver does not proxy to kubelets")
+        return self.kubelets
+
+    def _stream_end(self, rec: AuditRecord, error: errors.ApiError | None) -> None:
+        self._finish(rec, error)
+        metrics.REQUESTS.labels(rec.verb, f"pods/{rec.subresource}",
+                                str(error.code) if error else "200").inc()
+
+    async def Logs(self, request: pb.LogsRequest, context: grpc.aio.ServicerContext
+                   ) -> AsyncIterator[pb.LogChunk]:
+        rec = self._record(context, "get", "pods", request.namespace, request.name, "log")
+        error: errors.ApiError | None = None
+        try:
+            proxy = await self._stream_begin(context, rec)
+            async for chunk in proxy.logs(request):
+                yield chunk
+        except errors.ApiError as e:
+            error = e
+        except Exception as e:
+            log.exception("pods/log %s/%s failed", request.namespace, request.name)
+            error = errors.InternalError(message=f"Internal error occurred: {e}")
+        finally:
+            self._stream_end(rec, error)
+        if error is not None:
+            await _abort(context, error)
+
+    async def Exec(self, request_iterator: AsyncIterator[pb.ExecRequest],
+                   context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ExecResponse]:
+        rec = self._record(context, "create", "pods", subresource="exec")
+        error: errors.ApiError | None = None
+        try:
+            # Nothing is read from a caller before it proved who it is; the first message
+            # then names the pod, which is what gets authorized.
+            await self.authenticator.authenticate(context)
+            first = await anext(aiter(request_iterator), None)
+            if first is None or not first.HasField("start"):
+                raise errors.BadRequest(message="the first message of an exec must be `start`")
+            start = first.start
+            rec.namespace, rec.name = start.namespace, start.name
+            proxy = await self._stream_begin(context, rec)
+            async for resp in proxy.exec(start, request_iterator):
+                yield resp
+        except errors.ApiError as e:
+            error = e
+        except Exception as e:
+            log.exception("pods/exec %s/%s failed", rec.namespace, rec.name)
+            error = errors.InternalError(message=f"Internal error occurred: {e}")
+        finally:
+            self._stream_end(rec, error)
+        if error is not None:
+            await _abort(context, error)
 
 
 def discovery_document() -> dict[str, Any]:

@@ -19,7 +19,7 @@ import builtins
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -362,6 +362,63 @@ class ApiClient:
         except grpc.aio.AioRpcError as e:
             raise errors.from_grpc(e.code(), e.details() or "", e.trailing_metadata()) from None
         finally:
+            call.cancel()
+
+
+    async def logs(
+        self, namespace: str, name: str, *, container: str = "", follow: bool = False,
+        previous: bool = False, tail_lines: int = -1, timestamps: bool = False,
+        since_seconds: int = 0, limit_bytes: int = 0,
+    ) -> AsyncGenerator[bytes, None]:
+        """A container's log (pods/log), as the bytes arrive; with `follow` until the client
+        stops reading or the container's log ends."""
+        req = pb.LogsRequest(
+            namespace=namespace, name=name, container=container, follow=follow,
+            previous=previous, tail_lines=tail_lines, timestamps=timestamps,
+            since_seconds=since_seconds, limit_bytes=limit_bytes,
+        )
+        call = self._stub.Logs(req, metadata=self.metadata())
+        try:
+            async for chunk in call:
+                yield chunk.data
+        except grpc.aio.AioRpcError as e:
+            raise errors.from_grpc(e.code(), e.details() or "", e.trailing_metadata()) from None
+        finally:
+            call.cancel()
+
+    async def exec(
+        self, start: pb.ExecStart, requests: AsyncIterator[pb.ExecRequest] | None = None,
+    ) -> AsyncGenerator[pb.ExecResponse, None]:
+        """Run a command in a container (pods/exec): `start` goes first, then `requests`
+        (stdin bytes, terminal resizes, stdin_close); the answers are output and, last, the
+        exit status."""
+        # Nothing goes after `start` before the server's first (empty) message says the
+        # command started: a write racing the server's refusal would turn the refusal into
+        # gRPC's "Internal error from Core" (grpc/grpc#36066).
+        started = asyncio.Event()
+        ok = False
+
+        async def outgoing() -> AsyncIterator[pb.ExecRequest]:
+            yield pb.ExecRequest(start=start)
+            await started.wait()
+            if ok and requests is not None:
+                async for r in requests:
+                    yield r
+
+        call = self._stub.Exec(outgoing(), metadata=self.metadata())
+        try:
+            async for resp in call:
+                if not ok:
+                    ok = True
+                    started.set()
+                    continue
+                yield resp
+                if resp.exited or resp.error:
+                    return  # the session is over (the stream's own end may still be in flight)
+        except grpc.aio.AioRpcError as e:
+            raise errors.from_grpc(e.code(), e.details() or "", e.trailing_metadata()) from None
+        finally:
+            started.set()
             call.cancel()
 
 

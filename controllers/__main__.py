@@ -42,6 +42,9 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, Parser]:
                    metavar="DURATION")
     p.add_argument("--node-startup-grace-period", type=duration, default=60.0,
                    metavar="DURATION")
+    p.add_argument("--root-ca-file", default="", metavar="FILE",
+                   help="the CA bundle the root-ca-cert-publisher puts into every namespace's "
+                   "kube-root-ca.crt ConfigMap (default: the CA of --kubeconfig)")
     a = p.parse_args(argv)
     check_leader_election(p, a)
     try:
@@ -75,7 +78,7 @@ async def _run(a: argparse.Namespace, p: Parser) -> None:
         node_monitor_period=a.node_monitor_period,
         node_monitor_grace_period=a.node_monitor_grace_period,
         node_startup_grace_period=a.node_startup_grace_period,
-        gc_workers=a.concurrent_gc_syncs)
+        gc_workers=a.concurrent_gc_syncs, root_ca_file=a.root_ca_file)
 
     async def work() -> None:
         ctx = ControllerContext(client, SharedInformerFactory(client), options)

@@ -45,6 +45,8 @@ class Options:
     gc_workers: int = 20
     # namespace
     namespace_sync_period: float = 300.0
+    # root-ca-cert-publisher: the CA bundle to publish (upstream --root-ca-file)
+    root_ca_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

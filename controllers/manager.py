@@ -27,6 +27,7 @@ CONTROLLERS: dict[str, str] = {
     "garbagecollector": "controllers.garbagecollector:GarbageCollector",
     "namespace": "controllers.namespace:NamespaceController",
     "serviceaccount": "controllers.serviceaccount:ServiceAccountController",
+    "root-ca-cert-publisher": "controllers.rootcacertpublisher:RootCACertPublisher",
     "nodeipam": "controllers.nodeipam:NodeIpamController",
     "nodelifecycle": "controllers.nodelifecycle:NodeLifecycleController",
 }

@@ -20,6 +20,7 @@ Nothing here is an in-memory stand-in: it is the same etcd and apiserver the lab
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -39,7 +40,7 @@ import grpc
 
 from client.apiclient import ApiClient, open_channel
 from client.config import ClientConfig, load_config
-from client.pki import init_pki, kubeconfig_for
+from client.pki import add_node, init_pki, kubeconfig_for
 from harness.objects import condition
 from harness.wait import until
 
@@ -214,6 +215,9 @@ class ApiServer:
             "--service-account-signing-key-file", str(d / "sa.key"),
             "--audit-log-path", str(self.audit_log),
             "--encryption-provider-config", str(self.encryption_config),
+            "--kubelet-client-certificate", str(d / "apiserver-kubelet-client.crt"),
+            "--kubelet-client-key", str(d / "apiserver-kubelet-client.key"),
+            "--kubelet-certificate-authority", str(d / "ca.crt"),
         ]
         if self.etcd_url.startswith("https://"):
             out += ["--etcd-cafile", str(d / "etcd" / "ca.crt"),
@@ -313,6 +317,8 @@ class Cluster:
         self._client: ApiClient | None = None
         self._clients: list[ApiClient] = []
         self.components: list[Component] = []
+        self._kubelets: dict[str, str] = {}  # node name → its CNI bridge
+        self._tag = uuid.uuid4().hex[:6]
 
     @property
     def client(self) -> ApiClient:
@@ -431,6 +437,8 @@ class Cluster:
                                     name="scheduler")
 
     def start_controller_manager(self, *args: str) -> Component:
+        if self.pki is not None and "--root-ca-file" not in args:
+            args = ("--root-ca-file", str(self.pki / "ca.crt"), *args)
         return self.start_component("controllers", *args,
                                     kubeconfig="controller-manager.conf",
                                     name="controller-manager")
@@ -439,6 +447,71 @@ class Cluster:
         """`tk-hollow-nodes --count N`: N fake nodes with heartbeats that run bound pods."""
         return self.start_component("harness.hollow_nodes", "--count", str(count), *args,
                                     name="hollow-nodes")
+
+    def start_kubelet(self, node_name: str, *args: str) -> Component:
+        """A real kubelet for `node_name` on this machine's Docker engine; stopped (and its
+        containers, bridge and CNI state removed) with the cluster.
+
+        The node gets its kubeconfig and serving certificate in the PKI (`tkctl pki add-node`),
+        a root dir and CNI bin/conf/cache dirs in the cluster's directory, and a CNI config
+        (`tk-cni install`) with a bridge name unique to this cluster, so that parallel test
+        processes sharing one Docker engine and one host never touch each other's pods.
+        The kubelet serves logs/exec on a free port of 127.0.0.1, its InternalIP. `args` come
+        last (short back-offs and intervals for tests).
+        """
+        assert self.pki is not None, "a kubelet needs the cluster's PKI (not insecure=True)"
+        add_node(self.pki, node_name, ips=["127.0.0.1"], server_url=self.server_url)
+        base = self.dir / "nodes" / node_name
+        root, bin_dir, conf_dir = base / "root", base / "cni-bin", base / "cni-conf"
+        cache_dir, ipam_dir = base / "cni-cache", base / "cni-ipam"
+        for d in (root, bin_dir, conf_dir, cache_dir, ipam_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        bridge = self.bridge_name(len(self._kubelets))
+        tk_cni = Path(sys.executable).parent / "tk-cni"
+        subprocess.run([str(tk_cni), "install", "--bin-dir", str(bin_dir), "--conf-dir",
+                        str(conf_dir), "--bridge", bridge, "--subnet-file",
+                        str(base / "subnet.env"), "--data-dir", str(ipam_dir)],
+                       check=True, capture_output=True, timeout=60)
+        self._kubelets[node_name] = bridge
+        node_dir = self.pki / "nodes" / node_name
+        comp = Component(
+            "kubelet", "--kubeconfig", str(node_dir / "kubelet.conf"),
+            "--node-name", node_name, "--root-dir", str(root),
+            "--cni-bin-dir", str(bin_dir), "--cni-conf-dir", str(conf_dir),
+            "--cni-cache-dir", str(cache_dir), "--node-ip", "127.0.0.1",
+            "--address", "127.0.0.1", "--port", "0",
+            "--tls-cert-file", str(node_dir / "kubelet.crt"),
+            "--tls-private-key-file", str(node_dir / "kubelet.key"),
+            "--client-ca-file", str(self.pki / "ca.crt"), *args,
+            parent=self.dir, name=f"kubelet-{node_name}")
+        self.components.append(comp.start())
+        return comp
+
+    def bridge_name(self, index: int) -> str:
+        """`tkbr<cluster tag><n>`: at most 15 characters, unique per cluster and kubelet."""
+        return f"tkbr{self._tag}{index}"[:15]
+
+    def _cleanup_kubelets(self) -> None:
+        """Remove every container of this cluster's kubelets, their bridges and CNI state."""
+        if not self._kubelets:
+            return
+        try:
+            import docker
+
+            client = docker.DockerClient(base_url="unix:///var/run/docker.sock",
+                                         version="auto", timeout=60)
+        except Exception:
+            return
+        try:
+            for node in self._kubelets:
+                for c in client.api.containers(
+                        all=True, filters={"label": f"io.tinykube.node.name={node}"}):
+                    with contextlib.suppress(Exception):
+                        client.api.remove_container(c["Id"], v=True, force=True)
+        finally:
+            client.close()
+        for bridge in self._kubelets.values():
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
 
     def _track(self, client: ApiClient) -> ApiClient:
         self._clients.append(client)
@@ -457,6 +530,7 @@ class Cluster:
     async def stop(self) -> None:
         for comp in self.components:
             comp.stop()
+        await asyncio.to_thread(self._cleanup_kubelets)
         for c in [*self._clients, self._client]:
             if c is not None:
                 await c.close()

@@ -12,6 +12,8 @@ Under pytest-xdist every worker process gets its own cluster.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import pytest
 import pytest_asyncio
 
 from harness.cluster import Cluster
+from harness.docker import ensure_images
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +30,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.path) or "/e2e/" in str(item.path):
             item.add_marker(pytest.mark.integration)
+
+
+# Docker (H1): tests marked `docker` use this: a Docker engine that answers (scripts/dockerd
+# starts one if needed) with tinykube's images built (lab/images/build); once per process, and
+# xdist workers take turns on a lock file.
+@pytest.fixture(scope="session")
+def docker_ready() -> None:
+    ensure_images()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -74,3 +85,45 @@ async def control_plane() -> AsyncIterator[Cluster]:
 async def cp_namespace(control_plane: Cluster) -> str:
     """A fresh namespace in the shared control plane."""
     return await control_plane.new_namespace()
+
+
+# The real kubelet (issue 4), shared by the pod tests of one test process: its own etcd and
+# apiserver, a scheduler, a controller-manager whose node IPAM hands out /24s from a /16 unique
+# to this xdist worker (10.100+N.0.0/16: two workers never share a pod range on the one host),
+# and one real kubelet `kubelet-<worker>` on the machine's Docker engine with short back-offs.
+# Tests create pods in their own `kl_namespace` and leave the kubelet alone (a test that kills
+# or restarts a kubelet starts one of its own with `kubelet_cluster.start_kubelet`).
+KUBELET_TEST_FLAGS = (
+    "--crash-loop-backoff-initial", "1s", "--crash-loop-backoff-max", "8s",
+    "--lease-interval", "2s", "--node-status-update-frequency", "2s", "--sync-frequency", "5s",
+)
+
+
+def xdist_worker() -> tuple[str, int]:
+    """("gw0", 0) under pytest-xdist worker gw0; ("gw0", 0) without xdist too."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    digits = "".join(ch for ch in name if ch.isdigit())
+    return name, int(digits or 0)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def kubelet_cluster(docker_ready: None) -> AsyncIterator[Cluster]:
+    worker, index = xdist_worker()
+    async with Cluster("--watch-bookmark-interval", "1") as c:
+        c.start_scheduler()
+        c.start_controller_manager("--cluster-cidr", f"10.{100 + index}.0.0/16",
+                                   "--node-cidr-mask-size", "24")
+        c.start_kubelet(f"kubelet-{worker}", *KUBELET_TEST_FLAGS)
+        await c.wait_nodes_ready(1, timeout=60)
+        yield c
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def kl_namespace(kubelet_cluster: Cluster) -> AsyncIterator[str]:
+    """A fresh namespace in the kubelet cluster, deleted after the test (the namespace
+    controller deletes its pods, the kubelet stops their containers): a later test does not
+    share the node with every earlier test's containers."""
+    name = await kubelet_cluster.new_namespace()
+    yield name
+    with contextlib.suppress(Exception):
+        await kubelet_cluster.client.delete("namespaces", name)

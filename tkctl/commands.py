@@ -29,9 +29,11 @@ from tkctl import (
     cmd_auth,
     cmd_delete,
     cmd_describe,
+    cmd_exec,
     cmd_get,
     cmd_info,
     cmd_label,
+    cmd_logs,
     cmd_node,
     cmd_patch,
     cmd_pki,
@@ -60,6 +62,8 @@ COMMANDS: list[Command] = [
     *cmd_rollout.COMMANDS,
     cmd_scale.COMMAND,
     *cmd_node.COMMANDS,
+    cmd_logs.COMMAND,
+    cmd_exec.COMMAND,
 ]
 
 
@@ -97,6 +101,8 @@ async def execute(
             ctx.error(f"the server did not answer within the request timeout ({timeout:g}s)")
     finally:
         await client.close()
+    if ctx.exit_code is not None:
+        return ctx.exit_code
     return 1 if ctx.failed else 0
 
 

@@ -37,6 +37,8 @@ class Context:
     failed: bool = False
     # A watch ends quietly (exit 0) when --request-timeout runs out, as kubectl's does.
     watching: bool = False
+    # The exit status a verb chose itself (`exec`: the remote command's), else 0 or 1.
+    exit_code: int | None = None
 
     @property
     def server(self) -> str:

@@ -84,6 +84,16 @@ class ApiStub:
                 request_serializer=api_dot_proto_dot_tinykube__pb2.DiscoveryRequest.SerializeToString,
                 response_deserializer=api_dot_proto_dot_tinykube__pb2.ObjectResponse.FromString,
                 _registered_method=True)
+        self.Logs = channel.unary_stream(
+                '/tinykube.v1.Api/Logs',
+                request_serializer=api_dot_proto_dot_tinykube__pb2.LogsRequest.SerializeToString,
+                response_deserializer=api_dot_proto_dot_tinykube__pb2.LogChunk.FromString,
+                _registered_method=True)
+        self.Exec = channel.stream_stream(
+                '/tinykube.v1.Api/Exec',
+                request_serializer=api_dot_proto_dot_tinykube__pb2.ExecRequest.SerializeToString,
+                response_deserializer=api_dot_proto_dot_tinykube__pb2.ExecResponse.FromString,
+                _registered_method=True)
 
 
 class ApiServicer:
@@ -150,6 +160,19 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Logs(self, request, context):
+        """pods/log (get) and pods/exec (create), proxied to the kubelet of the pod's node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Exec(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -202,6 +225,16 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.Discovery,
                     request_deserializer=api_dot_proto_dot_tinykube__pb2.DiscoveryRequest.FromString,
                     response_serializer=api_dot_proto_dot_tinykube__pb2.ObjectResponse.SerializeToString,
+            ),
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=api_dot_proto_dot_tinykube__pb2.LogsRequest.FromString,
+                    response_serializer=api_dot_proto_dot_tinykube__pb2.LogChunk.SerializeToString,
+            ),
+            'Exec': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=api_dot_proto_dot_tinykube__pb2.ExecRequest.FromString,
+                    response_serializer=api_dot_proto_dot_tinykube__pb2.ExecResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -474,6 +507,187 @@ class Api:
             '/tinykube.v1.Api/Discovery',
             api_dot_proto_dot_tinykube__pb2.DiscoveryRequest.SerializeToString,
             api_dot_proto_dot_tinykube__pb2.ObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tinykube.v1.Api/Logs',
+            api_dot_proto_dot_tinykube__pb2.LogsRequest.SerializeToString,
+            api_dot_proto_dot_tinykube__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tinykube.v1.Api/Exec',
+            api_dot_proto_dot_tinykube__pb2.ExecRequest.SerializeToString,
+            api_dot_proto_dot_tinykube__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class KubeletStub:
+    """What a kubelet serves on its node (--port, default 10250), over TLS with client certificates:
+    the apiserver's Logs and Exec calls end here. Callers are authorized with a
+    SubjectAccessReview for `get nodes/proxy` on this node, as upstream's kubelet authorizes
+    its /containerLogs and /exec endpoints.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Logs = channel.unary_stream(
+                '/tinykube.v1.Kubelet/Logs',
+                request_serializer=api_dot_proto_dot_tinykube__pb2.LogsRequest.SerializeToString,
+                response_deserializer=api_dot_proto_dot_tinykube__pb2.LogChunk.FromString,
+                _registered_method=True)
+        self.Exec = channel.stream_stream(
+                '/tinykube.v1.Kubelet/Exec',
+                request_serializer=api_dot_proto_dot_tinykube__pb2.ExecRequest.SerializeToString,
+                response_deserializer=api_dot_proto_dot_tinykube__pb2.ExecResponse.FromString,
+                _registered_method=True)
+
+
+class KubeletServicer:
+    """What a kubelet serves on its node (--port, default 10250), over TLS with client certificates:
+    the apiserver's Logs and Exec calls end here. Callers are authorized with a
+    SubjectAccessReview for `get nodes/proxy` on this node, as upstream's kubelet authorizes
+    its /containerLogs and /exec endpoints.
+    """
+
+    def Logs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Exec(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_KubeletServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=api_dot_proto_dot_tinykube__pb2.LogsRequest.FromString,
+                    response_serializer=api_dot_proto_dot_tinykube__pb2.LogChunk.SerializeToString,
+            ),
+            'Exec': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=api_dot_proto_dot_tinykube__pb2.ExecRequest.FromString,
+                    response_serializer=api_dot_proto_dot_tinykube__pb2.ExecResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'tinykube.v1.Kubelet', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('tinykube.v1.Kubelet', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Kubelet:
+    """What a kubelet serves on its node (--port, default 10250), over TLS with client certificates:
+    the apiserver's Logs and Exec calls end here. Callers are authorized with a
+    SubjectAccessReview for `get nodes/proxy` on this node, as upstream's kubelet authorizes
+    its /containerLogs and /exec endpoints.
+    """
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tinykube.v1.Kubelet/Logs',
+            api_dot_proto_dot_tinykube__pb2.LogsRequest.SerializeToString,
+            api_dot_proto_dot_tinykube__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tinykube.v1.Kubelet/Exec',
+            api_dot_proto_dot_tinykube__pb2.ExecRequest.SerializeToString,
+            api_dot_proto_dot_tinykube__pb2.ExecResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -211,7 +211,7 @@ def cluster_spec(text: str) -> dict[str, str]:
     for word in m.group(1).split():
         name, _, value = word.partition("=")
         spec[name] = value
-    unknown = set(spec) - {"scheduler", "controller-manager", "hollow-nodes"}
+    unknown = set(spec) - {"scheduler", "controller-manager", "hollow-nodes", "kubelets"}
     if unknown:
         raise ValueError(f"walkthrough-cluster: unknown component(s) {sorted(unknown)}")
     return spec
@@ -224,11 +224,22 @@ async def start_components(cluster: Any, spec: dict[str, str]) -> None:
         cluster.start_scheduler()
     if "controller-manager" in spec:
         cluster.start_controller_manager()
+    nodes = 0
     if "hollow-nodes" in spec:
-        count = int(spec["hollow-nodes"] or 3)
-        cluster.start_hollow_nodes(count, "--name-prefix", "hollow-")
+        nodes += int(spec["hollow-nodes"] or 3)
+        cluster.start_hollow_nodes(nodes, "--name-prefix", "hollow-")
+    if "kubelets" in spec:
+        # Real kubelets on this machine's Docker engine (`kubelets=node-1,node-2`), as
+        # scripts/up starts one.
+        from harness.docker import ensure_images
 
-        await cluster.wait_nodes_ready(count)
+        await asyncio.to_thread(ensure_images)
+        names = (spec["kubelets"] or "node-1").split(",")
+        for name in names:
+            cluster.start_kubelet(name)
+        nodes += len(names)
+    if nodes:
+        await cluster.wait_nodes_ready(nodes)
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])

@@ -49,3 +49,22 @@ def test_bench_scheduler_quick_prints_ratio() -> None:
         r"^scheduler at 10 nodes: \d+ pods/s, raw bind \d+/s, ratio scheduler/raw \d+\.\d\d",
         out, re.M), out
     assert re.search(r"^physical limit: raw Bind calls", out, re.M), out
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("docker_ready")
+def test_bench_pod_startup_quick_prints_ratios() -> None:
+    proc = subprocess.run(
+        [sys.executable, "bench/pod_startup.py", "--quick"], cwd=REPO, capture_output=True,
+        text=True, timeout=240, stdin=subprocess.DEVNULL,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, (
+        f"bench/pod_startup.py --quick exited {proc.returncode}\n{out}\n{proc.stderr}"
+    )
+    assert re.search(r"^raw docker: 3/3 started, p50 [\d.]+s, p99 [\d.]+s", out, re.M), out
+    assert re.search(r"^tinykube: 3/3 Running, p50 [\d.]+s, p99 [\d.]+s", out, re.M), out
+    assert re.search(r"^docker swarm: 3/3 running, p50 [\d.]+s, p99 [\d.]+s", out, re.M), out
+    assert re.search(r"^ratio tinykube/raw docker p99: \d+\.\d\d \(goal", out, re.M), out
+    assert re.search(r"^ratio tinykube/swarm all running: \d+\.\d\d \(goal", out, re.M), out
+    assert re.search(r"^physical limit: raw Docker SDK calls", out, re.M), out
