@@ -4,11 +4,15 @@ Three measurements in one run, on the same Docker engine, with the same images (
 own, built by lab/images/build: no registry, no pull in any of them):
 
 1. Raw Docker (the physical limit). N "pods" made directly with the Docker SDK, all N at once
-   (a thread each): a `tinykube/pause:1` sandbox on Docker's bridge network (Docker's own veth and
-   IPAM, where the kubelet runs its CNI plugin), then a `tinykube/serve-hostname:1` container that
-   joins the sandbox's network and IPC namespaces, as the kubelet does. A pod's latency runs from
-   its first create call to the app container's start returning. No API, no status: the least
-   any orchestrator must spend on Docker for the same pods.
+   (a thread each), and again with at most `--raw-bounded` (default 6) at a time, in case a
+   2-core engine converges sooner when it is not asked for everything at once; the better of
+   the two is the baseline. A pod: a `tinykube/pause:1` sandbox on Docker's bridge network
+   (Docker's own veth and IPAM, where the kubelet runs its CNI plugin), then a
+   `tinykube/serve-hostname:1` container that joins the sandbox's network and IPC namespaces,
+   as the kubelet does. A pod's latency runs from the moment all N are asked for (the batch
+   start, as the API's creates) to its app container's start returning, so a bounded run's
+   queueing counts, as it would for an orchestrator. No API, no status: the least any
+   orchestrator must spend on Docker for the same pods.
 2. tinykube. One `harness.cluster.Cluster()` (etcd, apiserver), tk-scheduler,
    tk-controller-manager (node CIDRs) and one real kubelet (`Cluster.start_kubelet`); N pods of
    the same two containers are created at once, and a watch timestamps each pod's phase Running.
@@ -102,8 +106,7 @@ class Result:
 
 
 def raw_pod(client: docker.DockerClient, run_id: str, i: int) -> float:
-    """One pod the way the kubelet makes it, straight through the Docker SDK."""
-    t0 = time.perf_counter()
+    """One pod the way the kubelet makes it, straight through the Docker SDK; when it was done."""
     labels = {BENCH_LABEL: run_id}
     sandbox = client.containers.create(
         PAUSE, name=f"tkbench-{run_id}-{i}-pod", hostname=f"pod-{i}", labels=labels,
@@ -113,7 +116,7 @@ def raw_pod(client: docker.DockerClient, run_id: str, i: int) -> float:
         APP, name=f"tkbench-{run_id}-{i}-app", labels=labels,
         network_mode=f"container:{sandbox.id}", ipc_mode=f"container:{sandbox.id}")
     app.start()
-    return time.perf_counter() - t0
+    return time.perf_counter()
 
 
 def remove_labelled(client: docker.DockerClient, key: str, value: str, pool: ThreadPoolExecutor,
@@ -129,7 +132,7 @@ def remove_labelled(client: docker.DockerClient, key: str, value: str, pool: Thr
 
 
 async def raw_docker(n: int, concurrency: int) -> Result:
-    res = Result("raw docker", n)
+    res = Result("raw docker" if concurrency >= n else f"raw docker, {concurrency} at a time", n)
     run_id = uuid.uuid4().hex[:8]
     client = docker_client(max_pool_size=concurrency + 4)
     loop = asyncio.get_running_loop()
@@ -142,7 +145,7 @@ async def raw_docker(n: int, concurrency: int) -> Result:
                 return_exceptions=True)
             res.all_running = time.perf_counter() - t0
             errors = [o for o in outcomes if isinstance(o, BaseException)]
-            res.latencies = [o for o in outcomes if isinstance(o, float)]
+            res.latencies = [o - t0 for o in outcomes if isinstance(o, float)]
             if errors:
                 res.note = f"{len(errors)} failed, first: {errors[0]!r}"
         finally:
@@ -389,7 +392,8 @@ def report(raw: Result | None, tk: Result | None, swarm: Result | None) -> None:
         print(f"ratio swarm/raw docker all running: "
               f"{ratio(swarm.all_running, raw.all_running):.2f}")
     print("physical limit: raw Docker SDK calls (pause + app container per pod, same images, "
-          "same concurrency, same engine); every pod costs at least these calls")
+          "same engine, all at once or bounded, whichever was faster); every pod costs at least "
+          "these calls")
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -402,6 +406,12 @@ async def main_async(args: argparse.Namespace) -> int:
     if not args.skip_raw:
         raw = await raw_docker(n, args.concurrency)
         print(f"  {raw.line('started')}")
+        if 0 < args.raw_bounded < args.concurrency:
+            bounded = await raw_docker(n, args.raw_bounded)
+            print(f"  {bounded.line('started')}")
+            if bounded.ok and (not raw.ok or bounded.p99 < raw.p99):
+                raw = bounded  # the physical limit is the best way to drive the engine
+            print(f"  baseline: {raw.name}")
     if not args.skip_tinykube:
         tk = await tinykube(n, args)
         print(f"  {tk.line('Running') if tk.latencies else 'tinykube: ' + tk.note}")
@@ -420,6 +430,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=None,
                    help="raw Docker: pods made at once (default: all of them, as the API "
                         "creates them)")
+    p.add_argument("--raw-bounded", type=int, default=6,
+                   help="raw Docker again with at most this many pods at a time (0: not); the "
+                        "better p99 of the two runs is the baseline (default 6)")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="give up on a measurement after this long (default 120)")
     p.add_argument("--cluster-cidr", default="10.250.0.0/16",

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -504,14 +506,21 @@ class Cluster:
             return
         try:
             for node in self._kubelets:
+                # Only this cluster's kubelet's containers: its instance id is a hash of its
+                # root dir (kubelet/labels.kubelet_id; harness may not import the kubelet), so
+                # a `node-1` that scripts/up started beside the tests is left alone.
+                root = str(self.dir / "nodes" / node / "root")
+                owner = hashlib.sha256(root.encode()).hexdigest()[:12]
                 for c in client.api.containers(
-                        all=True, filters={"label": f"io.tinykube.node.name={node}"}):
+                        all=True, filters={"label": [f"io.tinykube.node.name={node}",
+                                                     f"io.tinykube.kubelet.id={owner}"]}):
                     with contextlib.suppress(Exception):
                         client.api.remove_container(c["Id"], v=True, force=True)
         finally:
             client.close()
         for bridge in self._kubelets.values():
             subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+        remove_forward_rules(set(self._kubelets.values()))
 
     def _track(self, client: ApiClient) -> ApiClient:
         self._clients.append(client)
@@ -551,6 +560,29 @@ class Cluster:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+# The comment the CNI plugin (netagent/cni.py forward_rules) puts on its FORWARD ACCEPTs.
+_FORWARD_COMMENT = re.compile(r'--comment "?tinykube: pods on (tkbr[0-9a-z]+)"?')
+
+
+def remove_forward_rules(bridges: set[str]) -> None:
+    """Delete the CNI plugin's FORWARD rules for `bridges`, and those left behind by earlier
+    test sessions (killed before their cleanup) for harness bridges (`tkbr...`) that no longer
+    exist: the plugin adds two rules per bridge and nothing else ever removes them."""
+    iptables = shutil.which("iptables")
+    if iptables is None:
+        return
+    listed = subprocess.run([iptables, "-w", "-S", "FORWARD"], capture_output=True, text=True,
+                            check=False).stdout
+    for line in listed.splitlines():
+        m = _FORWARD_COMMENT.search(line)
+        if not line.startswith("-A FORWARD ") or m is None:
+            continue
+        bridge = m.group(1)
+        if bridge in bridges or not os.path.exists(f"/sys/class/net/{bridge}"):
+            subprocess.run([iptables, "-w", "-D", *shlex.split(line)[1:]], capture_output=True,
+                           check=False)
 
 
 async def wait_for_namespace(client: ApiClient, name: str, timeout: float = 20.0) -> None:

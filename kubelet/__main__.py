@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 from client.flags import Parser, add_client_flags, duration, make_client, run_main, setup_logging
+from kubelet import labels
 from kubelet.backoff import Backoff
 from kubelet.cni import CNI
 from kubelet.kubelet import Kubelet
@@ -92,8 +94,8 @@ async def _run(a: argparse.Namespace, p: Parser) -> None:
            _read(p, "--tls-private-key-file", a.tls_private_key_file),
            _read(p, "--client-ca-file", a.client_ca_file))
     client = make_client(p, a, PROG)
-    runtime = DockerRuntime(a.docker_endpoint)
-    root = Path(a.root_dir)
+    root = Path(a.root_dir)  # absolute (main): the kubelet's instance id is derived from it
+    runtime = DockerRuntime(a.docker_endpoint, kubelet_id=labels.kubelet_id(str(root)))
     cni = CNI(a.cni_conf_dir, [a.cni_bin_dir], a.cni_cache_dir or str(root / "cni-cache"))
     kubelet: Kubelet | None = None
 
@@ -126,6 +128,7 @@ async def _run(a: argparse.Namespace, p: Parser) -> None:
 
 def main() -> None:
     a, p = parse(sys.argv[1:])
+    a.root_dir = os.path.abspath(a.root_dir)
     setup_logging(a.verbose)
     run_main(_run(a, p), PROG)
 

@@ -126,47 +126,50 @@ class ImageManager:
         # One pull per image at a time (upstream serialises all pulls by default).
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def ensure(self, pod: Obj, container: Obj) -> str:
+    async def ensure(self, pod: Obj, container: Obj, involved: Obj | None = None) -> str:
         """The image id ("sha256:...") of the container's image, pulling it if the policy says
-        so. Raises ImageError(reason, message) with upstream's reasons and messages."""
+        so. Raises ImageError(reason, message) with upstream's reasons and messages. Events go
+        to `involved` (the container's reference, with its fieldPath, as upstream's), else to
+        the pod."""
         image = container.get("image") or ""
+        on = involved if involved is not None else pod
         try:
             ref = apply_default_tag(image)
         except ValueError as e:
             msg = f'Failed to apply default image tag "{image}": {e}'
-            self._record(pod, WARNING, "InspectFailed", msg)
+            self._record(on, WARNING, "InspectFailed", msg)
             raise ImageError(INVALID_IMAGE_NAME, msg) from e
         policy = container.get("imagePullPolicy") or default_pull_policy(image)
         try:
             image_id = await self._runtime.image_id(ref)
         except RuntimeFailure as e:
             msg = f'Failed to inspect image "{image}": {e}'
-            self._record(pod, WARNING, "InspectFailed", msg)
+            self._record(on, WARNING, "InspectFailed", msg)
             raise ImageError(IMAGE_INSPECT_ERROR, msg) from e
         if not should_pull(policy, image_id is not None):
             if image_id is not None:
-                self._record(pod, NORMAL, "Pulled",
+                self._record(on, NORMAL, "Pulled",
                              f'Container image "{image}" already present on machine')
                 return image_id
             msg = f'Container image "{image}" is not present with pull policy of Never'
-            self._record(pod, WARNING, ERR_IMAGE_NEVER_PULL, msg)
+            self._record(on, WARNING, ERR_IMAGE_NEVER_PULL, msg)
             raise ImageError(ERR_IMAGE_NEVER_PULL, msg)
 
         key = f"{(pod.get('metadata') or {}).get('uid', '')}_{image}"
         if self._backoff.in_backoff(key, self._clock()) > 0:
             msg = f'Back-off pulling image "{image}"'
-            self._record(pod, NORMAL, "BackOff", msg)
+            self._record(on, NORMAL, "BackOff", msg)
             raise ImageError(IMAGE_PULL_BACKOFF, msg)
-        self._record(pod, NORMAL, "Pulling", f'Pulling image "{image}"')
+        self._record(on, NORMAL, "Pulling", f'Pulling image "{image}"')
         started = time.monotonic()
         try:
             async with self._locks.setdefault(ref, asyncio.Lock()):
                 image_id = await self._runtime.pull(ref)
         except RuntimeFailure as e:
-            self._record(pod, WARNING, "Failed", f'Failed to pull image "{image}": {e}')
+            self._record(on, WARNING, "Failed", f'Failed to pull image "{image}": {e}')
             self._backoff.next(key, self._clock())
             raise ImageError(ERR_IMAGE_PULL, str(e)) from e
-        self._record(pod, NORMAL, "Pulled", f'Successfully pulled image "{image}" in '
+        self._record(on, NORMAL, "Pulled", f'Successfully pulled image "{image}" in '
                      f"{_go_duration(time.monotonic() - started)}")
         self._backoff.gc(self._clock())
         return image_id

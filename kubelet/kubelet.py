@@ -14,7 +14,10 @@ What it does, in upstream's terms:
   (CNI DEL), containers and volumes removed, a final status written, and the object deleted
   with grace 0 and a uid precondition, so a new pod of the same name is never touched;
 - a pod that vanished from the API (a force delete), or containers of pods this node does not
-  run, are torn down with the grace period recorded on their labels;
+  run, are torn down with upstream's minimum grace (1s, SIGKILL 2s after SIGTERM); a delete
+  that shortens the grace period of a termination in progress kills again with the shorter one;
+- only updates of spec, metadata or foreign conditions wake a pod's worker: the echo of the
+  kubelet's own status write does not;
 - restart safety: after a restart it waits for the pod cache, then adopts what Docker has —
   running containers are left alone, restart counts come from labels, the pod IP from the CNI
   result cache — and only then starts acting;
@@ -57,7 +60,7 @@ from kubelet.runtime import (
     RuntimeUnavailable,
     container_config,
 )
-from kubelet.status import Reason, StatusManager, generate_pod_status
+from kubelet.status import KUBELET_CONDITIONS, Reason, StatusManager, generate_pod_status
 from kubelet.sync import (
     EXITED,
     RUNNING,
@@ -79,6 +82,10 @@ Obj = dict[str, Any]
 
 DEFAULT_GRACE = 30
 MIN_GRACE = 2.0  # upstream minimumGracePeriodInSeconds: SIGTERM always gets this long
+# The grace period of a pod that vanished from the API (a force delete, or containers of a pod
+# this kubelet never saw): upstream's pod workers never go below 1s
+# (calculateEffectiveGracePeriod), and kill orphans with an override of 1s (HandlePodCleanups).
+FORCE_GRACE = 1.0
 
 
 @dataclass
@@ -96,6 +103,10 @@ class PodState:
     volumes_at: float = 0.0
     fingerprint: frozenset[tuple[str, str]] = frozenset()
     finished: bool = False        # torn down (and the object deleted, if it was terminating)
+    # While a termination kills the containers: the monotonic time by which they will have
+    # been killed. A delete that shortens the grace period brings it forward (upstream's pod
+    # workers cancel the kill and kill again with the shorter grace: it may only decrease).
+    kill_deadline: float = math.inf
 
 
 def pod_key(pod: Obj) -> str:
@@ -116,6 +127,22 @@ def grace_period(pod: Obj) -> float:
     if spec.get("terminationGracePeriodSeconds") is not None:
         return float(spec["terminationGracePeriodSeconds"])
     return float(DEFAULT_GRACE)
+
+
+def _sync_relevant(pod: Obj) -> tuple[Any, ...]:
+    md = {k: v for k, v in (pod.get("metadata") or {}).items()
+          if k not in ("resourceVersion", "managedFields")}
+    foreign = [c for c in (pod.get("status") or {}).get("conditions") or []
+               if isinstance(c, dict) and c.get("type") not in KUBELET_CONDITIONS]
+    return md, pod.get("spec"), foreign
+
+
+def needs_sync(old: Obj | None, new: Obj) -> bool:
+    """Whether a pod update calls for a sync: not when only the status changed, which is
+    mostly the echo of the kubelet's own status write (upstream's pod config sends those as
+    RECONCILE, not UPDATE). Conditions the kubelet does not own (readiness gates) do count:
+    they change the Ready condition (upstream's NeedToReconcilePodReadiness)."""
+    return old is None or _sync_relevant(old) != _sync_relevant(new)
 
 
 def pod_from_labels(info: ContainerInfo) -> Obj:
@@ -171,6 +198,7 @@ class Kubelet:
             client, Pod, resource="pods", field_selector=f"spec.nodeName={node_name}")
         self._synced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()  # expedited kills
 
     # --- events -----------------------------------------------------------------------------
 
@@ -213,7 +241,7 @@ class Kubelet:
             await self.close()
 
     async def close(self) -> None:
-        for t in self._tasks:
+        for t in [*self._tasks, *self._background]:
             t.cancel()
         await self.workers.stop()
         await self.pods.stop()
@@ -242,10 +270,13 @@ class Kubelet:
         data = pod.to_dict()
         uid = (data.get("metadata") or {}).get("uid", "")
         st = self._state(uid)
+        previous = st.pod
         st.pod, st.last = data, data
         if st.finished:
             return
-        if self._synced.is_set():
+        if is_terminating(data):
+            self._shorten_grace(st, grace_period(data))
+        if self._synced.is_set() and needs_sync(previous, data):
             self.workers.wake(uid)
 
     def _pod_deleted(self, pod: Pod) -> None:
@@ -257,8 +288,35 @@ class Kubelet:
         if st.finished:
             self._forget(uid)
             return
+        # Gone from the API without the kubelet's confirmation: force-deleted. A termination
+        # in progress must not sit out the rest of its grace period.
+        self._shorten_grace(st, FORCE_GRACE)
         if self._synced.is_set():
             self.workers.wake(uid)
+
+    def _shorten_grace(self, st: PodState, grace: float) -> None:
+        """A kill in progress whose grace period was shortened: stop the containers again with
+        the shorter one (a second `docker stop` SIGKILLs at its own, earlier, deadline)."""
+        if math.isinf(st.kill_deadline):
+            return
+        grace = max(grace, FORCE_GRACE)
+        deadline = time.monotonic() + max(grace, MIN_GRACE)
+        if deadline >= st.kill_deadline - 0.5:
+            return
+        st.kill_deadline = deadline
+        task = asyncio.create_task(self._expedite(st, grace),
+                                   name=f"shortened kill of {st.uid}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _expedite(self, st: PodState, grace: float) -> None:
+        results = await asyncio.gather(*(self.runtime.inspect(i) for i in list(st.ids)),
+                                       return_exceptions=True)
+        running = [r for r in results if isinstance(r, ContainerInfo)
+                   and not r.is_sandbox and r.state == RUNNING]
+        if running:
+            log.info("pod %s: grace period shortened to %.0fs", st.uid, grace)
+        await asyncio.gather(*(self._stop(c, grace) for c in running))
 
     def _forget(self, uid: str) -> None:
         if uid in self.workers:
@@ -275,7 +333,9 @@ class Kubelet:
     async def _relist(self, initial: bool = False) -> None:
         """List this node's containers; wake the pods whose containers changed; start the
         teardown of containers whose pod is not ours (after the pod cache synced)."""
-        infos = await self.runtime.list_containers(self.node_name)
+        # Only the first relist needs each container's details (adoption: st.infos, the IP);
+        # later ones only notice changes, and the list alone says what changed.
+        infos = await self.runtime.list_containers(self.node_name, detail=initial)
         by_uid: dict[str, list[ContainerInfo]] = {}
         for c in infos:
             if c.pod_uid:
@@ -382,14 +442,23 @@ class Kubelet:
         mine = [c for c in (st.infos if st else []) if not c.is_sandbox
                 and c.container_name == container]
         mine.sort(key=lambda c: (c.restart_count, c.created), reverse=True)
+        # upstream validateContainerLogStatus reads the status: a container waiting to be
+        # restarted (CrashLoopBackOff, ...) has its newest, exited instance as lastState, so
+        # that one is "previous" too.
+        reason = st.reasons.get(container) if st is not None else None
+        waiting = reason is not None and bool(mine) and mine[0].state == EXITED
         if previous:
-            if len(mine) < 2 or mine[1].state != EXITED:
+            last = mine[0] if waiting else (mine[1] if len(mine) > 1 else None)
+            if last is None or last.state != EXITED:
                 raise errors.BadRequest(message=f'previous terminated container "{container}" '
                                                 f'in pod "{name}" not found')
-            return mine[1].id
+            return last.id
         if not mine:
+            why = {"ErrImagePull": "image can't be pulled",
+                   "ImagePullBackOff": "trying and failing to pull image"}.get(
+                reason.reason if reason else "", reason.reason if reason else "ContainerCreating")
             raise errors.BadRequest(message=f'container "{container}" in pod "{name}" is '
-                                            "waiting to start: ContainerCreating")
+                                            f"waiting to start: {why}")
         return mine[0].id
 
     # --- the sync ---------------------------------------------------------------------------
@@ -412,7 +481,7 @@ class Kubelet:
             return None
         pod = st.pod
         if pod is None:
-            await self._teardown(st, st.last, grace_period(st.last))
+            await self._teardown(st, st.last, FORCE_GRACE)
             st.finished = True
             self._forget_after(uid)
             return None
@@ -435,18 +504,18 @@ class Kubelet:
             container_hash=L.container_hash,
             hash_of=lambda c: c.labels.get(L.CONTAINER_HASH, ""))
         again = math.inf
-        changed = not actions.idle
         if not actions.idle:
             again = min(again, await self._apply(st, pod, infos, actions))
             infos = await self._inspect(st)
         # Garbage: dead containers beyond the newest per name (not for finished pods' last
         # containers, which containers_to_remove keeps anyway).
+        removed = False
         for c in containers_to_remove(pod, infos):
             with contextlib.suppress(RuntimeFailure):
                 await self.runtime.remove(c.id)
                 st.ids.discard(c.id)
-                changed = True
-        if changed:
+                removed = True
+        if removed:  # (after _apply, infos above are fresh already: no second inspect)
             infos = await self._inspect(st)
         if st.volumes is not None and time.monotonic() - st.volumes_at > self.sync_frequency \
                 and any(c.state == RUNNING for c in infos if not c.is_sandbox):
@@ -587,8 +656,11 @@ class Kubelet:
                 return remaining + 0.05
             self.crash_backoff.next(key, finished)
         try:
-            await self.images.ensure(pod, spec)
+            await self.images.ensure(pod, spec, involved=container_ref(
+                pod, name, any(c.get("name") == name for c in init_containers_of(pod))))
         except ImageError as e:
+            # upstream startContainer: "Error: ErrImagePull" / "Error: ImagePullBackOff"
+            self._container_event(pod, spec, WARNING, "Failed", f"Error: {e.reason}")
             st.reasons[name] = Reason(e.reason, e.message)
             return self.image_backoff.initial
         pod_with_ip = _with_ip(pod, st.ip)
@@ -719,7 +791,11 @@ class Kubelet:
         """Graceful deletion, then the final status and the delete with grace 0."""
         infos = await self._inspect(st)
         grace = grace_period(pod)
-        await self._kill_pod(st, pod, infos, grace)
+        st.kill_deadline = time.monotonic() + max(grace, MIN_GRACE)
+        try:
+            await self._kill_pod(st, pod, infos, grace)
+        finally:
+            st.kill_deadline = math.inf
         stopped = await self._inspect(st)
         with contextlib.suppress(errors.ApiError):
             await self._write_status(st, pod, stopped, terminal=True)

@@ -5,8 +5,10 @@ dockershim did: after a `kill -9` and a restart the kubelet lists Docker, reads 
 knows which pod and which container each one is, how often it was restarted, and whether it is
 still the spec it was created from. Nothing else is persisted. The label keys are upstream's
 (`io.kubernetes.*`), so a reader who knows `docker ps` on a Kubernetes node recognises them;
-one label is ours: the node name, because tests run several kubelets on one Docker engine and
-each must ignore the others' containers.
+two labels are ours: the node name, and the kubelet's instance id (a hash of its root
+directory). Several kubelets may share one Docker engine (the tests, `KUBELETS=a,b scripts/up`),
+even two with the same node name in different clusters (a test cluster's `node-1` beside the
+one `scripts/up` started): each must leave the others' containers alone.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ SANDBOX_ID = "io.kubernetes.sandbox.id"
 TERMINATION_GRACE = "io.kubernetes.pod.terminationGracePeriod"
 TERMINATION_MESSAGE_PATH = "io.kubernetes.container.terminationMessagePath"
 NODE_NAME = "io.tinykube.node.name"
+KUBELET_ID = "io.tinykube.kubelet.id"
 
 TYPE_SANDBOX = "podsandbox"
 TYPE_CONTAINER = "container"
@@ -61,6 +64,12 @@ def container_labels(pod: Obj, container: Obj, node_name: str, *, sandbox_id: st
             RESTART_COUNT: str(restart_count), CONTAINER_HASH: container_hash(container),
             TERMINATION_MESSAGE_PATH: container.get("terminationMessagePath")
             or "/dev/termination-log"}
+
+
+def kubelet_id(root_dir: str) -> str:
+    """The instance id of the kubelet whose `--root-dir` is `root_dir` (absolute path): stable
+    across its restarts, different for every other kubelet on the machine."""
+    return hashlib.sha256(root_dir.encode()).hexdigest()[:12]
 
 
 def sandbox_name(pod: Obj, attempt: int) -> str:

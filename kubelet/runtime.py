@@ -291,6 +291,23 @@ def info_from_inspect(data: Obj) -> ContainerInfo:
     )
 
 
+def info_from_summary(data: Obj) -> ContainerInfo:
+    """A partial ContainerInfo from `docker ps` (the list): id, name, labels, image and a state
+    (exited without its exit code); times and pid unknown. For change detection only."""
+    state = {"running": "running", "paused": "running", "restarting": "running",
+             "created": "created", "exited": "exited", "dead": "exited"}.get(
+        str(data.get("State") or ""), "unknown")
+    names = data.get("Names") or [""]
+    image_id = data.get("ImageID") or ""
+    created = float(data.get("Created") or 0)
+    return ContainerInfo(
+        id=data.get("Id", ""), name=str(names[0]).lstrip("/"),
+        labels=dict(data.get("Labels") or {}), state=state, exit_code=None, reason="",
+        message="", created_at="", started_at="", finished_at="",
+        image=data.get("Image") or "", image_id=f"docker://{image_id}" if image_id else "",
+        pid=0, created=created)
+
+
 # --- Docker errors -> our exceptions ----------------------------------------------------------
 
 
@@ -343,7 +360,14 @@ class _StreamEnd:
 class DockerRuntime:
     """The container runtime over the Docker Engine API (one per kubelet)."""
 
-    def __init__(self, base_url: str = "unix:///var/run/docker.sock", workers: int = 16) -> None:
+    # 32 threads: a burst of 30 pods has a Docker call in flight per pod worker (creates and
+    # starts wait seconds in dockerd under load), plus relist, events and probes; with 16 the
+    # pods' calls queued behind each other in the pool, not in dockerd.
+    def __init__(self, base_url: str = "unix:///var/run/docker.sock", workers: int = 32,
+                 kubelet_id: str = "") -> None:
+        # With an id (labels.kubelet_id), every container created carries it and only
+        # containers carrying it are listed or watched: other kubelets' are not ours.
+        self.kubelet_id = kubelet_id
         self._base_url = base_url
         self._workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docker")
@@ -430,18 +454,39 @@ class DockerRuntime:
 
     # -- containers -----------------------------------------------------------------------------
 
-    async def list_containers(self, node_name: str) -> list[ContainerInfo]:
-        """Every container (all states) labelled with `node_name`: sandboxes and app containers."""
-        return await self._call(functools.partial(self._list_sync, node_name))
+    def _owner_filter(self, node_name: str) -> list[str]:
+        """Docker label filters (all must match) for the containers of this kubelet."""
+        out = [f"{L.NODE_NAME}={node_name}"]
+        if self.kubelet_id:
+            out.append(f"{L.KUBELET_ID}={self.kubelet_id}")
+        return out
 
-    def _list_sync(self, node_name: str, client: docker.DockerClient) -> list[ContainerInfo]:
+    def _own(self, labels: dict[str, str]) -> dict[str, str]:
+        return {**labels, L.KUBELET_ID: self.kubelet_id} if self.kubelet_id else labels
+
+    async def list_containers(self, node_name: str, *, detail: bool = True
+                              ) -> list[ContainerInfo]:
+        """Every container (all states) labelled with `node_name`: sandboxes and app containers.
+
+        `detail=False` answers from Docker's list alone (id, name, labels, state, creation
+        second; no exit code, pid or start times): what a periodic relist needs to notice
+        changes, without an inspect per container. Those inspects were most of the relist's
+        cost, and an inspect waits on the container's lock in dockerd while it is being started,
+        so a relist during a burst of pod starts took seconds and loaded dockerd further."""
+        return await self._call(functools.partial(self._list_sync, node_name, detail))
+
+    def _list_sync(self, node_name: str, detail: bool,
+                   client: docker.DockerClient) -> list[ContainerInfo]:
         summaries = client.api.containers(all=True,
-                                          filters={"label": f"{L.NODE_NAME}={node_name}"})
+                                          filters={"label": self._owner_filter(node_name)})
         out: list[ContainerInfo] = []
         seen: set[str] = set()
         for s in summaries:
             cid = s["Id"]
             seen.add(cid)
+            if not detail:
+                out.append(info_from_summary(s))
+                continue
             cached = self._info_cache.get(cid)
             if cached is not None and cached[0] == s.get("State"):
                 out.append(cached[1])
@@ -481,7 +526,7 @@ class DockerRuntime:
             resp = c.api.create_container(
                 image, name=L.sandbox_name(pod, attempt),
                 hostname=None if host_network else pod_hostname(pod),
-                labels=L.sandbox_labels(pod, node_name), host_config=host_config)
+                labels=self._own(L.sandbox_labels(pod, node_name)), host_config=host_config)
             return str(resp["Id"])
 
         return await self._call(create)
@@ -508,7 +553,7 @@ class DockerRuntime:
             config = c.api.create_container_config(
                 cfg.image, cfg.cmd, entrypoint=cfg.entrypoint,
                 environment=[f"{k}={v}" for k, v in cfg.env] or None,
-                working_dir=cfg.working_dir or None, labels=cfg.labels, user=cfg.user,
+                working_dir=cfg.working_dir or None, labels=self._own(cfg.labels), user=cfg.user,
                 tty=cfg.tty, stdin_open=cfg.stdin, host_config=host_config)
             if cfg.stdin_once:
                 config["StdinOnce"] = True  # the SDK has no parameter for it
@@ -625,7 +670,7 @@ class DockerRuntime:
         queue: asyncio.Queue[Obj | _StreamEnd] = asyncio.Queue()
         filters: dict[str, Any] = {"type": "container"}
         if node_name:
-            filters["label"] = [f"{L.NODE_NAME}={node_name}"]
+            filters["label"] = self._owner_filter(node_name)
         stream = await self._call(lambda c: c.api.events(decode=True, filters=filters))
         self._streams.add(stream)
         stopping = threading.Event()

@@ -472,15 +472,29 @@ class KubeletServer:
         if req.since_seconds > 0:
             kwargs["since"] = int(time.time() - req.since_seconds)
         holder: list[Any] = []
+        closed = False
+        lock = threading.Lock()
 
         def open_stream() -> Iterator[bytes]:
+            nonlocal closed
+            tty = bool((self.api.inspect_container(container_id).get("Config") or {})
+                       .get("Tty"))
             stream = self.api.logs(container_id, **kwargs)
-            holder.append(stream)
-            return iter(stream)
+            with lock:
+                # The client may have gone while Docker was answering: close() found nothing
+                # to close, and a followed log of a quiet container would block forever.
+                if closed:
+                    stream.close()
+                    return iter(())
+                holder.append(stream)
+            return self._tty_chunks(stream) if tty else iter(stream)
 
         def close() -> None:
-            if holder:
-                holder[0].close()
+            nonlocal closed
+            with lock:
+                closed = True
+                if holder:
+                    holder[0].close()
 
         left = req.limit_bytes if req.limit_bytes > 0 else -1
         try:
@@ -498,6 +512,19 @@ class KubeletServer:
             raise errors.InternalError(
                 message=f"failed to get logs of container {container_id[:12]}: "
                 f"{e.explanation or e}") from None
+
+    def _tty_chunks(self, stream: Any) -> Iterator[bytes]:
+        """A TTY container's log as Docker sends it. The SDK reads such a log one byte at a
+        time (`_stream_raw_result(chunk_size=1)`), which here would be one queue hand-off and
+        one gRPC message per byte; the HTTP chunks Docker writes are read instead (each up
+        to _READ_SIZE, handed on as soon as it arrives, so a follow is not delayed)."""
+        res = stream._response
+        self.api._raise_for_status(res)
+        self.api._disable_socket_timeout(self.api._get_raw_response_socket(res))
+        if not res.raw.chunked:  # not what Docker sends; the SDK's way then
+            yield from stream
+            return
+        yield from res.raw.stream(_READ_SIZE, decode_content=False)
 
     # --- exec -----------------------------------------------------------------------------
 

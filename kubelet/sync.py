@@ -118,6 +118,12 @@ def is_terminating(pod: Obj) -> bool:
     return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
+def is_terminal(pod: Obj) -> bool:
+    """The pod's phase is Succeeded or Failed: it never runs again (upstream's pod workers
+    move such a pod to terminated and never sync it again)."""
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
 def should_restart_on_failure(pod: Obj) -> bool:
     return restart_policy(pod) != "Never"
 
@@ -244,6 +250,11 @@ def compute_pod_actions(pod: Obj, containers: Sequence[Container], *,
     container with its spec (a changed spec means kill and start again).
     """
     create, attempt, sandbox_id = sandbox_changed(pod, containers, has_ip=has_ip)
+    if is_terminal(pod):
+        # Whatever Docker lost since (a dead sandbox, containers garbage-collected or pruned),
+        # a Succeeded or Failed pod is not brought back: only stop what still runs.
+        running = any(c.state == RUNNING for c in containers)
+        return PodActions(kill_pod=running, sandbox_id=sandbox_id, attempt=attempt)
     actions = PodActions(kill_pod=create, create_sandbox=create, sandbox_id=sandbox_id,
                          attempt=attempt)
     app = [c for c in containers if not c.is_sandbox]

@@ -626,17 +626,25 @@ def _sub_path(volume_path: str, sub: str, volume: str) -> str:
         raise VolumeError(f"unable to provision SubPath `{sub}`: must be a relative path "
                           "without '..'", volume)
     joined = os.path.join(volume_path, sub)
+    real_base = os.path.realpath(volume_path)
+
+    def inside() -> str:
+        real = os.path.realpath(joined)
+        if real != real_base and not real.startswith(real_base.rstrip("/") + "/"):
+            raise VolumeError(f"subpath {real!r} not within volume path {real_base!r}", volume)
+        return real
+
+    # Checked before anything is created: a symlink the container planted in the volume
+    # (`link -> /etc`) must not make the kubelet, as root, create directories on the host.
+    # (realpath resolves the existing part and keeps the rest.)
+    real = inside()
     if not os.path.lexists(joined):
         try:
             mode = stat.S_IMODE(os.stat(volume_path).st_mode)
-            os.makedirs(joined, mode=mode, exist_ok=True)
+            os.makedirs(real, mode=mode, exist_ok=True)
         except OSError as e:
             raise VolumeError(f"failed to mkdir {joined}: {e}", volume) from None
-    real_base = os.path.realpath(volume_path)
-    real = os.path.realpath(joined)
-    if real != real_base and not real.startswith(real_base.rstrip("/") + "/"):
-        raise VolumeError(f"subpath {real!r} not within volume path {real_base!r}", volume)
-    return real
+    return inside()  # again: the tree may have changed while it was being created
 
 
 # --- hostPath ---------------------------------------------------------------------------------

@@ -53,6 +53,8 @@ DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 DEFAULT_NETWORK = "tinykube"
 DEFAULT_MTU = 1500
 PLUGIN_TYPE = "tinykube"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+LEAK_GRACE = 120.0  # seconds: a reservation without its veth younger than this may be an ADD
 CONFLIST_NAME = "10-tinykube.conflist"
 _SEARCH_PATH = ("/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/local/bin")
 
@@ -242,12 +244,30 @@ def delete_link(ifname: str) -> None:
         raise PluginError(ERR_SETUP, f"deleting {ifname}: {out.strip()}")
 
 
+NET_ADDR_SET = "3"  # /sys/class/net/*/addr_assign_type of an address set explicitly
+
+
 def ensure_bridge(name: str) -> None:
-    if _sys_exists(name):
+    """The bridge exists and its MAC is its own. A Linux bridge whose address was never set
+    takes the lowest MAC of its ports and changes it as ports come and go (00:00:00:00:00:00
+    without any): every pod's ARP entry for the gateway would then point at a MAC the bridge
+    no longer answers to, and pod egress stalls until the entry goes stale (~30s) after every
+    pod deletion on the node. As upstream's bridge plugin does, the address is set to itself
+    once, which pins it."""
+    if not _sys_exists(name):
+        rc, out = _run([_which("ip"), "link", "add", "name", name, "type", "bridge"])
+        if rc != 0 and not _sys_exists(name):  # another ADD may have just made it
+            raise PluginError(ERR_SETUP, f"creating bridge {name}: {out.strip()}")
+    if _read(f"/sys/class/net/{name}/addr_assign_type") == NET_ADDR_SET:
         return
-    rc, out = _run([_which("ip"), "link", "add", "name", name, "type", "bridge"])
-    if rc != 0 and not _sys_exists(name):  # another ADD may have just made it
-        raise PluginError(ERR_SETUP, f"creating bridge {name}: {out.strip()}")
+    mac = _read(f"/sys/class/net/{name}/address")
+    if not mac or mac == "00:00:00:00:00:00":
+        # A bridge left without ports by an older plugin: a random locally administered
+        # unicast address (not 0a:58:, the prefix of the pods' own MACs).
+        mac = "02:" + ":".join(f"{b:02x}" for b in os.urandom(5))
+    rc, out = _run([_which("ip"), "link", "set", "dev", name, "address", mac])
+    if rc != 0:
+        raise PluginError(ERR_SETUP, f"setting the address of bridge {name}: {out.strip()}")
 
 
 def forward_rules(bridge: str) -> list[list[str]]:
@@ -262,12 +282,15 @@ def forward_rules(bridge: str) -> list[list[str]]:
 
 def ensure_forward_rules(bridge: str, state_dir: str) -> None:
     """Add `forward_rules` once per bridge: an iptables run costs ~7 ms, too much for every
-    ADD, so a marker (the bridge's ifindex) says they were added for this very bridge; a
-    recreated bridge (a reboot, a test) gets them checked again. Call under the IPAM lock, so
-    two first ADDs do not both append."""
+    ADD, so a marker (the boot id and the bridge's ifindex) says they were added for this very
+    bridge; a recreated bridge (a test) gets them checked again, and so does the first ADD
+    after a reboot, which empties the chains (the marker lives in the persistent data dir and
+    a bridge made at the same point of the boot gets the same ifindex again). Call under the
+    IPAM lock, so two first ADDs do not both append."""
     ifindex = _read(f"/sys/class/net/{bridge}/ifindex")
     marker = os.path.join(state_dir, f".forward-{bridge}")
-    if ifindex and _read(marker) == ifindex:
+    stamp = f"{_read(BOOT_ID)} {ifindex}"
+    if ifindex and _read(marker) == stamp:
         return
     iptables = _which("iptables")
     for rule in forward_rules(bridge):
@@ -277,7 +300,7 @@ def ensure_forward_rules(bridge: str, state_dir: str) -> None:
         if rc != 0:
             raise PluginError(ERR_SETUP, f"allowing forwarding on {bridge}: {out.strip()}")
     with open(marker, "w") as f:
-        f.write(ifindex)
+        f.write(stamp)
 
 
 def enable_forwarding() -> None:
@@ -291,6 +314,16 @@ def enable_forwarding() -> None:
 
 
 # --- commands -------------------------------------------------------------------------------
+
+def _leaked(container_id: str, ifname: str, age: float) -> bool:
+    """A reservation nobody will release: its host veth is gone (deleted, or destroyed with
+    the container's netns) although the reservation is older than any ADD still in flight
+    (an ADD creates the veth milliseconds after reserving; the kubelet kills a plugin after
+    60s and then DELs). A DEL that comes later finds the address under another container id
+    and leaves it alone."""
+    return (bool(container_id) and bool(ifname) and age > LEAK_GRACE
+            and not _sys_exists(host_veth_name(container_id, ifname)))
+
 
 def cmd_add(conf: NetConf) -> dict[str, Any]:
     cid, netns, ifname = _env("CNI_CONTAINERID"), _env("CNI_NETNS"), _env("CNI_IFNAME")
@@ -308,7 +341,14 @@ def cmd_add(conf: NetConf) -> dict[str, Any]:
     store = conf.store()
     try:
         with store.locked():
-            ip = store.allocate(cid, ifname, rng)
+            try:
+                ip = store.allocate(cid, ifname, rng)
+            except ipam.Exhausted:
+                # Only when the range is full (the scan costs a stat per address): addresses
+                # whose owner is surely gone go back to the pool, then one more try.
+                if not store.reclaim(_leaked):
+                    raise
+                ip = store.allocate(cid, ifname, rng)
     except ipam.Exhausted as e:
         raise PluginError(ERR_TRY_LATER, str(e)) from None
     except OSError as e:

@@ -20,12 +20,13 @@ import contextlib
 import fcntl
 import ipaddress
 import os
+import time
 
 # The plugin runs once per pod start: typing and dataclasses would add ~15 ms of imports to
 # every run, so neither is imported at run time (mypy still reads the annotations).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import Any
 
 IPv4 = ipaddress.IPv4Address
@@ -255,6 +256,23 @@ class Store:
         for ip in gone:
             self._remove(str(ip))
         return gone
+
+    def reclaim(self, leaked: Callable[[str, str, float], bool]) -> list[IPv4]:
+        """Free the reservations `leaked(container id, ifname, age in seconds)` says nobody
+        will ever release: a DEL that never came (the runtime lost the container) or an ADD
+        killed between reserving and its rollback. Call under `locked`."""
+        now = time.time()
+        freed = []
+        for name, cid, ifname in self._entries():
+            try:
+                age = now - os.stat(os.path.join(self.dir, name)).st_mtime
+                ip = ipaddress.IPv4Address(name)
+            except (FileNotFoundError, ValueError):
+                continue
+            if leaked(cid, ifname, age):
+                self._remove(name)
+                freed.append(ip)
+        return freed
 
     def _remove(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):

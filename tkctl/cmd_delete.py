@@ -3,12 +3,16 @@
 `--cascade` maps onto the API's propagationPolicy (background, the default, lets the garbage
 collector remove dependents after the owner; foreground removes them first; orphan keeps them).
 Objects selected by `-l`/`--all` are listed first and deleted one by one, as kubectl does, so each
-gets its own `pod "x" deleted` line.
+gets its own `pod "x" deleted` line. Like kubectl, it then waits (`--wait`, the default) until
+the objects are really gone: a pod lives on while its kubelet stops its containers within the
+grace period, an object with finalizers until they are done.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import time
 
 from api import errors
 from tkctl import cli
@@ -22,6 +26,7 @@ from tkctl.resolve import (
     verb_targets,
 )
 
+WAIT_POLL = 0.25  # seconds between checks while waiting for deleted objects to go
 _CASCADE = {"background": "Background", "true": "Background", "foreground": "Foreground",
             "orphan": "Orphan", "false": "Orphan"}
 
@@ -40,7 +45,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     cli.add_bool(p, "--now", help="Signal the resource for immediate shutdown (grace period 1)")
     cli.add_bool(p, "--force", help="With --grace-period=0: delete immediately")
     cli.add_bool(p, "--ignore-not-found", help="Treat \"resource not found\" as a success")
-    cli.add_bool(p, "--wait", help="Accepted for kubectl compatibility; tkctl does not wait")
+    cli.add_bool(p, "--wait", help="If true (the default), wait for resources to be gone before "
+                                   "returning. This waits for finalizers.")
+    p.add_argument("--no-wait", dest="wait", action="store_false", help=argparse.SUPPRESS)
+    p.set_defaults(wait=True)
+    p.add_argument("--timeout", type=cli.duration, default=0.0,
+                   help="The length of time to wait before giving up on a delete, zero means "
+                        "no limit (e.g. 30s, 1m)")
     cli.add_output(p, ("name",))
 
 
@@ -80,13 +91,45 @@ async def run(ctx: Context, args: argparse.Namespace) -> None:
     cli.check_output(args.output, ("name",))
     policy, grace = _policy(args.cascade), _grace(ctx, args)
     found = 0
+    pending: list[tuple[Target, str, str, str]] = []
     for target in _targets(ctx, args):
         names = await _names(ctx, args, target)
         found += len(names)
         for name, ns in names:
-            await _delete_one(ctx, args, target, name, ns, policy, grace)
+            uid = await _delete_one(ctx, args, target, name, ns, policy, grace)
+            if uid:
+                pending.append((target, name, ns, uid))
     if found == 0 and not ctx.failed:
         ctx.print("No resources found")
+    if args.wait and pending:
+        await _wait_gone(ctx, pending, args.timeout)
+
+
+async def _wait_gone(ctx: Context, pending: list[tuple[Target, str, str, str]],
+                     timeout: float) -> None:
+    """kubectl's default `--wait`: return once every deleted object is gone (its finalizers
+    done, a pod's containers stopped by its kubelet), or report the ones that are not."""
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    while pending:
+        still = []
+        for target, name, ns, uid in pending:
+            try:
+                obj = await ctx.client.get(target.info.name, name, ns or None)
+            except errors.NotFound:
+                continue
+            except errors.ApiError as e:
+                ctx.api_error(e)
+                continue
+            if (obj.get("metadata") or {}).get("uid") == uid:
+                still.append((target, name, ns, uid))
+        pending = still
+        if not pending:
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            for target, name, _, _ in pending:
+                ctx.error(f"timed out waiting for the condition on {target.info.name}/{name}")
+            return
+        await asyncio.sleep(WAIT_POLL)
 
 
 async def _names(ctx: Context, args: argparse.Namespace, target: Target) -> list[tuple[str, str]]:
@@ -104,20 +147,23 @@ async def _names(ctx: Context, args: argparse.Namespace, target: Target) -> list
 
 
 async def _delete_one(ctx: Context, args: argparse.Namespace, target: Target, name: str, ns: str,
-                      policy: str, grace: int | None) -> None:
+                      policy: str, grace: int | None) -> str:
+    """Delete one object; its uid while it still exists (being finalized), else ""."""
     try:
-        await ctx.client.delete(target.info.name, name, ns, grace_period_seconds=grace,
-                                propagation_policy=policy)
+        after = await ctx.client.delete(target.info.name, name, ns, grace_period_seconds=grace,
+                                        propagation_policy=policy)
     except errors.NotFound as e:
         if not args.ignore_not_found:
             ctx.api_error(e)
-        return
+        return ""
     except errors.ApiError as e:
         ctx.api_error(e)
-        return
+        return ""
     ctx.warnings()
     kind = ref(target.info)
     ctx.print(f"{kind}/{name}" if args.output == "name" else f'{kind} "{name}" deleted')
+    md = after.get("metadata") or {}
+    return str(md.get("uid") or "") if md.get("deletionTimestamp") else ""
 
 
 COMMAND = Command(

@@ -27,6 +27,8 @@ from tkctl.cmd_logs import ByteSink, attachable_pod, binary_out, default_contain
 from tkctl.context import Command, Context, UsageError
 
 _NO_TTY = "Unable to use a TTY - input is not a terminal or the right kind of file"
+_NO_DASH = ("exec [POD] [COMMAND] is not supported anymore. Use exec [POD] -- [COMMAND] instead"
+            "\nSee 'tkctl exec -h' for help and examples")
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -39,6 +41,21 @@ def configure(p: argparse.ArgumentParser) -> None:
     cli.add_bool(p, "-i", "--stdin", help="Pass stdin to the container")
     cli.add_bool(p, "-t", "--tty", help="Stdin is a TTY")
     cli.add_bool(p, "-q", "--quiet", help="Only print output from the remote session")
+    # The command is everything after the first `--`, verbatim (cobra's ArgsLenAtDash):
+    # argparse drops a further `--` from the positionals (`-- sh -c -- x` would lose it).
+    argv = list(getattr(p, "argv", ()))
+    p.set_defaults(dash_command=argv[argv.index("--") + 1:] if "--" in argv else None)
+
+
+def command_of(args: argparse.Namespace) -> list[str]:
+    """The command to run, as kubectl takes it: only after `--` (kubectl 1.31 refuses the old
+    `exec POD COMMAND` form)."""
+    dash: list[str] | None = getattr(args, "dash_command", None)
+    if dash is None:
+        if args.command:
+            raise UsageError(_NO_DASH)
+        return []
+    return dash
 
 
 def _fileno(stream: Any) -> int | None:
@@ -126,7 +143,8 @@ def _raw_terminal(fd: int | None) -> Iterator[None]:
 async def run(ctx: Context, args: argparse.Namespace) -> None:
     if not args.target:
         raise UsageError("pod, type/name or --filename must be specified")
-    if not args.command:
+    command = command_of(args)
+    if not command:
         raise UsageError("you must specify at least one command for the container")
     pod = await attachable_pod(ctx, args.target)
     phase = (pod.get("status") or {}).get("phase")
@@ -146,7 +164,7 @@ async def run(ctx: Context, args: argparse.Namespace) -> None:
             if not args.quiet:
                 ctx.print_err(_NO_TTY)
     start = pb.ExecStart(namespace=ctx.namespace, name=pod["metadata"]["name"],
-                         container=container, command=list(args.command),
+                         container=container, command=command,
                          stdin=stdin is not None, tty=tty)
     out, err = binary_out(ctx.out), binary_out(ctx.err)
     inp = _Input(stdin, tty_fd)

@@ -39,6 +39,7 @@ from tkctl import (
     cmd_pki,
     cmd_rollout,
     cmd_scale,
+    cmd_wait,
 )
 from tkctl.context import DEFAULT_NAMESPACE, Command, Context, UsageError
 from tkctl.manifests import ManifestError
@@ -64,6 +65,7 @@ COMMANDS: list[Command] = [
     *cmd_node.COMMANDS,
     cmd_logs.COMMAND,
     cmd_exec.COMMAND,
+    cmd_wait.COMMAND,
 ]
 
 

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -281,3 +282,78 @@ def test_subnet_env_wins_over_runtime_config(net: Net) -> None:
     assert result["ips"][0]["gateway"] == str(other[1])
     (link,) = ip_json("-n", ns, "link", "show", "eth0")
     assert link["mtu"] == 1400
+
+
+def bridge_mac(net: Net) -> str:
+    return Path(f"/sys/class/net/{net.bridge}/address").read_text().strip()
+
+
+def test_bridge_keeps_its_mac_as_pods_come_and_go(net: Net) -> None:
+    # Pods cache the gateway's MAC: a bridge that took a port's MAC would change it when that
+    # pod goes, and the other pods' egress would stall until their ARP entries go stale.
+    a, b = net.netns(), net.netns()
+    add(net, "c-mac-a", a)
+    mac = bridge_mac(net)
+    assert mac != "00:00:00:00:00:00"
+    assert plugin("DEL", net.conf(), "c-mac-a", a) == (0, None)
+    assert bridge_mac(net) == mac  # no port left
+    add(net, "c-mac-b", b)
+    assert bridge_mac(net) == mac
+    veth = cni.host_veth_name(cid("c-mac-b"), "eth0")
+    assert Path(f"/sys/class/net/{veth}/address").read_text().strip() != mac
+
+
+def rule_present(rule: list[str]) -> bool:
+    return subprocess.run(["iptables", "-w", "-C", *rule], capture_output=True,
+                          check=False).returncode == 0
+
+
+def test_forward_rules_come_back_after_a_reboot(net: Net) -> None:
+    rules = cni.forward_rules(net.bridge)
+    a, b, c = net.netns(), net.netns(), net.netns()
+    add(net, "c-fw-a", a)
+    assert all(rule_present(r) for r in rules)
+    marker = net.state_dir() / f".forward-{net.bridge}"
+    ifindex = Path(f"/sys/class/net/{net.bridge}/ifindex").read_text().strip()
+    # A reboot empties the chains while the marker stays in /var/lib, and the bridge made
+    # again at the same point of the boot gets the same ifindex; the marker of that earlier
+    # boot must not keep the rules away (here: one that recorded the ifindex alone, and one
+    # of another boot id).
+    for stale in (ifindex, f"00000000-0000-0000-0000-000000000000 {ifindex}"):
+        for r in rules:
+            subprocess.run(["iptables", "-w", "-D", *r], capture_output=True, check=True)
+        marker.write_text(stale)
+        ns = b if stale == ifindex else c
+        add(net, f"c-fw-{ns}", ns)
+        assert all(rule_present(r) for r in rules), stale
+
+
+def test_a_full_range_takes_back_leaked_addresses(net: Net) -> None:
+    small = {"runtimeConfig": {"ipRanges": [[{"subnet": str(net.subnet),
+                                              "rangeStart": str(net.subnet[2]),
+                                              "rangeEnd": str(net.subnet[4])}]]}}
+    namespaces = [net.netns() for _ in range(4)]
+    addresses = [addr_of(add(net, f"c{i}", namespaces[i], **small)) for i in range(3)]
+    # c1's sandbox died and its DEL never came (a kubelet killed at that moment, a
+    # container removed behind its back): the namespace goes, and the veth pair with it.
+    ip("netns", "del", namespaces[1])
+    veth1 = Path(f"/sys/class/net/{cni.host_veth_name(cid('c1'), 'eth0')}")
+    deadline = time.monotonic() + 30
+    while veth1.exists() and time.monotonic() < deadline:  # the kernel destroys it async
+        time.sleep(0.05)
+    assert not veth1.exists()
+    # A young reservation without a veth may be an ADD in flight: left alone.
+    rc, out = plugin("ADD", net.conf(**small), "c3", namespaces[3])
+    assert rc == 1 and "no IP addresses available" in out["msg"], out
+    old = time.time() - cni.LEAK_GRACE - 60
+    for a in addresses:
+        os.utime(net.state_dir() / a, (old, old))
+    # Old enough: only c1's address (its veth is gone) is taken back, the others stay.
+    assert addr_of(add(net, "c3", namespaces[3], **small)) == addresses[1]
+    held = {p.name: p.read_bytes() for p in net.state_dir().iterdir() if p.name[0].isdigit()}
+    assert held == {addresses[0]: cid("c0").encode() + b"\r\neth0",
+                    addresses[1]: cid("c3").encode() + b"\r\neth0",
+                    addresses[2]: cid("c2").encode() + b"\r\neth0"}
+    # The late DEL of c1 does not free the address c3 now holds.
+    assert plugin("DEL", net.conf(**small), "c1", None) == (0, None)
+    assert (net.state_dir() / addresses[1]).read_bytes().startswith(cid("c3").encode())

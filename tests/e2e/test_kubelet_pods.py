@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import signal
 import socket
 import subprocess
@@ -528,3 +529,202 @@ async def test_deployment_runs_three_replicas(kubelet_cluster: Cluster,
 async def _available(c: Cluster, ns: str) -> Obj | None:
     d = await c.client.get("deployments", "web", ns)
     return d if (d.get("status") or {}).get("availableReplicas") == 3 else None
+
+
+# --- termination races (review R1) ------------------------------------------------------------
+
+# `sleep` as PID 1 has no SIGTERM handler, so the kernel ignores SIGTERM: only the SIGKILL at the
+# end of the grace period stops it. With a grace period of 120s, a pod torn down within the 30s
+# these tests wait was killed with a shorter grace than its spec's.
+STUBBORN = busybox("c", "sleep 3600")
+LONG_GRACE = 120
+
+
+async def test_force_delete_kills_with_minimum_grace(kubelet_cluster: Cluster,
+                                                     kl_namespace: str,
+                                                     dk: docker.DockerClient) -> None:
+    """A force delete (grace 0) removes the pod at once; upstream's kubelet then kills its
+    containers with a 1s grace (2s minimum SIGTERM), not the spec's terminationGracePeriod."""
+    c, ns = kubelet_cluster, kl_namespace
+    await create(c, ns, pod_manifest("stubborn", [STUBBORN],
+                                     terminationGracePeriodSeconds=LONG_GRACE))
+    p = await wait_pod(c, ns, "stubborn", running_ready)
+    uid = p["metadata"]["uid"]
+    await c.client.delete("pods", "stubborn", ns, grace_period_seconds=0)
+    await until(lambda: pod_containers(dk, uid) == [], timeout=30,
+                what="containers of the force-deleted pod removed")
+
+
+@pytest.mark.parametrize("second_grace", [0, 1])
+async def test_shortened_grace_period_cuts_a_termination_short(
+        kubelet_cluster: Cluster, kl_namespace: str, dk: docker.DockerClient,
+        second_grace: int) -> None:
+    """A pod terminating with a long grace period, deleted again with a shorter one (a force
+    delete, or `--grace-period=1`): the kubelet kills with the shorter grace (upstream's pod
+    workers: the grace period of a termination can only decrease)."""
+    c, ns = kubelet_cluster, kl_namespace
+    name = f"shrink-{second_grace}"
+    await create(c, ns, pod_manifest(name, [STUBBORN],
+                                     terminationGracePeriodSeconds=LONG_GRACE))
+    p = await wait_pod(c, ns, name, running_ready)
+    uid = p["metadata"]["uid"]
+    await c.client.delete("pods", name, ns)
+    # The kubelet is in the middle of the kill (SIGTERM sent, ignored).
+    await until(lambda: events(c, ns, name, "Killing"), timeout=20, what="Killing event")
+    assert pod_containers(dk, uid)
+    await c.client.delete("pods", name, ns, grace_period_seconds=second_grace)
+    await until(lambda: pod_containers(dk, uid) == [], timeout=30,
+                what="containers removed after the shorter grace period")
+    await until(lambda: gone(c.client, "pods", name, ns), timeout=10, what="pod deleted")
+
+
+# --- what upstream's e2e checks that the tests above did not --------------------------------
+
+async def test_host_network_pod_has_the_node_ip(kubelet_cluster: Cluster, kl_namespace: str,
+                                                dk: docker.DockerClient) -> None:
+    c, ns = kubelet_cluster, kl_namespace
+    before = ipam_files(c)
+    await create(c, ns, pod_manifest("hostnet", [busybox("c", "sleep 3600")],
+                                     hostNetwork=True))
+    p = await wait_pod(c, ns, "hostnet", running_ready)
+    st = p["status"]
+    assert st["podIP"] == st["hostIP"] == "127.0.0.1"
+    assert st["podIPs"] == [{"ip": "127.0.0.1"}]
+    # The container is in the host's network namespace, and no pod address was allocated.
+    inside = dk.api.exec_create(cid(p, "c"), ["readlink", "/proc/1/ns/net"])
+    ns_inside = bytes(dk.api.exec_start(inside["Id"])).decode().strip()
+    assert ns_inside == os.readlink("/proc/self/ns/net")
+    assert ipam_files(c) == before
+    await c.client.delete("pods", "hostnet", ns)
+    await until(lambda: gone(c.client, "pods", "hostnet", ns), timeout=30, what="pod deleted")
+    assert pod_containers(dk, p["metadata"]["uid"]) == []
+
+
+async def test_post_start_hook_failure_kills_and_restarts(kubelet_cluster: Cluster,
+                                                          kl_namespace: str) -> None:
+    c, ns = kubelet_cluster, kl_namespace
+    hook = {"exec": {"command": ["sh", "-c", "echo nope; exit 7"]}}
+    await create(c, ns, pod_manifest("hook", [busybox("c", "sleep 3600",
+                                                      lifecycle={"postStart": hook})]))
+    p = await wait_pod(c, ns, "hook", lambda p: cstatus(p, "c").get("restartCount", 0) >= 1,
+                       what="restarted after the failed postStart hook")
+    assert p["status"]["phase"] == "Running"
+    assert cstatus(p, "c")["lastState"]["terminated"]["containerID"].startswith("docker://")
+    failed = await events(c, ns, "hook", "FailedPostStartHook")
+    assert failed and failed[0]["type"] == "Warning"
+    assert "exited with 7" in failed[0]["message"], failed[0]["message"]
+    assert failed[0]["involvedObject"]["fieldPath"] == "spec.containers{c}"
+    killing = await events(c, ns, "hook", "Killing")
+    assert any(e["message"] == "FailedPostStartHook" for e in killing), killing
+
+
+async def test_missing_image_err_image_pull_then_back_off(kubelet_cluster: Cluster,
+                                                          kl_namespace: str) -> None:
+    """An image that is not on the node (and no registry to pull it from): ErrImagePull, then
+    ImagePullBackOff, as the container's waiting reason and as events."""
+    c, ns = kubelet_cluster, kl_namespace
+    image = "tinykube/absent:1"
+    await create(c, ns, pod_manifest("pull", [{"name": "c", "image": image}]))
+    seen: list[str] = []
+
+    async def both() -> bool:
+        w = (cstatus(await get(c, ns, "pull"), "c").get("state") or {}).get("waiting") or {}
+        if w.get("reason") and (not seen or seen[-1] != w["reason"]):
+            seen.append(w["reason"])
+        return "ErrImagePull" in seen and "ImagePullBackOff" in seen
+    # (The very first ErrImagePull may flash by: the sandbox's start event syncs the pod again
+    # at once, within the back-off. Every retry after a back-off shows it again.)
+    await until(both, timeout=30, interval=0.1, what="ErrImagePull and ImagePullBackOff")
+    p = await get(c, ns, "pull")
+    assert p["status"]["phase"] == "Pending"
+    assert condition(p, "Ready")["reason"] == "ContainersNotReady"
+    evs = await events(c, ns, "pull")
+    by_reason: dict[str, list[Obj]] = {}
+    for e in evs:
+        by_reason.setdefault(e["reason"], []).append(e)
+    assert by_reason["Pulling"][0]["message"] == f'Pulling image "{image}"'
+    assert by_reason["Pulling"][0]["involvedObject"]["fieldPath"] == "spec.containers{c}"
+    failed = {e["message"] for e in by_reason["Failed"]}
+    assert any(m.startswith(f'Failed to pull image "{image}": ') for m in failed), failed
+    assert {"Error: ErrImagePull", "Error: ImagePullBackOff"} <= failed, failed
+    assert any(e["message"] == f'Back-off pulling image "{image}"'
+               for e in by_reason["BackOff"]), by_reason["BackOff"]
+
+
+async def test_create_container_config_error_recovers(kubelet_cluster: Cluster,
+                                                      kl_namespace: str,
+                                                      dk: docker.DockerClient) -> None:
+    c, ns = kubelet_cluster, kl_namespace
+    env = [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "late", "key": "k"}}}]
+    await create(c, ns, pod_manifest("late", [busybox("c", "echo X=$X; sleep 3600", env=env)]))
+    await wait_pod(c, ns, "late", lambda p: (cstatus(p, "c").get("state") or {}).get(
+        "waiting", {}).get("reason") == "CreateContainerConfigError")
+    await c.client.create("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                         "metadata": {"name": "late"}, "data": {"k": "v1"}}, ns)
+    p = await wait_pod(c, ns, "late", running_ready, what="Running once the ConfigMap exists")
+    assert cstatus(p, "c")["restartCount"] == 0
+    await until(lambda: "X=v1" in logs(dk, cid(p, "c")), timeout=10, what="the env value")
+
+
+async def test_cluster_stop_leaves_nothing_behind(docker_ready: None,
+                                                  dk: docker.DockerClient) -> None:
+    """A cluster with a kubelet and a running pod, stopped: no container, bridge or FORWARD
+    rule of it stays on the host."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int("".join(ch for ch in worker if ch.isdigit()) or 0)
+    node = f"leak-{index}"
+    async with Cluster("--watch-bookmark-interval", "1") as c:
+        c.start_scheduler()
+        c.start_controller_manager("--cluster-cidr", f"10.{120 + index}.0.0/16",
+                                   "--node-cidr-mask-size", "24")
+        c.start_kubelet(node, "--lease-interval", "2s", "--node-status-update-frequency", "2s")
+        await c.wait_nodes_ready(1, timeout=60)
+        ns = await c.new_namespace()
+        await create(c, ns, pod_manifest("p", [busybox("c", "sleep 3600")]))
+        await wait_pod(c, ns, "p", running_ready)
+        bridge = c._kubelets[node]
+        assert Path(f"/sys/class/net/{bridge}").exists()
+        assert bridge in subprocess.run(["iptables", "-w", "-S", "FORWARD"], text=True,
+                                        capture_output=True, check=True).stdout
+    assert dk.api.containers(all=True, filters={"label": f"io.tinykube.node.name={node}"}) == []
+    assert not Path(f"/sys/class/net/{bridge}").exists()
+    rules = subprocess.run(["iptables", "-w", "-S", "FORWARD"], text=True, capture_output=True,
+                           check=True).stdout
+    assert bridge not in rules, rules
+
+
+async def test_kubelet_down_container_death_and_force_delete(kubelet_cluster: Cluster,
+                                                             kl_namespace: str,
+                                                             dk: docker.DockerClient) -> None:
+    """While the kubelet is down (SIGKILL): a container dies and a pod is force-deleted. The
+    new kubelet restarts the dead container once (restartCount 1, one new container, not two)
+    and tears the deleted pod down completely: containers, IP allocation, volume directory."""
+    c, ns = kubelet_cluster, kl_namespace
+    mount = [{"name": "scratch", "mountPath": "/scratch"}]
+    await create(c, ns, pod_manifest("dies", [busybox("c", "sleep 3600")]))
+    await create(c, ns, pod_manifest("orphan", [busybox("c", "sleep 3600", volumeMounts=mount)],
+                                     volumes=[{"name": "scratch", "emptyDir": {}}]))
+    dies = await wait_pod(c, ns, "dies", running_ready)
+    orphan = await wait_pod(c, ns, "orphan", running_ready)
+    first, ouid, oip = cid(dies, "c"), orphan["metadata"]["uid"], orphan["status"]["podIP"]
+    pod_dir = c.dir / "nodes" / node_name(c) / "root" / "pods" / ouid
+    assert pod_dir.is_dir() and oip in ipam_files(c)
+    kubelet = kubelet_component(c)
+    kubelet.kill()  # SIGKILL
+    try:
+        await asyncio.to_thread(dk.api.kill, first)
+        await c.client.delete("pods", "orphan", ns, grace_period_seconds=0)
+    finally:
+        kubelet.start()
+    p = await wait_pod(c, ns, "dies", lambda p: running_ready(p) and cid(p, "c") != first,
+                       what="the dead container restarted")
+    assert cstatus(p, "c")["restartCount"] == 1
+    assert cstatus(p, "c")["lastState"]["terminated"]["containerID"] == f"docker://{first}"
+    counts = sorted(int(x["Labels"]["io.kubernetes.container.restartCount"])
+                    for x in pod_containers(dk, p["metadata"]["uid"])
+                    if x["Labels"]["io.kubernetes.docker.type"] == "container")
+    assert counts == [0, 1], counts
+    await until(lambda: pod_containers(dk, ouid) == [], timeout=30, what="orphan removed")
+    await until(lambda: oip not in ipam_files(c), timeout=10, what="orphan's address released")
+    await until(lambda: not pod_dir.exists(), timeout=10, what="orphan's volumes removed")
+    await kubelet_cluster.wait_nodes_ready(1)

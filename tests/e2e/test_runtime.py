@@ -336,3 +336,23 @@ async def test_events_see_die_and_stop_on_close(docker_ready: None) -> None:
     finally:
         await rt.close()
     await asyncio.wait_for(task, 10)  # the iterator ends when the runtime closes
+
+
+async def test_kubelets_with_one_node_name_keep_to_their_own_containers(node: Node) -> None:
+    """Two kubelets named alike on one engine (a test cluster's `node-1` beside scripts/up's):
+    each lists and watches only the containers it created, told apart by its instance id."""
+    mine = DockerRuntime(kubelet_id=L.kubelet_id("/tmp/a/root"))
+    theirs = DockerRuntime(kubelet_id=L.kubelet_id("/tmp/b/root"))
+    try:
+        pod_a, pod_b = make_pod("a"), make_pod("b")
+        sid_a = await mine.create_sandbox(pod_a, node.name, 0, PAUSE)
+        sid_b = await theirs.create_sandbox(pod_b, node.name, 0, PAUSE)
+        assert [c.id for c in await mine.list_containers(node.name)] == [sid_a]
+        assert [c.id for c in await theirs.list_containers(node.name, detail=False)] == [sid_b]
+        # without an id (an old kubelet, or a tool) both are the node's
+        assert {c.id for c in await node.rt.list_containers(node.name)} == {sid_a, sid_b}
+        info = await mine.inspect(sid_a)
+        assert info is not None and info.labels[L.KUBELET_ID] == L.kubelet_id("/tmp/a/root")
+    finally:
+        await mine.close()
+        await theirs.close()

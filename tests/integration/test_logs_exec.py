@@ -85,6 +85,19 @@ class FakeNode:
             await asyncio.to_thread(lambda: self.docker.containers.get(cid).wait(timeout=30))
         return cid
 
+    async def run_tty(self, ns: str, pod: str, container: str, script: str) -> str:
+        """Like run, for a container with a terminal (`tty: true`)."""
+        def start() -> str:
+            c = self.docker.containers.run(
+                IMAGE, ["sh", "-c", script], detach=True, tty=True, network_mode="none",
+                labels={TEST_LABEL: "logs-exec", "node": self.name},
+                name=f"h6_{container}_{pod}_{ns}_{uuid.uuid4().hex[:6]}")
+            return str(c.id)
+        cid = await asyncio.to_thread(start)
+        self.created.append(cid)
+        self.containers[(ns, pod, container, False)] = cid
+        return cid
+
     async def pod(self, ns: str, name: str, containers: dict[str, str], *,
                   labels: dict[str, str] | None = None, **spec: Any) -> Obj:
         """A Pod bound to this node whose containers run `script` each, reported Running."""
@@ -229,6 +242,23 @@ async def test_logs_previous(cluster: Cluster, namespace: str, node: FakeNode) -
                    wait_exit=True)
     assert await read_logs(cluster.client, namespace, "web", previous=True) == b"crashed\n"
     assert await wait_logs(cluster.client, namespace, "web", b"current") == b"current\n"
+
+
+async def test_logs_of_a_tty_container_come_in_chunks(cluster: Cluster, namespace: str,
+                                                      node: FakeNode) -> None:
+    """Docker's SDK reads a TTY container's log one byte at a time: 200 kB must not become
+    200,000 messages through the kubelet, the apiserver and the client."""
+    await node.pod(namespace, "web", {"c": "sleep 3600"})
+    await node.run_tty(namespace, "web", "c", "head -c 200000 /dev/zero | tr '\\0' x; "
+                       "echo; echo end; sleep 3600")
+
+    async def chunks() -> list[bytes] | None:
+        got = [c async for c in cluster.client.logs(namespace, "web")]
+        return got if b"end" in b"".join(got) else None
+    got = await until(chunks, timeout=60, what="the whole log of the TTY container")
+    data = b"".join(got)
+    assert data.count(b"x") == 200_000 and data.endswith(b"\r\nend\r\n")
+    assert len(got) < 200, len(got)
 
 
 # --- exec ---------------------------------------------------------------------------------

@@ -162,3 +162,124 @@ async def test_register_adopts_an_existing_node(cluster: Cluster, tmp_path: Path
         runtime.close()
         with contextlib.suppress(errors.NotFound):
             await admin.delete("nodes", name)
+
+
+class DockerProxy:
+    """A Docker socket the test can take away and give back: relays a unix socket of its own
+    to the real engine's, so the kubelet's engine goes down and up without touching the
+    dockerd other tests share."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_unix_connection("/var/run/docker.sock")
+        self._writers |= {writer, up_w}
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            w.close()
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+    async def start(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self._server = await asyncio.start_unix_server(self._relay, path=str(self.path))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for w in self._writers:  # the SDK keeps connections alive: cut them too
+            w.close()
+        self._writers.clear()
+        self.path.unlink(missing_ok=True)
+
+
+async def test_ready_follows_the_runtime(cluster: Cluster, tmp_path: Path,
+                                         docker_ready: None) -> None:
+    name = f"nm-{uuid.uuid4().hex[:8]}"
+    conf_dir, bin_dir = tmp_path / "net.d", tmp_path / "bin"
+    subprocess.run([TK_CNI, "install", "--bin-dir", str(bin_dir), "--conf-dir", str(conf_dir),
+                    "--bridge", "tknm1"], check=True, capture_output=True)
+    proxy = DockerProxy(tmp_path / "docker.sock")
+    runtime = DockerRuntime(base_url=f"unix://{proxy.path}")
+    nm = NodeManager(cluster.client_as(f"system:node:{name}", ["system:nodes"]), name, runtime,
+                     CNI(str(conf_dir), [str(bin_dir)], str(tmp_path / "cache")),
+                     node_ip="10.0.0.8", kubelet_port=10250, lease_interval=0.3,
+                     status_interval=1.0, labels={}, root_dir=str(tmp_path))
+    admin = cluster.client
+    task: asyncio.Task[None] | None = None
+
+    async def ready_is(status: str) -> dict[str, Any] | None:
+        cur = await admin.get("nodes", name)
+        return cur if condition(cur, "Ready")["status"] == status else None
+    try:
+        # No engine behind the socket yet: the kubelet starts and says why it is not Ready.
+        node = await nm.register()
+        ready = condition(node, "Ready")
+        assert (ready["status"], ready["reason"], ready["message"]) == (
+            "False", "KubeletNotReady", "container runtime is down")
+        assert node["status"]["nodeInfo"]["containerRuntimeVersion"] == ""
+        task = asyncio.create_task(nm.run())
+        await proxy.start()
+        node = await wait.until(lambda: ready_is("True"), timeout=15, what="Ready with Docker")
+        assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("docker://")
+        await proxy.stop()
+        node = await wait.until(lambda: ready_is("False"), timeout=15, what="NotReady again")
+        assert condition(node, "Ready")["message"] == "container runtime is down"
+        await proxy.start()
+        await wait.until(lambda: ready_is("True"), timeout=15, what="Ready once it is back")
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await proxy.stop()
+        runtime.close()
+        with contextlib.suppress(errors.NotFound):
+            await admin.delete("nodes", name)
+
+
+async def test_a_deleted_node_registers_again(cluster: Cluster, tmp_path: Path,
+                                              docker_ready: None) -> None:
+    name = f"nm-{uuid.uuid4().hex[:8]}"
+    runtime = DockerRuntime()
+    nm = NodeManager(cluster.client_as(f"system:node:{name}", ["system:nodes"]), name, runtime,
+                     CNI(str(tmp_path), [str(tmp_path)], str(tmp_path / "c")),
+                     node_ip="10.0.0.9", kubelet_port=10250, lease_interval=0.3,
+                     status_interval=1.0, labels={"tier": "again"}, root_dir=str(tmp_path))
+    admin = cluster.client
+    task = asyncio.create_task(nm.run())
+    try:
+        first = await wait.until(lambda: nm._registered.is_set() or None, timeout=15,
+                                 what="registered")
+        assert first
+        old = await admin.get("nodes", name)
+        await admin.delete("nodes", name)
+
+        async def again() -> dict[str, Any] | None:
+            with contextlib.suppress(errors.NotFound):
+                cur = await admin.get("nodes", name)
+                if cur["metadata"]["uid"] != old["metadata"]["uid"] and cur.get("status"):
+                    return cur
+            return None
+        node = await wait.until(again, timeout=15, what="the Node registered again")
+        assert node["metadata"]["labels"]["tier"] == "again"
+        assert node["status"]["addresses"][0] == {"type": "InternalIP", "address": "10.0.0.9"}
+
+        async def lease_renewed() -> bool:
+            lease = await admin.get("leases", name, "kube-node-lease")
+            return str(lease["spec"]["renewTime"]) > str(node["metadata"]["creationTimestamp"])
+        await wait.until(lease_renewed, timeout=15, what="the Lease renewed after")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        runtime.close()
+        with contextlib.suppress(errors.NotFound):
+            await admin.delete("nodes", name)

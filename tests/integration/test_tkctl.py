@@ -195,8 +195,10 @@ async def test_delete_forms(cluster: Cluster, namespace: str, tmp_path: Path) ->
     assert r.code == 1
     assert r.err == 'Error from server (NotFound): deployments.apps "nginx-deployment" not found\n'
     await tk(cluster, "apply", "-f", f, namespace=namespace)
+    # This cluster runs no garbage collector, so the orphan finalizer stays: without
+    # --wait=false tkctl (like kubectl) would wait for the object to go.
     r = await tk(cluster, "delete", "deploy", "nginx-deployment", "--cascade=orphan",
-                 namespace=namespace)
+                 "--wait=false", namespace=namespace)
     assert r.out == 'deployment.apps "nginx-deployment" deleted\n'
     live = await cluster.client.get("deployments", "nginx-deployment", namespace)
     assert "orphan" in live["metadata"]["finalizers"]  # the garbage collector finishes it
@@ -211,6 +213,26 @@ async def test_delete_forms(cluster: Cluster, namespace: str, tmp_path: Path) ->
     assert r.err == 'Error from server (NotFound): pods "zzz" not found\n'
     r = await tk(cluster, "delete", "pods", "--all", namespace=namespace)
     assert r.code == 0
+
+
+async def test_delete_waits_until_the_object_is_gone(cluster: Cluster, namespace: str) -> None:
+    """As kubectl, `delete` returns once the object is gone, not when it is marked: here a
+    finalizer holds it, so a --timeout gives up with kubectl's message, and a delete without
+    one returns as soon as the finalizer is removed."""
+    held = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "held", "finalizers": ["example.com/hold"]}}
+    await cluster.client.create("configmaps", held, namespace)
+    r = await tk(cluster, "delete", "configmap", "held", "--timeout=1s", namespace=namespace)
+    assert (r.code, r.out) == (1, 'configmap "held" deleted\n')
+    assert r.err == "error: timed out waiting for the condition on configmaps/held\n"
+    waiting = asyncio.create_task(tk(cluster, "delete", "configmap", "held",
+                                     namespace=namespace))
+    await asyncio.sleep(1.0)
+    assert not waiting.done(), "delete returned while the finalizer still held the object"
+    await cluster.client.patch("configmaps", "held", {"metadata": {"finalizers": None}},
+                               namespace)
+    r = await waiting
+    assert (r.code, r.out, r.err) == (0, 'configmap "held" deleted\n', "")
 
 
 async def test_label_annotate_patch(cluster: Cluster, namespace: str, tmp_path: Path) -> None:

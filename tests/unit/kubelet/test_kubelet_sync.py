@@ -155,3 +155,27 @@ def test_parse_time_nanoseconds() -> None:
     diff = parse_time("2024-01-01T00:00:00.123456789Z") - parse_time("2024-01-01T00:00:00Z")
     assert abs(diff - 0.123456) < 1e-5
     assert parse_time("0001-01-01T00:00:00Z") == 0 and parse_time("") == 0
+
+
+def _terminal(phase: str, policy: str) -> dict:
+    p = pod("a", policy=policy)
+    p["status"]["phase"] = phase
+    return p
+
+
+def test_terminal_pod_is_never_brought_back() -> None:
+    # Docker lost the pod's containers (pruned, or the engine's data reset): a Failed or
+    # Succeeded pod stays down whatever its restart policy says.
+    for phase, policy in (("Failed", "Never"), ("Succeeded", "OnFailure"),
+                          ("Failed", "OnFailure"), ("Succeeded", "Always")):
+        a = compute_pod_actions(_terminal(phase, policy), [])
+        assert not a.create_sandbox and not a.start and a.next_init is None, (phase, policy)
+        a = compute_pod_actions(_terminal(phase, policy), [sandbox("exited")])
+        assert not a.create_sandbox and not a.start, (phase, policy)
+
+
+def test_terminal_pod_stops_what_still_runs() -> None:
+    a = compute_pod_actions(_terminal("Failed", "Never"), [sandbox(), ctr("a", "exited", 1)])
+    assert a.kill_pod and not a.start
+    assert compute_pod_actions(_terminal("Succeeded", "OnFailure"),
+                               [sandbox("exited"), ctr("a", "exited", 0)]).idle
