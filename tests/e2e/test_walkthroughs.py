@@ -223,7 +223,10 @@ async def start_components(cluster: Any, spec: dict[str, str]) -> None:
     if "scheduler" in spec:
         cluster.start_scheduler()
     if "controller-manager" in spec:
-        cluster.start_controller_manager()
+        # Real kubelets route their podCIDRs on this host: keep them apart from scripts/up's
+        # 10.244.0.0/16 (a reader's cluster may be running beside the tests).
+        cidr = ("--cluster-cidr", "10.243.0.0/16") if "kubelets" in spec else ()
+        cluster.start_controller_manager(*cidr)
     nodes = 0
     if "hollow-nodes" in spec:
         nodes += int(spec["hollow-nodes"] or 3)
