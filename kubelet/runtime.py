@@ -328,6 +328,9 @@ def _explanation(e: docker.errors.APIError) -> str:
     return str(text or e)
 
 
+PING_TIMEOUT = 5.0  # seconds
+
+
 def _translate(e: BaseException) -> BaseException:
     if isinstance(e, RuntimeFailure):
         return e
@@ -405,9 +408,14 @@ class DockerRuntime:
                 try:
                     # `auto` asks the daemon for its API version: created lazily, so that a
                     # kubelet starts (and reports NotReady) while Docker is still down.
-                    self._client = docker.DockerClient(
-                        base_url=self._base_url, version="auto", timeout=120,
+                    # The version probe gets the ping's short timeout (a hung dockerd must
+                    # not hold this lock, and every caller behind it, for two minutes);
+                    # the calls after it the SDK's usual 120s (a busy dockerd is slow).
+                    client = docker.DockerClient(
+                        base_url=self._base_url, version="auto", timeout=int(PING_TIMEOUT),
                         max_pool_size=self._workers + 4)
+                    client.api.timeout = 120
+                    self._client = client
                 except Exception as e:
                     raise _translate(e) from e
             return self._client
@@ -445,8 +453,12 @@ class DockerRuntime:
 
     # -- node -----------------------------------------------------------------------------------
 
-    async def ping(self) -> None:
-        await self._call(lambda c: c.api.ping())
+    async def ping(self, timeout: float = PING_TIMEOUT) -> None:
+        """RuntimeUnavailable unless Docker answers within `timeout`: a hung (not dead) dockerd
+        must turn the node NotReady, and must not hold a pool thread for the SDK's own
+        two-minute timeout on every status tick."""
+        await self._call(lambda c: c.api._result(c.api._get(c.api._url("/_ping"),
+                                                            timeout=timeout)))
 
     async def version(self) -> str:
         data = await self._call(lambda c: c.api.version())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -356,3 +357,21 @@ async def test_kubelets_with_one_node_name_keep_to_their_own_containers(node: No
     finally:
         await mine.close()
         await theirs.close()
+
+
+async def test_a_hung_docker_is_unavailable_soon(tmp_path: Path) -> None:
+    """A dockerd that accepts connections but never answers (hung, not dead): ping says
+    RuntimeUnavailable within seconds (the node goes NotReady), instead of holding a thread for
+    the SDK's two-minute timeout on every status tick."""
+    path = tmp_path / "hung.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(16)  # accepted by the kernel, never read
+    rt = DockerRuntime(base_url=f"unix://{path}")
+    try:
+        for _ in range(2):  # the version probe, then (still hung) again
+            with pytest.raises(RuntimeUnavailable):
+                await asyncio.wait_for(rt.ping(timeout=1), 30)
+    finally:
+        await rt.close()
+        listener.close()
