@@ -225,14 +225,21 @@ async def test_delete_waits_until_the_object_is_gone(cluster: Cluster, namespace
     r = await tk(cluster, "delete", "configmap", "held", "--timeout=1s", namespace=namespace)
     assert (r.code, r.out) == (1, 'configmap "held" deleted\n')
     assert r.err == "error: timed out waiting for the condition on configmaps/held\n"
-    waiting = asyncio.create_task(tk(cluster, "delete", "configmap", "held",
-                                     namespace=namespace))
-    await asyncio.sleep(1.0)
-    assert not waiting.done(), "delete returned while the finalizer still held the object"
+    # Again without a timeout: it says "deleted" (the object is marked), then waits, and
+    # returns once the finalizer is removed.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tkctl", "--kubeconfig", cluster.kubeconfig, "-n", namespace,
+        "delete", "configmap", "held", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=_env())
+    assert proc.stdout is not None and proc.stderr is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    assert line == b'configmap "held" deleted\n'
+    await asyncio.sleep(0.5)
+    assert proc.returncode is None, "delete returned while the finalizer still held the object"
     await cluster.client.patch("configmaps", "held", {"metadata": {"finalizers": None}},
                                namespace)
-    r = await waiting
-    assert (r.code, r.out, r.err) == (0, 'configmap "held" deleted\n', "")
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
+    assert await proc.stdout.read() == b"" and await proc.stderr.read() == b""
 
 
 async def test_label_annotate_patch(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
