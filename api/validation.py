@@ -39,7 +39,9 @@ from api.selectors import (
 # --------------------------------------------------------------------------------------------
 
 
-def _go_quote(s: str) -> str:
+def go_quote(s: str) -> str:
+    """Go's %q for the common cases (quotes, backslashes, control characters): how upstream
+    quotes values in its messages."""
     out = ['"']
     for ch in s:
         if ch in '"\\':
@@ -66,27 +68,27 @@ def fmt_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return _go_quote(value)
+        return go_quote(value)
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, Mapping):
         if all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            inner = ", ".join(f"{_go_quote(k)}:{_go_quote(v)}" for k, v in sorted(value.items()))
+            inner = ", ".join(f"{go_quote(k)}:{go_quote(v)}" for k, v in sorted(value.items()))
             return "map[string]string{" + inner + "}"
         return "map[string]interface {}{...}"
     if isinstance(value, list | tuple):
         if all(isinstance(v, str) for v in value):
-            return "[]string{" + ", ".join(_go_quote(v) for v in value) + "}"
+            return "[]string{" + ", ".join(go_quote(v) for v in value) + "}"
         return "[]interface {}{...}"
-    return _go_quote(str(value))
+    return go_quote(str(value))
 
 
 def _fmt_label_selector(sel: LabelSelector) -> str:
     ml = fmt_value(sel.match_labels) if sel.match_labels else "map[string]string(nil)"
     if sel.match_expressions:
         exprs = ", ".join(
-            f"v1.LabelSelectorRequirement{{Key:{_go_quote(e.key)}, "
-            f"Operator:{_go_quote(e.operator)}, Values:{fmt_value(e.values or [])}}}"
+            f"v1.LabelSelectorRequirement{{Key:{go_quote(e.key)}, "
+            f"Operator:{go_quote(e.operator)}, Values:{fmt_value(e.values or [])}}}"
             for e in sel.match_expressions
         )
         me = f"[]v1.LabelSelectorRequirement{{{exprs}}}"
@@ -118,7 +120,7 @@ class _Errs:
         self.causes.append(Cause(path, f"Not found: {fmt_value(value)}", "FieldValueNotFound"))
 
     def not_supported(self, path: str, value: object, valid: Iterable[str]) -> None:
-        opts = ", ".join(_go_quote(v) for v in sorted(valid))
+        opts = ", ".join(go_quote(v) for v in sorted(valid))
         self.causes.append(
             Cause(path, f"Unsupported value: {fmt_value(value)}: supported values: {opts}",
                   "FieldValueNotSupported")
@@ -1248,8 +1250,8 @@ def _validate_subject(e: _Errs, p: str, s: rbac.Subject, namespaced: bool) -> No
 
 
 def _fmt_role_ref(ref: rbac.RoleRef) -> str:
-    return (f"rbac.RoleRef{{APIGroup:{_go_quote(ref.api_group)}, Kind:{_go_quote(ref.kind)}, "
-            f"Name:{_go_quote(ref.name)}}}")
+    return (f"rbac.RoleRef{{APIGroup:{go_quote(ref.api_group)}, Kind:{go_quote(ref.kind)}, "
+            f"Name:{go_quote(ref.name)}}}")
 
 
 def _validate_role_binding(e: _Errs, b: rbac.RoleBinding | rbac.ClusterRoleBinding,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api import errors, rbac
+from api.validation import go_quote
 from apiserver.auth import (
     SYSTEM_MASTERS,
     AdmissionRequest,
@@ -205,11 +206,7 @@ def compact_rules(rules: Sequence[Rule]) -> list[Rule]:
 
 def _go_strings(values: Sequence[str]) -> str:
     """A []string as Go's %q prints it: `["a" "b"]`."""
-    return "[" + " ".join(_go_quote(v) for v in values) + "]"
-
-
-def _go_quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "[" + " ".join(go_quote(v) for v in values) + "]"
 
 
 def compact_string(rule: Rule) -> str:
@@ -245,7 +242,7 @@ def describe_subject(subject: Obj, binding_ns: str) -> str:
     kind, name = str(subject.get("kind") or ""), str(subject.get("name") or "")
     if kind == rbac.SERVICE_ACCOUNT_KIND:
         name = f"{name}/{subject.get('namespace') or binding_ns}"
-    return f"{kind} {_go_quote(name)}"
+    return f"{kind} {go_quote(name)}"
 
 
 @dataclass(frozen=True)
@@ -373,7 +370,7 @@ class RBACAuthorizer:
 def _missing_role(binding: Obj) -> str:
     ref = binding.get("roleRef") or {}
     kind = str(ref.get("kind") or "").lower()
-    return f'{kind}.{_RBAC_GROUP} {_go_quote(str(ref.get("name") or ""))} not found'
+    return f'{kind}.{_RBAC_GROUP} {go_quote(str(ref.get("name") or ""))} not found'
 
 
 def _describe(m: _Match) -> str:
@@ -382,9 +379,9 @@ def _describe(m: _Match) -> str:
     md = m.binding.get("metadata") or {}
     ns, name = str(md.get("namespace") or ""), str(md.get("name") or "")
     ref = m.binding.get("roleRef") or {}
-    what = f"RoleBinding {_go_quote(f'{name}/{ns}')}" if ns else \
-        f"ClusterRoleBinding {_go_quote(name)}"
-    return (f"{what} of {ref.get('kind')} {_go_quote(str(ref.get('name') or ''))} to "
+    what = f"RoleBinding {go_quote(f'{name}/{ns}')}" if ns else \
+        f"ClusterRoleBinding {go_quote(name)}"
+    return (f"{what} of {ref.get('kind')} {go_quote(str(ref.get('name') or ''))} to "
             f"{describe_subject(m.subject, ns)}")
 
 
@@ -452,7 +449,7 @@ class EscalationCheck:
         rules = self.rbac.role_rules(ref, req.namespace)
         if rules is None:
             raise errors.NotFound(
-                message=f'{resource}.{_RBAC_GROUP} {_go_quote(ref_name)} not found',
+                message=f'{resource}.{_RBAC_GROUP} {go_quote(ref_name)} not found',
                 kind=resource, name=ref_name, group=_RBAC_GROUP)
         self._confirm_no_escalation(req, user, rules)
 
@@ -463,7 +460,7 @@ class EscalationCheck:
         if ok:
             return
         lines = sorted({compact_string(r) for r in compact_rules(missing)})
-        msg = (f"user {_go_quote(user.name)} (groups={_go_strings(user.groups)}) is attempting "
+        msg = (f"user {go_quote(user.name)} (groups={_go_strings(user.groups)}) is attempting "
                "to grant RBAC permissions not currently held:\n" + "\n".join(lines))
         if resolution_errors:
             msg += f"; resolution errors: [{', '.join(resolution_errors)}]"

@@ -21,7 +21,6 @@ args as well.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import math
 import re
@@ -31,6 +30,7 @@ from typing import Any
 
 from api import errors
 from api.quantity import QuantityError, parse_quantity
+from api.validation import go_quote
 from client.apiclient import ApiClient
 
 log = logging.getLogger(__name__)
@@ -109,14 +109,9 @@ def expand(text: str, env: Mapping[str, str]) -> str:
 # --- the downward API -------------------------------------------------------------------------
 
 
-def _go_quote(value: str) -> str:
-    """Go's %q for the strings labels and annotations hold (JSON's escaping, non-ASCII kept)."""
-    return json.dumps(value, ensure_ascii=False)
-
-
 def format_map(m: Mapping[str, str]) -> str:
     """upstream fieldpath.FormatMap: `key="value"` lines sorted by key, no trailing newline."""
-    return "\n".join(f"{k}={_go_quote(m[k])}" for k in sorted(m))
+    return "\n".join(f"{k}={go_quote(m[k])}" for k in sorted(m))
 
 
 def extract_field_path(pod: Obj, field_path: str) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from api.validation import go_quote
 from kubelet.runtime import EXEC_TIMEOUT_EXIT, DockerRuntime, RuntimeFailure
 
 log = logging.getLogger(__name__)
@@ -98,24 +99,6 @@ def format_pod(pod: Obj) -> str:
     return f"{md.get('name', '')}_{md.get('namespace', '')}({md.get('uid', '')})"
 
 
-def go_quote(s: str) -> str:
-    """Go's %q for the common cases (quotes, backslashes, control characters)."""
-    out = ['"']
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def resolve_port(port: Any, container: Obj) -> int:
