@@ -2,48 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from kubelet import labels as L
+from kubelet.runtime import ContainerInfo
 
 
-@dataclass
-class FakeContainer:
-    id: str
-    name: str
-    labels: dict[str, str] = field(default_factory=dict)
-    state: str = "running"
-    exit_code: int | None = None
-    reason: str = ""
-    message: str = ""
-    created_at: str = "2024-01-01T00:00:00Z"
-    started_at: str = "2024-01-01T00:00:01Z"
-    finished_at: str = ""
-    image: str = "img"
-    image_id: str = "docker://sha256:abc"
-    pid: int = 0
-    created: float = 0.0
-
-    @property
-    def pod_uid(self) -> str:
-        return self.labels.get(L.POD_UID, "")
-
-    @property
-    def container_name(self) -> str:
-        return self.labels.get(L.CONTAINER_NAME, "")
-
-    @property
-    def restart_count(self) -> int:
-        return int(self.labels.get(L.RESTART_COUNT, "0"))
-
-    @property
-    def is_sandbox(self) -> bool:
-        return self.labels.get(L.CONTAINER_TYPE) == L.TYPE_SANDBOX
-
-    @property
-    def sandbox_id(self) -> str:
-        return self.labels.get(L.SANDBOX_ID, "")
+def info(cid: str, name: str, labels: dict[str, str], *, state: str = "running",
+         exit_code: int | None = None, reason: str = "", finished_at: str = "",
+         created: float = 0.0) -> ContainerInfo:
+    """A real ContainerInfo (its label properties are the runtime's own) with test defaults."""
+    return ContainerInfo(id=cid, name=name, labels=labels, state=state, exit_code=exit_code,
+                         reason=reason, message="", created_at="2024-01-01T00:00:00Z",
+                         started_at="2024-01-01T00:00:01Z", finished_at=finished_at,
+                         image="img", image_id="docker://sha256:abc", pid=0, created=created)
 
 
 def pod(*names: str, policy: str = "Always", inits: tuple[str, ...] = (),
@@ -62,10 +34,10 @@ def pod(*names: str, policy: str = "Always", inits: tuple[str, ...] = (),
 _n = 0
 
 
-def sandbox(state: str = "running", attempt: int = 0) -> FakeContainer:
+def sandbox(state: str = "running", attempt: int = 0) -> ContainerInfo:
     global _n
     _n += 1
-    return FakeContainer(f"sb{_n}", f"k8s_POD_p_ns_u1_{attempt}",
+    return info(f"sb{_n}", f"k8s_POD_p_ns_u1_{attempt}",
                          {L.POD_UID: "u1", L.CONTAINER_NAME: "POD",
                           L.CONTAINER_TYPE: L.TYPE_SANDBOX},
                          state=state, created=float(_n),
@@ -73,13 +45,13 @@ def sandbox(state: str = "running", attempt: int = 0) -> FakeContainer:
 
 
 def ctr(name: str, state: str = "running", exit_code: int | None = None, restarts: int = 0,
-        finished: str = "", cid: str | None = None) -> FakeContainer:
+        finished: str = "", cid: str | None = None) -> ContainerInfo:
     global _n
     _n += 1
     if state == "exited" and exit_code is None:
         exit_code = 0
     reason = "" if state != "exited" else ("Completed" if exit_code == 0 else "Error")
-    return FakeContainer(cid or f"c{_n}", f"k8s_{name}_p_ns_u1_{restarts}",
+    return info(cid or f"c{_n}", f"k8s_{name}_p_ns_u1_{restarts}",
                          {L.POD_UID: "u1", L.CONTAINER_NAME: name,
                           L.CONTAINER_TYPE: L.TYPE_CONTAINER, L.RESTART_COUNT: str(restarts)},
                          state=state, exit_code=exit_code, reason=reason,
