@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,10 +85,16 @@ def cid(p: Obj, name: str) -> str:
     return str(cstatus(p, name).get("containerID", "")).removeprefix("docker://")
 
 
-async def events(c: Cluster, ns: str, name: str, reason: str | None = None) -> list[Obj]:
-    items, _ = await c.client.list_all("events", ns)
-    return [e for e in items if e["involvedObject"].get("name") == name
-            and (reason is None or e.get("reason") == reason)]
+async def events(c: Cluster, ns: str, name: str, reason: str | None = None,
+                 want: Callable[[list[Obj]], bool] = bool) -> list[Obj]:
+    """The pod's events (of a reason), once `want` holds for them (by default: there are
+    some): the kubelet's recorder writes an event after the action it reports."""
+    async def matching() -> list[Obj] | None:
+        items, _ = await c.client.list_all("events", ns)
+        evs = [e for e in items if e["involvedObject"].get("name") == name
+               and (reason is None or e.get("reason") == reason)]
+        return evs if want(evs) else None
+    return await until(matching, timeout=30, what=f"events {reason or ''} of {name}")
 
 
 def pod_containers(dk: docker.DockerClient, uid: str) -> list[Obj]:
@@ -147,7 +153,9 @@ async def test_pod_runs_with_ip_in_pod_cidr_and_ready(kubelet_cluster: Cluster,
                 data += chunk
             return data.decode(errors="replace")
     assert "web" in await asyncio.to_thread(fetch)
-    reasons = {e["reason"] for e in await events(c, ns, "web")}
+    reasons = {e["reason"] for e in await events(
+        c, ns, "web", want=lambda evs: {"Scheduled", "Created", "Started"} <= {
+            e["reason"] for e in evs})}
     assert {"Scheduled", "Created", "Started"} <= reasons
     started = await events(c, ns, "web", "Started")
     assert started[0]["message"] == "Started container web"
@@ -278,7 +286,8 @@ async def test_liveness_failure_restarts_the_container(kubelet_cluster: Cluster,
                        and running_ready(p), what="restarted after the liveness failure")
     assert cid(p, "c") != first
     assert cstatus(p, "c")["lastState"]["terminated"]["containerID"] == f"docker://{first}"
-    killing = await events(c, ns, "live", "Killing")
+    killing = await events(c, ns, "live", "Killing", want=lambda evs: any(
+        e["message"] == "Container c failed liveness probe, will be restarted" for e in evs))
     assert any(e["message"] == "Container c failed liveness probe, will be restarted"
                for e in killing), killing
 
@@ -614,7 +623,8 @@ async def test_post_start_hook_failure_kills_and_restarts(kubelet_cluster: Clust
     assert failed and failed[0]["type"] == "Warning"
     assert "exited with 7" in failed[0]["message"], failed[0]["message"]
     assert failed[0]["involvedObject"]["fieldPath"] == "spec.containers{c}"
-    killing = await events(c, ns, "hook", "Killing")
+    killing = await events(c, ns, "hook", "Killing", want=lambda evs: any(
+        e["message"] == "FailedPostStartHook" for e in evs))
     assert any(e["message"] == "FailedPostStartHook" for e in killing), killing
 
 
@@ -638,7 +648,9 @@ async def test_missing_image_err_image_pull_then_back_off(kubelet_cluster: Clust
     p = await get(c, ns, "pull")
     assert p["status"]["phase"] == "Pending"
     assert condition(p, "Ready")["reason"] == "ContainersNotReady"
-    evs = await events(c, ns, "pull")
+    evs = await events(c, ns, "pull", want=lambda evs: {"Pulling", "Failed", "BackOff"} <= {
+        e["reason"] for e in evs} and {"Error: ErrImagePull", "Error: ImagePullBackOff"} <= {
+        e["message"] for e in evs})
     by_reason: dict[str, list[Obj]] = {}
     for e in evs:
         by_reason.setdefault(e["reason"], []).append(e)

@@ -129,11 +129,14 @@ async def test_rolling_update_deployment_should_delete_old_pods_and_create_new_o
     assert new["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
     assert cond(d, "Available")["reason"] == "MinimumReplicasAvailable"
     assert cond(d, "Progressing")["reason"] == "NewReplicaSetAvailable"
-    events, _ = await c.client.list_all("events", ns)
-    msgs = [e["message"] for e in events if e["reason"] == "ScalingReplicaSet"]
-    assert f"Scaled up replica set {new['metadata']['name']} from 0 to 1" in msgs
-    assert any(m.startswith(f"Scaled down replica set {old['metadata']['name']} from 4 to ")
-               for m in msgs)
+
+    async def scaling_recorded() -> bool:  # the recorder writes events after the scaling
+        events, _ = await c.client.list_all("events", ns)
+        msgs = [e["message"] for e in events if e["reason"] == "ScalingReplicaSet"]
+        return (f"Scaled up replica set {new['metadata']['name']} from 0 to 1" in msgs
+                and any(m.startswith(f"Scaled down replica set {old['metadata']['name']} "
+                                     "from 4 to ") for m in msgs))
+    await until(scaling_recorded, what="ScalingReplicaSet events of both replica sets")
 
 
 async def rolled_out_gen(c: Cluster, ns: str, name: str, generation: int) -> Obj | None:

@@ -59,6 +59,16 @@ async def reasons(client: ApiClient, ns: str, name: str) -> list[str]:
     return [e["reason"] for e in items if e["involvedObject"]["name"] == name]
 
 
+async def wait_events(client: ApiClient, ns: str, name: str, reason: str, n: int,
+                      exact: bool = True) -> None:
+    """Wait for n events of a reason (at least n unless exact): the recorder writes them
+    after the action they report."""
+    async def recorded() -> bool:
+        count = (await reasons(client, ns, name)).count(reason)
+        return count == n if exact else count >= n
+    await until(recorded, what=f"{n} {reason} event(s) for {name}")
+
+
 async def test_replicaset_creates_pods_owned_by_it_and_reports_status(
         rs_cluster: Cluster, ns: str) -> None:
     c = rs_cluster.client
@@ -79,8 +89,7 @@ async def test_replicaset_creates_pods_owned_by_it_and_reports_status(
         return (st.get("replicas"), st.get("fullyLabeledReplicas"), st.get("readyReplicas"),
                 st.get("availableReplicas"), st.get("observedGeneration")) == (3, 3, 3, 3, 1)
     await until(settled, timeout=20, what="status 3/3/3/3")
-    await until(lambda: reasons(c, ns, "web"), what="events")
-    assert (await reasons(c, ns, "web")).count("SuccessfulCreate") == 3
+    await wait_events(c, ns, "web", "SuccessfulCreate", 3)
     # Deleting a pod gets it replaced; still exactly three.
     await c.delete("pods", pods[0]["metadata"]["name"], ns, grace_period_seconds=0)
     replaced = await wait_pods(c, ns, "app=web", 3)
@@ -152,7 +161,7 @@ async def test_scale_down_deletes_unscheduled_then_pending_then_not_ready_pods_f
     assert await left(4) == set(names) - {unscheduled}
     assert await left(3) == {ready_old, ready_new, not_ready}
     assert await left(2) == {ready_old, ready_new}
-    assert (await reasons(c, ns, "order")).count("SuccessfulDelete") == 3
+    await wait_events(c, ns, "order", "SuccessfulDelete", 3)
 
 
 async def _ready_count(c: ApiClient, ns: str, name: str, n: int) -> bool:
@@ -295,7 +304,7 @@ async def test_replica_failure_condition_surfaces_create_errors_and_clears(
     cond = await until(failure, what="ReplicaFailure condition")
     assert (cond["status"], cond["reason"]) == ("True", "FailedCreate")
     assert "finalizers" in cond["message"]
-    assert "FailedCreate" in await reasons(c, ns, "broken")
+    await wait_events(c, ns, "broken", "FailedCreate", 1, exact=False)
     assert await live_pods(c, ns, "app=broken") == []
 
     await c.patch("replicasets", "broken",
