@@ -43,6 +43,7 @@ import grpc
 from client.apiclient import ApiClient, open_channel
 from client.config import ClientConfig, load_config
 from client.pki import add_node, init_pki, kubeconfig_for
+from harness.netns import Host
 from harness.objects import condition
 from harness.wait import until
 
@@ -259,9 +260,10 @@ class Component:
     """
 
     def __init__(self, module: str, *args: str, parent: Path | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, prefix: Sequence[str] = ()) -> None:
         self.module = module
         self.args = list(args)
+        self.prefix = list(prefix)  # e.g. `ip netns exec HOST`: where the process runs
         self.name = name or module
         self.dir = Path(tempfile.mkdtemp(prefix=f"tk-{self.name}-", dir=parent))
         self.log = self.dir / f"{self.name}.log"
@@ -274,7 +276,7 @@ class Component:
                                if self.proc else f"{self.name} is already running")
         with self.log.open("ab") as out:  # the child has its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module, *self.args], stdout=out,
+                [*self.prefix, sys.executable, "-m", self.module, *self.args], stdout=out,
                 stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
             )
         return self
@@ -309,8 +311,13 @@ class Cluster:
     audit log. All of them are None/absent with `insecure=True`.
     """
 
-    def __init__(self, *apiserver_args: str, insecure: bool = False) -> None:
+    def __init__(self, *apiserver_args: str, insecure: bool = False,
+                 listen_on: str | None = None) -> None:
         self.insecure = insecure
+        # An address of this machine that nodes in other network namespaces (harness.netns
+        # hosts) reach the apiserver at: it then listens on every address, and its serving
+        # certificate names this one too.
+        self.listen_on = listen_on
         self.dir = Path(tempfile.mkdtemp(prefix="tk-cluster-"))
         self.pki: Path | None = None if insecure else self.dir / "pki"
         self.etcd = Etcd(tls_dir=self.pki)
@@ -319,7 +326,8 @@ class Cluster:
         self._client: ApiClient | None = None
         self._clients: list[ApiClient] = []
         self.components: list[Component] = []
-        self._kubelets: dict[str, str] = {}  # node name → its CNI bridge
+        # node name → its CNI bridge, and its host (None: this machine's own namespace)
+        self._kubelets: dict[str, tuple[str, Host | None]] = {}
         self._tag = uuid.uuid4().hex[:6]
 
     @property
@@ -335,6 +343,12 @@ class Cluster:
     @property
     def server_url(self) -> str:
         return f"{'http' if self.insecure else 'https'}://{self.server}"
+
+    @property
+    def host_server(self) -> str:
+        """The apiserver's address as nodes inside harness.netns hosts reach it."""
+        assert self.apiserver is not None and self.listen_on, "Cluster(listen_on=...) only"
+        return f"{self.listen_on}:{self.apiserver.port}"
 
     @property
     def token_address(self) -> str:
@@ -450,7 +464,7 @@ class Cluster:
         return self.start_component("harness.hollow_nodes", "--count", str(count), *args,
                                     name="hollow-nodes")
 
-    def start_kubelet(self, node_name: str, *args: str) -> Component:
+    def start_kubelet(self, node_name: str, *args: str, host: Host | None = None) -> Component:
         """A real kubelet for `node_name` on this machine's Docker engine; stopped (and its
         containers, bridge and CNI state removed) with the cluster.
 
@@ -460,32 +474,65 @@ class Cluster:
         processes sharing one Docker engine and one host never touch each other's pods.
         The kubelet serves logs/exec on a free port of 127.0.0.1, its InternalIP. `args` come
         last (short back-offs and intervals for tests).
+
+        With `host` (a harness.netns host; the Cluster needs `listen_on`) the kubelet runs
+        inside that host: its InternalIP and serving address are the host's underlay address,
+        it reaches the apiserver at `host_server`, and its pods hang off a bridge `cni0` of
+        the host's own.
         """
         assert self.pki is not None, "a kubelet needs the cluster's PKI (not insecure=True)"
-        add_node(self.pki, node_name, ips=["127.0.0.1"], server_url=self.server_url)
+        node_ip = host.ip if host is not None else "127.0.0.1"
+        server = ["--server", self.host_server] if host is not None else []
+        add_node(self.pki, node_name, ips=[node_ip], server_url=self.server_url)
         base = self.dir / "nodes" / node_name
         root, bin_dir, conf_dir = base / "root", base / "cni-bin", base / "cni-conf"
         cache_dir, ipam_dir = base / "cni-cache", base / "cni-ipam"
         for d in (root, bin_dir, conf_dir, cache_dir, ipam_dir):
             d.mkdir(parents=True, exist_ok=True)
-        bridge = self.bridge_name(len(self._kubelets))
+        bridge = self.bridge_name(len(self._kubelets)) if host is None else "cni0"
         tk_cni = Path(sys.executable).parent / "tk-cni"
         subprocess.run([str(tk_cni), "install", "--bin-dir", str(bin_dir), "--conf-dir",
                         str(conf_dir), "--bridge", bridge, "--subnet-file",
                         str(base / "subnet.env"), "--data-dir", str(ipam_dir)],
                        check=True, capture_output=True, timeout=60)
-        self._kubelets[node_name] = bridge
+        self._kubelets[node_name] = (bridge, host)
         node_dir = self.pki / "nodes" / node_name
         comp = Component(
-            "kubelet", "--kubeconfig", str(node_dir / "kubelet.conf"),
+            "kubelet", "--kubeconfig", str(node_dir / "kubelet.conf"), *server,
             "--node-name", node_name, "--root-dir", str(root),
             "--cni-bin-dir", str(bin_dir), "--cni-conf-dir", str(conf_dir),
-            "--cni-cache-dir", str(cache_dir), "--node-ip", "127.0.0.1",
-            "--address", "127.0.0.1", "--port", "0",
+            "--cni-cache-dir", str(cache_dir), "--node-ip", node_ip,
+            "--address", node_ip, "--port", "0",
             "--tls-cert-file", str(node_dir / "kubelet.crt"),
             "--tls-private-key-file", str(node_dir / "kubelet.key"),
             "--client-ca-file", str(self.pki / "ca.crt"), *args,
-            parent=self.dir, name=f"kubelet-{node_name}")
+            parent=self.dir, name=f"kubelet-{node_name}",
+            prefix=host.prefix if host is not None else ())
+        self.components.append(comp.start())
+        return comp
+
+    def subnet_file(self, node_name: str) -> Path:
+        """Where the node's netagent writes, and its CNI plugin reads, `subnet.env`."""
+        return self.dir / "nodes" / node_name / "subnet.env"
+
+    def start_netagent(self, node_name: str, host: Host, *args: str) -> Component:
+        """`tk-netagent` for `node_name` inside `host`, writing the subnet file its kubelet's
+        CNI plugin reads, with the `netagent.conf` identity; stopped with the cluster."""
+        return self._start_in_host("netagent", "netagent.conf", host, f"netagent-{node_name}",
+                                   "--node-name", node_name, "--iface", "eth0",
+                                   "--subnet-file", str(self.subnet_file(node_name)), *args)
+
+    def start_proxy(self, node_name: str, host: Host, *args: str) -> Component:
+        """`tk-proxy` for `node_name` inside `host` (`proxy.conf`, system:kube-proxy)."""
+        return self._start_in_host("proxy", "proxy.conf", host, f"proxy-{node_name}",
+                                   "--hostname-override", node_name, *args)
+
+    def _start_in_host(self, module: str, kubeconfig: str, host: Host, name: str,
+                       *args: str) -> Component:
+        assert self.pki is not None, f"{module} needs the cluster's PKI (not insecure=True)"
+        comp = Component(module, "--kubeconfig", str(self.pki / kubeconfig), "--server",
+                         self.host_server, *args, parent=self.dir, name=name,
+                         prefix=host.prefix)
         self.components.append(comp.start())
         return comp
 
@@ -518,19 +565,24 @@ class Cluster:
                         client.api.remove_container(c["Id"], v=True, force=True)
         finally:
             client.close()
-        for bridge in self._kubelets.values():
+        # Bridges inside harness.netns hosts go with their namespace (the test deletes it).
+        own = {bridge for bridge, host in self._kubelets.values() if host is None}
+        for bridge in own:
             subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-        remove_forward_rules(set(self._kubelets.values()))
+        remove_forward_rules(own)
 
     def _track(self, client: ApiClient) -> ApiClient:
         self._clients.append(client)
         return client
 
     async def start(self) -> None:
-        self.apiserver = ApiServer(self.etcd.url, *self.apiserver_args, pki=self.pki,
+        listen = ("--bind-address", "0.0.0.0") if self.listen_on else ()
+        self.apiserver = ApiServer(self.etcd.url, *listen, *self.apiserver_args, pki=self.pki,
                                    parent=self.dir)
         if self.pki is not None:
-            await asyncio.to_thread(init_pki, self.pki, server_url=self.server_url)
+            sans = [self.listen_on] if self.listen_on else []
+            await asyncio.to_thread(init_pki, self.pki, server_url=self.server_url,
+                                    apiserver_sans=sans)
         await self.etcd.start()
         await self.apiserver.start()
         self._client = ApiClient(config=self.config())

@@ -22,6 +22,7 @@ import pytest_asyncio
 
 from harness.cluster import Cluster
 from harness.docker import ensure_images
+from harness.netcluster import NetCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,3 +128,23 @@ async def kl_namespace(kubelet_cluster: Cluster) -> AsyncIterator[str]:
     yield name
     with contextlib.suppress(Exception):
         await kubelet_cluster.client.delete("namespaces", name)
+
+
+# Cluster networking (issue 5): two hosts (network namespaces on a veth underlay), each running
+# a real kubelet, tk-netagent and tk-proxy, shared by the network tests of one test process.
+# Those tests are in the xdist group "net" (one process builds it), create what they need in
+# their own `net_namespace`, and leave the shared nodes' agents running (a test that kills or
+# restarts one waits until it has resynced before it ends).
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def net_cluster(docker_ready: None) -> AsyncIterator[NetCluster]:
+    async with NetCluster(nodes=2) as nc:
+        yield nc
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def net_namespace(net_cluster: NetCluster) -> AsyncIterator[str]:
+    """A fresh namespace in the networked cluster, deleted after the test."""
+    name = await net_cluster.c.new_namespace()
+    yield name
+    with contextlib.suppress(Exception):
+        await net_cluster.c.client.delete("namespaces", name)

@@ -1,0 +1,162 @@
+"""Hosts with their own network stacks on one machine: network namespaces on a veth underlay.
+
+Cluster networking (the VXLAN agent, kube-proxy) is only tested for real across hosts that
+each have their own interfaces, routes and iptables. A `Host` is a network namespace with an
+`eth0` veth whose other end sits on an `Underlay`: a Linux bridge in the machine's own
+namespace, playing the switch between the hosts (and, with its gateway address, the router to
+"outside"). A node's processes run inside its host with `ip netns exec` (`Host.prefix`); they
+still share the machine's filesystem and its Docker engine (the kubelet's pause containers get
+their interfaces from the CNI plugin, which the kubelet runs inside the host).
+
+    underlay = Underlay.create()             # tkul<tag>, 172.30.X.1/24, FORWARD accepted
+    a = underlay.add_host()                  # netns tkn<tag>0, eth0 172.30.X.10/24
+    a.run("ip", "route")                     # a command inside the host
+    underlay.delete()                        # every host, veth and rule it made
+
+The apiserver of a test cluster listens on every address of the machine, so nodes reach it at
+the underlay's gateway address (`Underlay.gateway`). Names carry a random tag, so parallel test
+processes (and a scripts/up lab beside them) never share a device or a subnet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import random
+import shutil
+import subprocess
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+# The underlay subnets: one /24 of 172.30.0.0/16 per Underlay, picked among the unused ones.
+UNDERLAY_RANGE = ipaddress.IPv4Network("172.30.0.0/16")
+# The comment on the machine's FORWARD rule that lets frames cross the underlay bridge (Docker
+# sets FORWARD's policy to DROP, and br_netfilter sends bridged frames through it).
+FORWARD_COMMENT = "tinykube: underlay {bridge}"
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check,
+                          timeout=30)
+
+
+def _used_underlays() -> set[int]:
+    """Third octets of 172.30.X.0/24 subnets already on this machine's interfaces."""
+    out = _ip("-4", "-o", "addr", "show").stdout
+    used = set()
+    for line in out.splitlines():
+        for word in line.split():
+            if word.startswith("172.30."):
+                used.add(int(word.split(".")[2]))
+    return used
+
+
+@dataclass
+class Host:
+    """One host: a network namespace `netns` with `eth0` at `ip` on the underlay."""
+
+    netns: str
+    ip: str
+    gateway: str
+    prefixlen: int
+    veth: str  # the underlay end, in the machine's namespace
+
+    @property
+    def prefix(self) -> list[str]:
+        """Put this before a command to run it inside the host."""
+        return ["ip", "netns", "exec", self.netns]
+
+    def run(self, *cmd: str, check: bool = True, timeout: float = 30,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run `cmd` inside the host; output captured as text."""
+        return subprocess.run([*self.prefix, *cmd], capture_output=True, text=True,
+                              check=check, timeout=timeout, input=input)
+
+    def setup(self) -> None:
+        _ip("netns", "add", self.netns)
+        _ip("link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns",
+            self.netns)
+        self.run("ip", "link", "set", "lo", "up")
+        self.run("ip", "addr", "add", f"{self.ip}/{self.prefixlen}", "dev", "eth0")
+        self.run("ip", "link", "set", "eth0", "up")
+        self.run("ip", "route", "add", "default", "via", self.gateway)
+        # A new namespace starts with forwarding off; a node forwards its pods' packets.
+        self.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+
+    def delete(self) -> None:
+        # Deleting the namespace deletes eth0, and with it its veth peer on the underlay.
+        _ip("netns", "del", self.netns, check=False)
+        _ip("link", "del", self.veth, check=False)
+
+
+@dataclass
+class Underlay:
+    """The hosts' shared network: bridge `bridge` with `gateway`/24 in the machine's namespace."""
+
+    bridge: str
+    network: ipaddress.IPv4Network
+    tag: str
+    hosts: list[Host] = field(default_factory=list)
+
+    @property
+    def gateway(self) -> str:
+        return str(self.network.network_address + 1)
+
+    @classmethod
+    def create(cls, tag: str | None = None) -> Underlay:
+        tag = tag or uuid.uuid4().hex[:6]
+        used = _used_underlays()
+        free = [i for i in range(1, 255) if i not in used]
+        if not free:
+            raise RuntimeError("no free 172.30.X.0/24 underlay subnet on this machine")
+        third = random.choice(free)
+        u = cls(bridge=f"tkul{tag}"[:15], network=ipaddress.IPv4Network(f"172.30.{third}.0/24"),
+                tag=tag)
+        try:
+            u._setup()
+        except BaseException:
+            u.delete()
+            raise
+        return u
+
+    def _setup(self) -> None:
+        _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"{self.gateway}/{self.network.prefixlen}", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+        self._forward_rule("-I")
+
+    def _forward_rule(self, op: str) -> None:
+        iptables = shutil.which("iptables")
+        if iptables is None:
+            return
+        comment = FORWARD_COMMENT.format(bridge=self.bridge)
+        for direction in ("-i", "-o"):
+            subprocess.run([iptables, "-w", op, "FORWARD", direction, self.bridge, "-m",
+                            "comment", "--comment", comment, "-j", "ACCEPT"],
+                           capture_output=True, check=op == "-I", timeout=30)
+
+    def add_host(self) -> Host:
+        """A new host on this underlay (addresses .10, .11, … in creation order)."""
+        index = len(self.hosts)
+        host = Host(netns=f"tkn{self.tag}{index}", ip=str(self.network.network_address + 10
+                                                         + index),
+                    gateway=self.gateway, prefixlen=self.network.prefixlen,
+                    veth=f"tkv{self.tag}{index}"[:15])
+        self.hosts.append(host)
+        host.setup()
+        _ip("link", "set", host.veth, "master", self.bridge, "up")
+        return host
+
+    def delete(self) -> None:
+        for host in self.hosts:
+            host.delete()
+        _ip("link", "del", self.bridge, check=False)
+        with contextlib.suppress(subprocess.SubprocessError):
+            self._forward_rule("-D")
+
+
+def netns_pids(netns: str) -> Sequence[int]:
+    """Processes still running inside a host (`ip netns pids`)."""
+    out = _ip("netns", "pids", netns, check=False).stdout
+    return [int(p) for p in out.split()]
