@@ -10,15 +10,22 @@ port those addresses serve. The proxy programs its rules from these objects.
 
 Services without a selector are left alone: their Endpoints are the user's. Deleting a Service
 deletes its Endpoints; writes that would change nothing are skipped.
+
+Every write that changes an Endpoints object carries `endpoints.kubernetes.io/last-change-trigger-
+time` (upstream's TriggerTimeTracker): when the change that caused it happened, so that kube-proxy
+can measure network programming latency (kubeproxy_network_programming_duration_seconds) from
+the cause to its rules being in the kernel, not from our write.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
 from api import errors
 from api.core import Endpoints, Pod, Service, ServicePort
+from api.meta import parse_rfc3339
 from api.podutil import is_pod_ready, is_terminating, pod_phase
 from api.selectors import from_map
 from client.store import NAMESPACE_INDEX, split_meta_namespace_key
@@ -27,6 +34,7 @@ from controllers.base import Controller, namespace_terminating
 HEADLESS_LABEL = "service.kubernetes.io/headless"
 # Endpoints objects that leader election used to hold carry this; never ours to delete.
 LEADER_ANNOTATION = "control-plane.alpha.kubernetes.io/leader"
+TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 Obj = dict[str, Any]
 
 
@@ -207,6 +215,75 @@ def pod_endpoints_changed(old: Pod, new: Pod) -> tuple[bool, bool]:
     return changed, labels_changed
 
 
+def _parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        return None
+
+
+def pod_trigger_time(pod: Pod) -> dt.datetime | None:
+    """getPodTriggerTime: the last transition of the pod's Ready condition (becoming ready or
+    unready is what changes its place in the Endpoints)."""
+    for c in (pod.status.conditions if pod.status else None) or []:
+        if c.type == "Ready":
+            return _parse_time(c.last_transition_time)
+    return None
+
+
+def service_trigger_time(svc: Service) -> dt.datetime | None:
+    """getServiceTriggerTime: the Service's creation (upstream tracks nothing finer)."""
+    return _parse_time(svc.metadata.creation_timestamp)
+
+
+def format_trigger_time(when: dt.datetime) -> str:
+    """Go's time.RFC3339Nano in UTC, as upstream writes the annotation: fractional seconds
+    with trailing zeros dropped (none at all for a whole second)."""
+    when = when.astimezone(dt.UTC)
+    frac = f"{when.microsecond:06d}".rstrip("0")
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
+
+
+class TriggerTimeTracker:
+    """upstream's util/endpoint TriggerTimeTracker.
+
+    Per Service it remembers the trigger times seen at the last sync (the Service's, and each
+    selected pod's); a sync's trigger time is the *earliest* of those that changed since —
+    the oldest change not yet reflected, so the measured latency is the worst one. A Service
+    seen for the first time reports its creation. None: nothing to report (no annotation).
+    Like upstream, a pod that changes twice between two syncs counts once (its latest time).
+    """
+
+    def __init__(self) -> None:
+        self._states: dict[str, tuple[dt.datetime | None, dict[str, dt.datetime]]] = {}
+
+    def compute(self, key: str, svc: Service, pods: Iterable[Pod]) -> dt.datetime | None:
+        known = key in self._states
+        last_svc, last_pods = self._states.get(key, (None, {}))
+        earliest: dt.datetime | None = None
+        pod_times: dict[str, dt.datetime] = {}
+        for pod in pods:
+            t = pod_trigger_time(pod)
+            if t is None:
+                continue
+            pod_times[pod.name] = t
+            prev = last_pods.get(pod.name)
+            if prev is None or t > prev:
+                earliest = t if earliest is None or t < earliest else earliest
+        svc_time = service_trigger_time(svc)
+        if svc_time is not None and (last_svc is None or svc_time > last_svc):
+            earliest = svc_time if earliest is None or svc_time < earliest else earliest
+        self._states[key] = (svc_time, pod_times)
+        if not known:
+            return svc_time
+        return earliest
+
+    def delete(self, key: str) -> None:
+        self._states.pop(key, None)
+
+
 # --- the controller ---------------------------------------------------------------------------
 
 class EndpointsController(Controller):
@@ -223,6 +300,7 @@ class EndpointsController(Controller):
                                     on_delete=self._add_pod)
         self.endpoints = self.factory.informer_for(Endpoints)
         self.endpoints.add_event_handler(on_delete=self._endpoints_deleted)
+        self.trigger_times = TriggerTimeTracker()
 
     async def run(self) -> None:
         self._check_leftover_endpoints()
@@ -273,6 +351,7 @@ class EndpointsController(Controller):
         ns, name = split_meta_namespace_key(key)
         svc = self.services.lister.get(name, ns)
         if svc is None:
+            self.trigger_times.delete(key)
             try:
                 await self.client.delete("endpoints", name, ns)
             except errors.NotFound:
@@ -283,15 +362,20 @@ class EndpointsController(Controller):
         selector = from_map(svc.spec.selector if svc.spec else None)
         pods = [p for p in self.pods.store.by_index(NAMESPACE_INDEX, ns)
                 if selector.matches(p.metadata.labels)]
-        await self._write(svc, desired_subsets(svc, pods))
+        trigger = self.trigger_times.compute(key, svc, pods)
+        await self._write(svc, desired_subsets(svc, pods), trigger)
 
-    async def _write(self, svc: Service, subsets: list[Obj]) -> None:
+    async def _write(self, svc: Service, subsets: list[Obj],
+                     trigger: dt.datetime | None = None) -> None:
         current = self.endpoints.lister.get(svc.name, svc.namespace)
         labels = desired_labels(svc)
         if current is None:
             body: Obj = {"apiVersion": "v1", "kind": "Endpoints",
                          "metadata": {"name": svc.name, "namespace": svc.namespace,
                                       **({"labels": labels} if labels else {})}}
+            if trigger is not None:
+                body["metadata"]["annotations"] = {
+                    TRIGGER_TIME_ANNOTATION: format_trigger_time(trigger)}
             if subsets:
                 body["subsets"] = subsets
             try:
@@ -308,6 +392,14 @@ class EndpointsController(Controller):
             return  # nothing would change: skip the write
         have["subsets"] = subsets
         have["metadata"]["labels"] = labels
+        # As upstream: the annotation describes this change; with no known trigger, a stale
+        # one from an earlier change would lie, so it goes.
+        annotations = dict(have["metadata"].get("annotations") or {})
+        if trigger is not None:
+            annotations[TRIGGER_TIME_ANNOTATION] = format_trigger_time(trigger)
+        else:
+            annotations.pop(TRIGGER_TIME_ANNOTATION, None)
+        have["metadata"]["annotations"] = annotations
         if not subsets:
             have.pop("subsets")
         await self.client.update("endpoints", have, svc.namespace)
