@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import random
+import re
+import shlex
 import shutil
 import subprocess
 import uuid
@@ -105,6 +108,7 @@ class Underlay:
 
     @classmethod
     def create(cls, tag: str | None = None) -> Underlay:
+        reap_stale()
         tag = tag or uuid.uuid4().hex[:6]
         used = _used_underlays()
         free = [i for i in range(1, 255) if i not in used]
@@ -127,14 +131,18 @@ class Underlay:
         self._forward_rule("-I")
 
     def _forward_rule(self, op: str) -> None:
+        """Frames between the hosts cross the bridge (ACCEPT); anything a host routes through
+        the gateway to elsewhere is dropped, so a test never sends a packet off this machine
+        (a ClusterIP with no rule behind it would otherwise follow the default route out)."""
         iptables = shutil.which("iptables")
         if iptables is None:
             return
-        comment = FORWARD_COMMENT.format(bridge=self.bridge)
-        for direction in ("-i", "-o"):
-            subprocess.run([iptables, "-w", op, "FORWARD", direction, self.bridge, "-m",
-                            "comment", "--comment", comment, "-j", "ACCEPT"],
-                           capture_output=True, check=op == "-I", timeout=30)
+        comment = ["-m", "comment", "--comment", FORWARD_COMMENT.format(bridge=self.bridge)]
+        # -I puts each rule first: the ACCEPT, inserted last, ends up before the DROP.
+        for rule in (["-i", self.bridge, *comment, "-j", "DROP"],
+                     ["-i", self.bridge, "-o", self.bridge, *comment, "-j", "ACCEPT"]):
+            subprocess.run([iptables, "-w", op, "FORWARD", *rule], capture_output=True,
+                           check=op == "-I", timeout=30)
 
     def add_host(self) -> Host:
         """A new host on this underlay (addresses .10, .11, … in creation order)."""
@@ -154,6 +162,31 @@ class Underlay:
         _ip("link", "del", self.bridge, check=False)
         with contextlib.suppress(subprocess.SubprocessError):
             self._forward_rule("-D")
+
+
+_STALE_RULE = re.compile(r'--comment "?tinykube: underlay (tkul[0-9a-f]+)"?')
+_HOST_NETNS = re.compile(r"^tkn([0-9a-f]{6})\d+$")
+
+
+def reap_stale() -> None:
+    """Remove what killed test sessions left: hosts and FORWARD rules of underlays whose bridge
+    is gone (a session deletes its bridge last, so a live session's hosts always have one)."""
+    for line in _ip("netns", "list", check=False).stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = _HOST_NETNS.match(name)
+        if m and not os.path.exists(f"/sys/class/net/tkul{m.group(1)}"):
+            _ip("netns", "del", name, check=False)
+    iptables = shutil.which("iptables")
+    if iptables is None:
+        return
+    listed = subprocess.run([iptables, "-w", "-S", "FORWARD"], capture_output=True, text=True,
+                            check=False, timeout=30).stdout
+    for line in listed.splitlines():
+        m = _STALE_RULE.search(line)
+        if line.startswith("-A FORWARD ") and m and not os.path.exists(
+                f"/sys/class/net/{m.group(1)}"):
+            subprocess.run([iptables, "-w", "-D", *shlex.split(line)[1:]], capture_output=True,
+                           check=False, timeout=30)
 
 
 def netns_pids(netns: str) -> Sequence[int]:
