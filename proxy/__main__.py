@@ -69,6 +69,17 @@ def backend(a: argparse.Namespace) -> Backend:
     return ipvs.IpvsBackend(a.cluster_cidr, a.masquerade_bit, node_name=a.hostname_override)
 
 
+def cleanup_ipvs() -> None:
+    """What IPVS mode leaves (virtual servers, kube-ipvs0 with every VIP bound as a local
+    address), whatever --proxy-mode says now: as upstream's CleanupLeftovers, which cleans IPVS
+    too. Without it, `--cleanup` after an IPVS run kept the ClusterIPs local and balanced."""
+    try:
+        from proxy import ipvs
+    except ImportError:
+        return
+    ipvs.IpvsBackend("").cleanup()
+
+
 async def _run(a: argparse.Namespace, p: Parser, be: Backend) -> None:
     client = make_client(p, a, PROG)
     metrics = Metrics()
@@ -87,6 +98,7 @@ def main() -> None:
     setup_logging(a.verbose)
     if a.cleanup:  # upstream's CleanupLeftovers: iptables rules whatever the mode
         IptablesBackend().cleanup()
+        cleanup_ipvs()
         return
     run_main(_run(a, p, backend(a)), PROG)
 

@@ -161,7 +161,7 @@ class Proxier:
             on_update=lambda old, new: self._endpoints_changed(new, old),
             on_delete=self._changed)
         self.nodes.add_event_handler(on_add=self._node_changed,
-                                     on_update=lambda old, new: self._node_changed(new),
+                                     on_update=lambda old, new: self._node_changed(new, old),
                                      on_delete=self._node_changed)
 
     def _changed(self, obj: TypedObject) -> None:
@@ -179,8 +179,12 @@ class Proxier:
                 self._triggers.append(t)
         self._changed(ep)
 
-    def _node_changed(self, node: Node) -> None:
-        if node.metadata.name == self.node_name and self._synced:
+    def _node_changed(self, node: Node, old: Node | None = None) -> None:
+        # Only its addresses matter (NodePorts in IPVS mode): the kubelet's status heartbeat
+        # every 10s must not cost a restore each.
+        if node.metadata.name != self.node_name or not self._synced:
+            return
+        if old is None or node_ips(old) != node_ips(node):
             self.runner.run()
 
     def desired(self) -> ServiceMap:

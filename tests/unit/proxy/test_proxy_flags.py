@@ -69,3 +69,17 @@ def test_trigger_time_parsing() -> None:
 def test_buckets_as_upstream() -> None:
     assert SYNC_BUCKETS[0] == 0.001 and len(SYNC_BUCKETS) == 15
     assert PROGRAMMING_BUCKETS[:3] == [0.25, 0.5, 1] and PROGRAMMING_BUCKETS[-1] == 300
+
+
+def test_cleanup_also_removes_what_ipvs_mode_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tk-proxy --cleanup` (in whatever mode) removes IPVS leftovers too, as upstream's
+    CleanupLeftovers: kube-ipvs0 would otherwise keep every ClusterIP a local address."""
+    import proxy.__main__ as main_mod
+    from proxy.iptables import IptablesBackend
+
+    calls: list[str] = []
+    monkeypatch.setattr(IptablesBackend, "cleanup", lambda self: calls.append("iptables"))
+    monkeypatch.setattr(ipvs.IpvsBackend, "cleanup", lambda self: calls.append("ipvs"))
+    monkeypatch.setattr(sys, "argv", ["tk-proxy", "--cleanup"])
+    main_mod.main()
+    assert calls == ["iptables", "ipvs"]
