@@ -536,6 +536,10 @@ class Cluster:
         self.components.append(comp.start())
         return comp
 
+    def bridge_of(self, node_name: str) -> str:
+        """The CNI bridge of a kubelet this cluster started (`cni0` inside a netns host)."""
+        return self._kubelets[node_name][0]
+
     def bridge_name(self, index: int) -> str:
         """`tkbr<cluster tag><n>`: at most 15 characters, unique per cluster and kubelet."""
         return f"tkbr{self._tag}{index}"[:15]

@@ -36,8 +36,11 @@ class NetCluster:
 
     def __init__(self, nodes: int = 2, *, cluster_cidr: str = "10.244.0.0/16",
                  name_prefix: str = "net", proxy_args: Sequence[str] = (),
-                 netagent_args: Sequence[str] = (), kubelets: bool = True) -> None:
-        self.count = nodes
+                 netagent_args: Sequence[str] = (), kubelets: bool = True,
+                 node_names: Sequence[str] = ()) -> None:
+        self.count = len(node_names) if node_names else nodes
+        # Fixed node names (a walkthrough's node-1, node-2); else `{name_prefix}-{tag}-{i}`.
+        self.node_names = list(node_names)
         self.cluster_cidr = cluster_cidr
         self.proxy_args = list(proxy_args)
         self.netagent_args = list(netagent_args)
@@ -64,7 +67,8 @@ class NetCluster:
         self.cluster.start_controller_manager("--cluster-cidr", self.cluster_cidr,
                                               "--node-cidr-mask-size", "24")
         for i in range(self.count):
-            await self.add_node(f"{self.name_prefix}-{self.underlay.tag}-{i}")
+            await self.add_node(self.node_names[i] if self.node_names
+                                else f"{self.name_prefix}-{self.underlay.tag}-{i}")
         if self.with_kubelets:
             await self.cluster.wait_nodes_ready(self.count, timeout=90)
 

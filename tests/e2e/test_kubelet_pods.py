@@ -451,7 +451,7 @@ async def test_delete_leaves_no_container_ip_or_veth(kubelet_cluster: Cluster,
                                                      kl_namespace: str,
                                                      dk: docker.DockerClient) -> None:
     c, ns = kubelet_cluster, kl_namespace
-    bridge = c._kubelets[node_name(c)]
+    bridge = c.bridge_of(node_name(c))
     before = bridge_ports(bridge)
     await create(c, ns, pod_manifest("bye", [busybox("c", "sleep 3600")]))
     p = await wait_pod(c, ns, "bye", running_ready)
@@ -694,7 +694,7 @@ async def test_cluster_stop_leaves_nothing_behind(docker_ready: None,
         ns = await c.new_namespace()
         await create(c, ns, pod_manifest("p", [busybox("c", "sleep 3600")]))
         await wait_pod(c, ns, "p", running_ready)
-        bridge = c._kubelets[node]
+        bridge = c.bridge_of(node)
         assert Path(f"/sys/class/net/{bridge}").exists()
         assert bridge in subprocess.run(["iptables", "-w", "-S", "FORWARD"], text=True,
                                         capture_output=True, check=True).stdout

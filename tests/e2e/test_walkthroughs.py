@@ -26,6 +26,19 @@ Matching a Verification block against the output (`match_output`), line by line:
   one run of non-space characters; `<any>` matches anything within the line, spaces included,
   or nothing. Other `<...>` text (kubectl's `<none>`) is literal;
 - a line that is exactly `...` matches any number of lines (none included).
+
+A walkthrough says what it needs beyond etcd + apiserver in a comment, as `scripts/up` starts it:
+`<!-- walkthrough-cluster: scheduler controller-manager hollow-nodes=3 kubelets=node-1 -->`.
+`hosts=node-1,node-2` asks for networked nodes instead: a `harness.netcluster.NetCluster`
+(scheduler, controller-manager with --cluster-cidr 10.244.0.0/16, and per node a host, a
+network namespace on a veth underlay, running the node's kubelet, tk-netagent and tk-proxy),
+started once every node is Ready, annotated by its netagent and synced by its proxy. scripts/up
+names a node's host `tk-<node>` and keeps its state in `.tinykube/nodes/<node>/`; the runner's
+hosts and state have other names (a random tag, the cluster's own directory), so before a bash
+block runs, each `tk-<node>` in it is replaced by that node's network namespace and each
+`.tinykube/nodes/` by the cluster's node directory. Node addresses are not replaced (the
+underlay subnet is random here): commands read them from the Node objects, and Verification
+blocks show them as `<ip>`.
 """
 
 from __future__ import annotations
@@ -36,6 +49,8 @@ import os
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,7 +226,7 @@ def cluster_spec(text: str) -> dict[str, str]:
     for word in m.group(1).split():
         name, _, value = word.partition("=")
         spec[name] = value
-    unknown = set(spec) - {"scheduler", "controller-manager", "hollow-nodes", "kubelets"}
+    unknown = set(spec) - {"scheduler", "controller-manager", "hollow-nodes", "kubelets", "hosts"}
     if unknown:
         raise ValueError(f"walkthrough-cluster: unknown component(s) {sorted(unknown)}")
     return spec
@@ -245,15 +260,66 @@ async def start_components(cluster: Any, spec: dict[str, str]) -> None:
         await cluster.wait_nodes_ready(nodes)
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
-async def test_walkthrough(doc: Path) -> None:
+async def wait_hosts_ready(nc: Any, timeout: float = 90.0) -> None:
+    """Until every node's netagent published its VTEP and every proxy wrote KUBE-SERVICES (what
+    scripts/up waits for before it goes on)."""
+    from harness.wait import until
+
+    def ready() -> bool:
+        for host in nc.hosts.values():
+            if host.run("iptables", "-w", "-t", "nat", "-S", "KUBE-SERVICES",
+                        check=False).returncode != 0:
+                return False
+        return True
+
+    async def annotated() -> bool:
+        for node in nc.nodes:
+            obj = await nc.c.client.get("nodes", node)
+            notes = obj["metadata"].get("annotations") or {}
+            if "flannel.alpha.coreos.com/public-ip" not in notes:
+                return False
+        return await asyncio.to_thread(ready)
+
+    await until(annotated, timeout=timeout, what="netagents annotated and proxies synced")
+
+
+def substitute(command: str, nc: Any) -> str:
+    """A bash block as it runs against `nc` (module docstring): each `tk-<node>` becomes that
+    node's network namespace, each `.tinykube/nodes/` the cluster's node directory."""
+    if nc is None:
+        return command
+    names = "|".join(re.escape(n) for n in sorted(nc.hosts, key=len, reverse=True))
+    command = re.sub(rf"\btk-({names})(?![\w.-])", lambda m: nc.hosts[m.group(1)].netns,
+                     command)
+    return command.replace(".tinykube/nodes/", f"{nc.c.dir / 'nodes'}/")
+
+
+@asynccontextmanager
+async def walkthrough_cluster(spec: dict[str, str]) -> AsyncIterator[tuple[Any, Any]]:
+    """(cluster, netcluster or None) with what `spec` asks for, running."""
     from harness.cluster import Cluster
 
+    if "hosts" in spec:
+        from harness.docker import ensure_images
+        from harness.netcluster import NetCluster
+
+        await asyncio.to_thread(ensure_images)
+        names = (spec["hosts"] or "node-1,node-2").split(",")
+        async with NetCluster(node_names=names, cluster_cidr="10.244.0.0/16") as nc:
+            await wait_hosts_ready(nc)
+            yield nc.c, nc
+        return
+    async with Cluster() as cluster:
+        await start_components(cluster, spec)
+        yield cluster, None
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
+async def test_walkthrough(doc: Path) -> None:
     text = doc.read_text()
     steps = parse_steps(text, str(doc.relative_to(REPO)))
     assert steps, f"{doc.name} has no ```bash steps"
-    async with Cluster() as cluster:
-        await start_components(cluster, cluster_spec(text))
+    async with walkthrough_cluster(cluster_spec(text)) as (cluster, nc):
         env = {
             **os.environ,
             "TINYKUBE_SERVER": "",
@@ -265,6 +331,7 @@ async def test_walkthrough(doc: Path) -> None:
             "NO_COLOR": "1",
         }
         for step in steps:
+            step.command = substitute(step.command, nc)
             code, output = await run_step(step, env)
             if step.expected is None:
                 assert code == 0, (
@@ -273,7 +340,8 @@ async def test_walkthrough(doc: Path) -> None:
                     f"{output}"
                 )
             elif not match_output(step.expected, output.splitlines()):
-                pytest.fail(explain_mismatch(step, output, code), pytrace=False)
+                extra = f"\n--- node components ---\n{nc.logs()}" if nc is not None else ""
+                pytest.fail(explain_mismatch(step, output, code) + extra, pytrace=False)
 
 
 # --- the parser and matcher themselves (no cluster) ------------------------------------------
@@ -406,3 +474,18 @@ def test_cluster_spec_comment() -> None:
     assert cluster_spec("no comment here") == {}
     with pytest.raises(ValueError, match="kubelet"):
         cluster_spec("<!-- walkthrough-cluster: kubelet -->")
+
+
+def test_substitute_maps_scripts_up_names_to_the_run() -> None:
+    from types import SimpleNamespace
+
+    nc = SimpleNamespace(hosts={"node-1": SimpleNamespace(netns="tkn1a2b3c0"),
+                                "node-2": SimpleNamespace(netns="tkn1a2b3c1")},
+                         c=SimpleNamespace(dir=Path("/tmp/cluster")))
+    assert substitute("ip netns exec tk-node-1 ip route; ip -n tk-node-2 link", nc) == (
+        "ip netns exec tkn1a2b3c0 ip route; ip -n tkn1a2b3c1 link")
+    # Only whole host names, and the node state directory.
+    assert substitute("tk-node-10 tk-node-1.x", nc) == "tk-node-10 tk-node-1.x"
+    assert substitute("cat .tinykube/nodes/node-1/subnet.env", nc) == (
+        "cat /tmp/cluster/nodes/node-1/subnet.env")
+    assert substitute("ip netns exec tk-node-1 true", None) == "ip netns exec tk-node-1 true"
