@@ -44,15 +44,18 @@ class BoundedFrequencyRunner:
     Invariants (upstream's BoundedFrequencyRunner):
     - `run()` never blocks and never runs `fn` itself; any number of `run()` calls between two
       runs of `fn` cause one run (coalescing); a call during a run causes one more run after it;
-    - two runs start at least `min_interval` apart (after a failure: the back-off, doubling
-      from `retry_initial` up to `max_interval`); the first run is immediate;
+    - runs are rate-limited by a token bucket of `burst` runs refilled at one per
+      `min_interval` (upstream's, with kube-proxy's burstSyncs=2): after a quiet period up to
+      `burst` runs start back to back, then one per `min_interval` (with burst=1: two runs
+      start at least `min_interval` apart); after a failure the next run waits the back-off,
+      doubling from `retry_initial` up to `max_interval`; the first run is immediate;
     - without any `run()`, `fn` still runs every `max_interval`; a failed run is retried
       (after the back-off) even without a `run()`.
     `clock` and `sleep` are injectable so that tests run on a fake clock.
     """
 
     def __init__(self, name: str, fn: Callable[[], Awaitable[None]], min_interval: float,
-                 max_interval: float, *, retry_initial: float = 1.0,
+                 max_interval: float, *, burst: int = 1, retry_initial: float = 1.0,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.name = name
@@ -60,6 +63,9 @@ class BoundedFrequencyRunner:
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.retry_initial = retry_initial
+        self.burst = max(1, burst)
+        self._tokens = float(self.burst)
+        self._tokens_at = clock()
         self.clock = clock
         self.sleep = sleep
         self._requested = asyncio.Event()
@@ -75,6 +81,19 @@ class BoundedFrequencyRunner:
             return self.min_interval
         backoff = self.retry_initial * 2 ** (self.failures - 1)
         return max(self.min_interval, min(backoff, self.max_interval))
+
+    def _refill(self, now: float) -> None:
+        if self.min_interval > 0:
+            self._tokens = min(float(self.burst),
+                               self._tokens + (now - self._tokens_at) / self.min_interval)
+        else:
+            self._tokens = float(self.burst)
+        self._tokens_at = now
+
+    def _token_due(self, now: float) -> float:
+        """When the bucket next holds a whole token (now, if it does)."""
+        self._refill(now)
+        return now if self._tokens >= 1 else now + (1 - self._tokens) * self.min_interval
 
     async def _wait(self, timeout: float) -> None:
         """Until a `run()` or `timeout`, whichever is first."""
@@ -92,8 +111,10 @@ class BoundedFrequencyRunner:
             now = self.clock()
             if last is None:
                 due = now
-            elif self._requested.is_set() or self.failures:
+            elif self.failures:
                 due = last + self._gap()
+            elif self._requested.is_set():
+                due = self._token_due(now)
             else:
                 due = last + self.max_interval
             if due > now:
@@ -105,6 +126,8 @@ class BoundedFrequencyRunner:
             # Cleared before the run: a request arriving during it causes one more run.
             self._requested.clear()
             last = self.clock()
+            self._refill(last)
+            self._tokens = max(0.0, self._tokens - 1)
             self.runs += 1
             try:
                 await self.fn()
@@ -146,8 +169,10 @@ class Proxier:
         self.services = self.factory.informer_for(Service)
         self.endpoints = self.factory.informer_for(Endpoints)
         self.nodes = self.factory.informer_for(Node)
+        # burst 2: kube-proxy's burstSyncs (a change right after a sync is not held back a
+        # whole --min-sync-period; a storm of them still is).
         self.runner = BoundedFrequencyRunner("sync proxy rules", self.sync, min_sync_period,
-                                             sync_period)
+                                             sync_period, burst=2)
         self._ports: dict[_Key, list[ServicePort]] = {}
         self._dirty: set[_Key] = set()
         # Endpoints' last-change-trigger-time not yet programmed (network programming latency).

@@ -317,9 +317,12 @@ async def test_deployment_adopts_matching_replica_set(control_plane: Cluster,
     await c.client.create("deployments", d, ns)
 
     async def adopted() -> Obj | None:
+        # Adoption (the ownerReference) and the revision annotation are two writes, as
+        # upstream's: wait for both.
         rs = await c.client.get("replicasets", "adopt-orphan", ns)
         refs = rs["metadata"].get("ownerReferences") or []
-        return rs if refs and refs[0]["name"] == "adopt" and refs[0]["controller"] else None
+        owned = refs and refs[0]["name"] == "adopt" and refs[0]["controller"]
+        return rs if owned and REV in (rs["metadata"].get("annotations") or {}) else None
     rs = await until(adopted, timeout=30)
     # Same template: it is the new ReplicaSet (revision 1), no second one is made.
     assert rs["metadata"]["annotations"][REV] == "1"

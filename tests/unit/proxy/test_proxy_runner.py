@@ -171,3 +171,26 @@ async def test_run_during_a_run_causes_exactly_one_more() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_burst_allows_back_to_back_runs_then_rate_limits() -> None:
+    """Upstream's Test_BoundedFrequencyRunnerBurst, kube-proxy's burstSyncs=2: after a quiet
+    period a change right after a sync runs at once; a third within min_interval waits."""
+    clock = FakeClock()
+    calls: list[float] = []
+    done = asyncio.Event()
+    runner: BoundedFrequencyRunner
+
+    async def fn() -> None:
+        calls.append(clock.now)
+        if len(calls) <= 2:
+            runner.run()  # a change arrives during each of the first two runs
+        if len(calls) == 4:
+            done.set()
+
+    runner = BoundedFrequencyRunner("t", fn, 1.0, 30.0, burst=2, clock=clock,
+                                    sleep=clock.sleep)
+    await _drive(runner, done)
+    # Two runs back to back (the bucket's two tokens), the third when a token has refilled
+    # (min_interval after the first), then periodic.
+    assert calls == [0.0, 0.0, 1.0, 31.0]
