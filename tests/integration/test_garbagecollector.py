@@ -147,9 +147,14 @@ async def test_should_keep_the_rc_around_until_all_its_pods_are_deleted_if_the_d
                         propagation_policy="Foreground")
 
     async def only_held_left() -> bool:
-        return await names(client, "pods", ns) == {"held"}
+        # The collector deletes each dependent in its own write, in no set order: the held
+        # pod's deletionTimestamp may come after the others are gone. Wait for both.
+        if await names(client, "pods", ns) != {"held"}:
+            return False
+        return bool((await client.get("pods", "held", ns))["metadata"].get(
+            "deletionTimestamp"))
 
-    await until(only_held_left, timeout=30, what="unheld pods deleted")
+    await until(only_held_left, timeout=30, what="unheld pods deleted, the held one deleting")
     held = await client.get("pods", "held", ns)
     assert held["metadata"].get("deletionTimestamp"), "the held pod is being deleted"
     kept = await client.get("replicationcontrollers", "simpletest.rc", ns)

@@ -149,10 +149,12 @@ async def test_scale_down_deletes_unscheduled_then_pending_then_not_ready_pods_f
     pods = await wait_pods(c, ns, "app=order", 5)
     names = [p["metadata"]["name"] for p in pods]
     ready_old, ready_new, not_ready, pending, unscheduled = names
-    await run_ready(c, ns, pods[0], "node-a")
-    await run_ready(c, ns, pods[1], "node-b")
+    # The second Ready pod last: a status with 2 ready then comes from a controller cache
+    # that has seen every earlier pod write too (one watch, in order), the bind included.
     await run_ready(c, ns, pods[2], "node-a", ready=False)
     await c.bind(ns, pending, "node-b")
+    await run_ready(c, ns, pods[0], "node-a")
+    await run_ready(c, ns, pods[1], "node-b")
     await until(lambda: _ready_count(c, ns, "order", 2), what="2 ready")
 
     async def left(n: int) -> set[str]:

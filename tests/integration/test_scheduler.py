@@ -109,14 +109,18 @@ async def node_of(n: Nodes, name: str, timeout: float = 30) -> str:
     return await until(bound, timeout=timeout, what=f"pod {name} bound")
 
 
-async def unschedulable_message(n: Nodes, name: str, timeout: float = 30) -> str:
-    """The message of the pod's PodScheduled=False condition, once it has one."""
+async def unschedulable_message(n: Nodes, name: str, expect: str | None = None,
+                                timeout: float = 30) -> str:
+    """The message of the pod's PodScheduled=False condition, once it has one (once it is
+    `expect`, if given: Nodes created just before the pod reach the scheduler on a watch of
+    their own, maybe after its first attempt; their add event retries the pod)."""
     async def condition() -> str:
         p = await n.client.get("pods", name, n.namespace)
         assert not p["spec"].get("nodeName"), f"{name} was bound to {p['spec']['nodeName']}"
         for c in (p.get("status") or {}).get("conditions") or []:
             if c["type"] == "PodScheduled" and c["status"] == "False":
                 assert c["reason"] == "Unschedulable", c
+                assert expect is None or c["message"] == expect, c["message"]
                 return str(c["message"])
         return ""
     return await until(condition, timeout=timeout, what=f"pod {name} unschedulable")
@@ -166,8 +170,8 @@ async def test_validates_that_nodeselector_is_respected_if_not_matching(nodes: N
     for _ in range(2):
         await nodes.add()
     await create(nodes, pod("restricted", nodeSelector={"label": "nonempty"}))
-    assert await unschedulable_message(nodes, "restricted") == (
-        "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector.")
+    want = "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."
+    assert await unschedulable_message(nodes, "restricted", want) == want
 
 
 async def test_validates_that_required_nodeaffinity_setting_is_respected_if_matching(
@@ -207,9 +211,9 @@ async def test_validates_that_taints_tolerations_is_respected_if_not_matching(
                     taints=[{"key": key, "value": "testing-taint-value", "effect": "NoExecute"}])
     await nodes.add()
     await create(nodes, pod("still-no-tolerations", nodeSelector={"e2e": "tainted"}))
-    assert await unschedulable_message(nodes, "still-no-tolerations") == (
-        "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, "
-        f"1 node(s) had untolerated taint {{{key}: testing-taint-value}}.")
+    want = ("0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, "
+            f"1 node(s) had untolerated taint {{{key}: testing-taint-value}}.")
+    assert await unschedulable_message(nodes, "still-no-tolerations", want) == want
 
 
 async def test_validates_that_there_is_no_conflict_between_pods_with_same_hostport_but_different_hostip_and_protocol(  # noqa: E501
@@ -240,8 +244,8 @@ async def test_unschedulable_node_keeps_pods_pending_until_uncordoned(nodes: Nod
     moves the parked pod back to the active queue."""
     name = await nodes.add(unschedulable=True)
     await create(nodes, pod("waiting"))
-    assert await unschedulable_message(nodes, "waiting") == (
-        "0/1 nodes are available: 1 node(s) were unschedulable.")
+    want = "0/1 nodes are available: 1 node(s) were unschedulable."
+    assert await unschedulable_message(nodes, "waiting", want) == want
     await nodes.client.patch("nodes", name, {"spec": {"unschedulable": False}})
     assert await node_of(nodes, "waiting") == name
 
