@@ -83,3 +83,24 @@ def test_cleanup_also_removes_what_ipvs_mode_left(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(sys, "argv", ["tk-proxy", "--cleanup"])
     main_mod.main()
     assert calls == ["iptables", "ipvs"]
+
+
+def test_metrics_server_does_no_reverse_dns_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """http.server's bind looks its address up with socket.getfqdn, which waited ~10 s for an
+    unreachable resolver inside a node's network namespace: the proxy's server must not."""
+    import socket
+    import urllib.request
+
+    from proxy.metrics import Metrics
+
+    def no_dns(name: str = "") -> str:
+        raise AssertionError(f"reverse DNS lookup of {name!r}")
+
+    monkeypatch.setattr(socket, "getfqdn", no_dns)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    m = Metrics()
+    m.serve("127.0.0.1", port)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+    assert b"kubeproxy_network_programming_duration_seconds_bucket" in body
