@@ -284,6 +284,31 @@ class TriggerTimeTracker:
         self._states.pop(key, None)
 
 
+class StaleEndpointsTracker:
+    """Which cached Endpoints are known to be older than what this controller wrote.
+
+    After an update the informer may still hold the version the update replaced. A sync that
+    compared the desired subsets with that stale copy could find them equal and skip the write,
+    leaving the stored object (our previous write, from an older view of the pods) wrong until
+    something else changes; nothing would, since Endpoints updates enqueue nothing. Upstream's
+    staleEndpointsTracker: remember the resourceVersion each update replaced, and treat a cache
+    still holding it as out of date (the sync is retried shortly).
+    """
+
+    def __init__(self) -> None:
+        self._replaced: dict[str, str] = {}
+
+    def stale(self, key: str, replaced_rv: str | None) -> None:
+        if replaced_rv:
+            self._replaced[key] = replaced_rv
+
+    def is_stale(self, key: str, cached_rv: str | None) -> bool:
+        return cached_rv is not None and self._replaced.get(key) == cached_rv
+
+    def delete(self, key: str) -> None:
+        self._replaced.pop(key, None)
+
+
 # --- the controller ---------------------------------------------------------------------------
 
 class EndpointsController(Controller):
@@ -301,6 +326,7 @@ class EndpointsController(Controller):
         self.endpoints = self.factory.informer_for(Endpoints)
         self.endpoints.add_event_handler(on_delete=self._endpoints_deleted)
         self.trigger_times = TriggerTimeTracker()
+        self.stale = StaleEndpointsTracker()
 
     async def run(self) -> None:
         self._check_leftover_endpoints()
@@ -352,12 +378,20 @@ class EndpointsController(Controller):
         svc = self.services.lister.get(name, ns)
         if svc is None:
             self.trigger_times.delete(key)
+            self.stale.delete(key)
             try:
                 await self.client.delete("endpoints", name, ns)
             except errors.NotFound:
                 pass
             return
         if not has_selector(svc):
+            return
+        current = self.endpoints.lister.get(name, ns)
+        if current is not None and self.stale.is_stale(key, current.metadata.resource_version):
+            # Our last update is not in the cache yet: comparing with what it replaced could
+            # wrongly skip this write. Look again when the cache has caught up (before the
+            # trigger-time tracker marks anything as reported).
+            self.queue.add_after(key, 0.2)
             return
         selector = from_map(svc.spec.selector if svc.spec else None)
         pods = [p for p in self.pods.store.by_index(NAMESPACE_INDEX, ns)
@@ -403,4 +437,5 @@ class EndpointsController(Controller):
         if not subsets:
             have.pop("subsets")
         await self.client.update("endpoints", have, svc.namespace)
+        self.stale.stale(svc.key, current.metadata.resource_version)
 

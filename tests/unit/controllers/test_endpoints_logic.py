@@ -135,3 +135,18 @@ def test_pod_changes_that_matter() -> None:
     relabeled = base.model_copy(deep=True)
     relabeled.metadata.labels = {"app": "other"}
     assert pod_endpoints_changed(base, relabeled) == (False, True)
+
+
+def test_stale_tracker_flags_the_version_an_update_replaced() -> None:
+    """Upstream's staleEndpointsTracker: after updating from resourceVersion 7, a cache still
+    holding 7 is out of date (a sync must not compare with it), one holding 8 is not."""
+    from controllers.endpoints import StaleEndpointsTracker
+
+    t = StaleEndpointsTracker()
+    assert not t.is_stale("ns/svc", "7")
+    t.stale("ns/svc", "7")
+    assert t.is_stale("ns/svc", "7")
+    assert not t.is_stale("ns/svc", "8")
+    assert not t.is_stale("ns/other", "7")
+    t.delete("ns/svc")
+    assert not t.is_stale("ns/svc", "7")
