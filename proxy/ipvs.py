@@ -385,7 +385,6 @@ class IpvsBackend:
         self.node_name = node_name
         self.iptables_restore = iptables_restore
         self.iptables = iptables
-        self._last_rules: str | None = None
         self.last_diff = IpvsDiff()
 
     # kernel state ---------------------------------------------------------------------------
@@ -487,11 +486,11 @@ class IpvsBackend:
             sock.dest("set", service=_vs_request(vs), dest=_rs_request(rs))
 
     def _sync_iptables(self, services: ServiceMap) -> None:
+        # Rewritten every sync, as upstream does: a firewall reload that flushed the chains
+        # must not leave masquerading broken until the next Service change.
         rules = iptables_rules(services, self.cluster_cidr, self.masquerade_bit)
-        if rules != self._last_rules:
-            subprocess.run([self.iptables_restore, "-w", "--noflush"], input=rules, text=True,
-                           check=True, capture_output=True)
-            self._last_rules = rules
+        subprocess.run([self.iptables_restore, "-w", "--noflush"], input=rules, text=True,
+                       check=True, capture_output=True)
         for table, hook, chain in JUMPS:
             rule = ["-m", "comment", "--comment", f"kubernetes {chain}", "-j", chain]
             if subprocess.run([self.iptables, "-w", "-t", table, "-C", hook, *rule],
@@ -529,7 +528,6 @@ class IpvsBackend:
             for chain in chains:
                 subprocess.run([self.iptables, "-w", "-t", table, "-X", chain],
                                capture_output=True)
-        self._last_rules = None
 
 
 def _set_sysctls() -> None:
