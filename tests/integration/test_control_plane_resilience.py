@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -239,15 +240,16 @@ async def _ready_replicas(c: Cluster, ns: str, n: int) -> bool:
     return st.get("readyReplicas") == n and st.get("replicas") == n
 
 
-def test_component_helper_is_a_process() -> None:
+def test_component_helper_is_a_process(tmp_path: Path) -> None:
     """The harness's Component runs what it is told as a separate OS process, and refuses to
     start a second copy over a running one (which would orphan it)."""
-    comp = Component("http.server", "--help", name="probe")
+    comp = Component("http.server", "--help", name="probe", parent=tmp_path)
     comp.start()
     assert comp.proc is not None
     assert comp.wait(30) == 0
     assert "usage" in comp.logs().lower()
-    sleeper = Component("http.server", "--bind", "127.0.0.1", "0", name="sleeper").start()
+    sleeper = Component("http.server", "--bind", "127.0.0.1", "0", name="sleeper",
+                        parent=tmp_path).start()
     try:
         with pytest.raises(RuntimeError, match="already running"):
             sleeper.start()
