@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from proxy import conntrack
 from proxy.model import Endpoint, ServiceMap, ServicePort, ServicePortName
 
 log = logging.getLogger(__name__)
@@ -387,6 +388,8 @@ class IptablesBackend:
     masquerade_bit: int = 14
     full_sync_period: float = 3600.0  # upstream's proxyutil.FullSyncPeriod
     clock: Callable[[], float] = time.monotonic
+    # After each successful restore: UDP conntrack clean-up (proxy/conntrack.py).
+    clean_conntrack: Callable[[ServiceMap | None, ServiceMap], None] = conntrack.clean_stale
     cfg: Config = field(init=False)
     last_sync_full: bool = field(default=False, init=False)
     last_restore_lines: int = field(default=0, init=False)
@@ -394,6 +397,9 @@ class IptablesBackend:
     _chains: set[str] = field(default_factory=set, init=False)
     _cache: dict[ServicePort, Fragment] = field(default_factory=dict, init=False)
     _last_full: float = field(default=float("-inf"), init=False)
+    # What the kernel's rules last became (kept across a failed restore, which changes nothing):
+    # UDP conntrack clean-up compares it with the next one.
+    _synced: ServiceMap | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.cfg = Config(cluster_cidr=self.cluster_cidr, masquerade_bit=self.masquerade_bit)
@@ -429,6 +435,8 @@ class IptablesBackend:
             self._last_full = now
         self._applied = dict(services)
         self._chains = rs.chains
+        self.clean_conntrack(self._synced, self._applied)  # logs, never raises
+        self._synced = self._applied
         # Keep the cache to the live service ports (a changed one is a new key).
         live = set(services.values())
         if len(self._cache) > 2 * len(live) + 16:

@@ -4,8 +4,10 @@ against a real apiserver, programming that host's own iptables, with real packet
 Services without a selector and hand-written Endpoints stand in for pods (no kubelet needed):
 the "endpoint" is a TCP server inside a second host. Checked: the chains appear and follow
 Endpoints changes; a ClusterIP connection reaches the endpoint; a service without endpoints
-refuses at once; a restart after SIGKILL (with a Service deleted meanwhile) converges to exactly
-the rules a fresh proxy on a fresh host writes; `--cleanup` leaves no KUBE-* behind.
+refuses at once; a UDP flow pinned by conntrack to an endpoint that leaves moves to the new
+one (conntrack clean-up); a restart after SIGKILL (with a Service deleted meanwhile)
+converges to exactly the rules a fresh proxy on a fresh host writes;
+`--cleanup` leaves no KUBE-* behind.
 """
 
 from __future__ import annotations
@@ -318,3 +320,89 @@ def test_failed_restore_names_the_line_and_changes_nothing(
     # Atomic: not even the declared chain was created.
     assert [ln for ln in saved(host).splitlines() if not ln.startswith("#")] == \
         [ln for ln in before.splitlines() if not ln.startswith("#")]
+
+
+# One UDP server on one address: answers every datagram with its tag.
+UDP_SERVER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+while True:
+    _, peer = s.recvfrom(100)
+    s.sendto(sys.argv[3].encode(), peer)
+"""
+
+# One datagram from a fixed source port (so always the same conntrack entry); the answer.
+UDP_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[3]))); s.settimeout(1)
+s.sendto(b"?", (sys.argv[1], int(sys.argv[2])))
+try:
+    print(s.recv(100).decode())
+except OSError as e:
+    print(type(e).__name__)
+"""
+
+
+async def test_udp_flow_follows_the_endpoint_change(env: Env) -> None:
+    """A UDP flow DNAT'd to an endpoint that leaves moves to the new endpoint at once: the
+    proxy deletes its conntrack entry (without that, every datagram of the same 5-tuple keeps
+    refreshing the entry and keeps going to the old server)."""
+    c, a, b = env.cluster, env.a, env.b
+    # Two endpoint addresses on host B (off the underlay subnet, routed from host A).
+    ips = ["10.250.77.1", "10.250.77.2"]
+    servers = []
+    try:
+        for i, ip in enumerate(ips, 1):
+            b.run("ip", "addr", "add", f"{ip}/32", "dev", "lo")
+            a.run("ip", "route", "add", f"{ip}/32", "via", b.ip)
+            servers.append(subprocess.Popen(
+                [*b.prefix, sys.executable, "-c", UDP_SERVER, ip, "5353", str(i)]))
+        ns = await c.new_namespace()
+        svc = await c.client.create("services", {
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns", "namespace": ns},
+            "spec": {"ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}, ns)
+        cip = svc["spec"]["clusterIP"]
+        name = ServicePortName(ns, "dns", "dns", "UDP")
+
+        async def endpoints(ip: str) -> None:
+            body: dict[str, Any] = {
+                "apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": "dns", "namespace": ns},
+                "subsets": [{"addresses": [{"ip": ip}],
+                             "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"}]}]}
+            try:
+                cur = await c.client.get("endpoints", "dns", ns)
+            except Exception:
+                await c.client.create("endpoints", body, ns)
+                return
+            body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
+            await c.client.update("endpoints", body, ns)
+
+        def ask() -> str:
+            return a.run(sys.executable, "-c", UDP_CLIENT, cip, "53", "40053",
+                         timeout=20).stdout.strip()
+
+        await endpoints(ips[0])
+        sep1 = ipt.sep_chain(name, Endpoint(ips[0], 5353))
+        await wait_rules(a, lambda r: f"nat :{sep1}" in r, "the first endpoint's chain")
+        assert await until(lambda: ask() == "1", timeout=10, what="answer from server 1")
+        assert [ask() for _ in range(3)] == ["1"] * 3  # the same flow, pinned
+
+        await endpoints(ips[1])
+        sep2 = ipt.sep_chain(name, Endpoint(ips[1], 5353))
+        await wait_rules(a, lambda r: f"nat :{sep2}" in r and f"nat :{sep1}" not in r,
+                         "the second endpoint's chain, the first gone")
+        # Server 1 still runs: only the conntrack clean-up moves this 5-tuple to server 2
+        # (the entry's UDP timeout is 30s or more, refreshed by every datagram below).
+        assert await until(lambda: ask() == "2", timeout=5, interval=0.3,
+                           what="the same flow answered by server 2")
+    finally:
+        for s in servers:
+            s.kill()
+            s.wait()
+        for ip in ips:
+            b.run("ip", "addr", "del", f"{ip}/32", "dev", "lo", check=False)
+            a.run("ip", "route", "del", f"{ip}/32", check=False)
