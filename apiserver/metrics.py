@@ -6,7 +6,9 @@ requests by verb/resource/code, request latency, registered watchers, etcd laten
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
+
+from client.metrics_server import serve_metrics
 
 REQUESTS = Counter(
     "apiserver_request_total", "Requests by verb, resource and response code.",
@@ -32,4 +34,4 @@ WATCH_EVENTS_SENT = Counter(
 
 
 def serve(port: int, addr: str) -> None:
-    start_http_server(port, addr=addr)
+    serve_metrics(addr, port)

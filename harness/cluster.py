@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import os
 import re
-import shlex
 import shutil
 import signal
 import socket
@@ -43,7 +42,7 @@ import grpc
 from client.apiclient import ApiClient, open_channel
 from client.config import ClientConfig, load_config
 from client.pki import add_node, init_pki, kubeconfig_for
-from harness.netns import Host
+from harness.netns import Host, bridge_gone, delete_forward_rules
 from harness.objects import condition
 from harness.wait import until
 
@@ -626,19 +625,8 @@ def remove_forward_rules(bridges: set[str]) -> None:
     """Delete the CNI plugin's FORWARD rules for `bridges`, and those left behind by earlier
     test sessions (killed before their cleanup) for harness bridges (`tkbr...`) that no longer
     exist: the plugin adds two rules per bridge and nothing else ever removes them."""
-    iptables = shutil.which("iptables")
-    if iptables is None:
-        return
-    listed = subprocess.run([iptables, "-w", "-S", "FORWARD"], capture_output=True, text=True,
-                            check=False).stdout
-    for line in listed.splitlines():
-        m = _FORWARD_COMMENT.search(line)
-        if not line.startswith("-A FORWARD ") or m is None:
-            continue
-        bridge = m.group(1)
-        if bridge in bridges or not os.path.exists(f"/sys/class/net/{bridge}"):
-            subprocess.run([iptables, "-w", "-D", *shlex.split(line)[1:]], capture_output=True,
-                           check=False)
+    delete_forward_rules(_FORWARD_COMMENT,
+                         lambda bridge: bridge in bridges or bridge_gone(bridge))
 
 
 async def wait_for_namespace(client: ApiClient, name: str, timeout: float = 20.0) -> None:

@@ -29,11 +29,10 @@ import shlex
 import shutil
 import subprocess
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # The underlay subnets: one /24 of 172.30.0.0/16 per Underlay, picked among the unused ones.
-UNDERLAY_RANGE = ipaddress.IPv4Network("172.30.0.0/16")
 # The comment on the machine's FORWARD rule that lets frames cross the underlay bridge (Docker
 # sets FORWARD's policy to DROP, and br_netfilter sends bridged frames through it).
 FORWARD_COMMENT = "tinykube: underlay {bridge}"
@@ -128,9 +127,9 @@ class Underlay:
         _ip("link", "add", self.bridge, "type", "bridge")
         _ip("addr", "add", f"{self.gateway}/{self.network.prefixlen}", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
-        self._forward_rule("-I")
+        self._forward_rules()
 
-    def _forward_rule(self, op: str) -> None:
+    def _forward_rules(self) -> None:
         """Frames between the hosts cross the bridge (ACCEPT); anything a host routes through
         the gateway to elsewhere is dropped, so a test never sends a packet off this machine
         (a ClusterIP with no rule behind it would otherwise follow the default route out)."""
@@ -141,8 +140,8 @@ class Underlay:
         # -I puts each rule first: the ACCEPT, inserted last, ends up before the DROP.
         for rule in (["-i", self.bridge, *comment, "-j", "DROP"],
                      ["-i", self.bridge, "-o", self.bridge, *comment, "-j", "ACCEPT"]):
-            subprocess.run([iptables, "-w", op, "FORWARD", *rule], capture_output=True,
-                           check=op == "-I", timeout=30)
+            subprocess.run([iptables, "-w", "-I", "FORWARD", *rule], capture_output=True,
+                           check=True, timeout=30)
 
     def add_host(self) -> Host:
         """A new host on this underlay (addresses .10, .11, … in creation order)."""
@@ -161,11 +160,30 @@ class Underlay:
             host.delete()
         _ip("link", "del", self.bridge, check=False)
         with contextlib.suppress(subprocess.SubprocessError):
-            self._forward_rule("-D")
+            delete_forward_rules(_UNDERLAY_RULE, lambda bridge: bridge == self.bridge)
 
 
-_STALE_RULE = re.compile(r'--comment "?tinykube: underlay (tkul[0-9a-f]+)"?')
+_UNDERLAY_RULE = re.compile(r'--comment "?tinykube: underlay (tkul[0-9a-f]+)"?')
 _HOST_NETNS = re.compile(r"^tkn([0-9a-f]{6})\d+$")
+
+
+def bridge_gone(bridge: str) -> bool:
+    return not os.path.exists(f"/sys/class/net/{bridge}")
+
+
+def delete_forward_rules(comment: re.Pattern[str], doomed: Callable[[str], bool]) -> None:
+    """Delete this machine's FORWARD rules whose comment matches `comment` (group 1: the
+    bridge it names) when `doomed(bridge)`: the harness's rules are found by their comments."""
+    iptables = shutil.which("iptables")
+    if iptables is None:
+        return
+    listed = subprocess.run([iptables, "-w", "-S", "FORWARD"], capture_output=True, text=True,
+                            check=False, timeout=30).stdout
+    for line in listed.splitlines():
+        m = comment.search(line)
+        if line.startswith("-A FORWARD ") and m and doomed(m.group(1)):
+            subprocess.run([iptables, "-w", "-D", *shlex.split(line)[1:]], capture_output=True,
+                           check=False, timeout=30)
 
 
 def reap_stale() -> None:
@@ -174,22 +192,6 @@ def reap_stale() -> None:
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         m = _HOST_NETNS.match(name)
-        if m and not os.path.exists(f"/sys/class/net/tkul{m.group(1)}"):
+        if m and bridge_gone(f"tkul{m.group(1)}"):
             _ip("netns", "del", name, check=False)
-    iptables = shutil.which("iptables")
-    if iptables is None:
-        return
-    listed = subprocess.run([iptables, "-w", "-S", "FORWARD"], capture_output=True, text=True,
-                            check=False, timeout=30).stdout
-    for line in listed.splitlines():
-        m = _STALE_RULE.search(line)
-        if line.startswith("-A FORWARD ") and m and not os.path.exists(
-                f"/sys/class/net/{m.group(1)}"):
-            subprocess.run([iptables, "-w", "-D", *shlex.split(line)[1:]], capture_output=True,
-                           check=False, timeout=30)
-
-
-def netns_pids(netns: str) -> Sequence[int]:
-    """Processes still running inside a host (`ip netns pids`)."""
-    out = _ip("netns", "pids", netns, check=False).stdout
-    return [int(p) for p in out.split()]
+    delete_forward_rules(_UNDERLAY_RULE, bridge_gone)

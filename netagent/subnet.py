@@ -19,6 +19,8 @@ import os
 import tempfile
 from dataclasses import dataclass
 
+from netagent.ipam import parse_subnet_env
+
 
 @dataclass(frozen=True)
 class SubnetEnv:
@@ -37,12 +39,7 @@ class SubnetEnv:
     @classmethod
     def parse(cls, text: str) -> SubnetEnv:
         """The inverse of `render` (ValueError naming the key when something is off)."""
-        env: dict[str, str] = {}
-        for line in text.splitlines():
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                k, _, v = line.partition("=")
-                env[k.strip()] = v.strip()
+        env = parse_subnet_env(text)
         try:
             network = ipaddress.IPv4Network(env["FLANNEL_NETWORK"])
             subnet = ipaddress.IPv4Interface(env["FLANNEL_SUBNET"]).network

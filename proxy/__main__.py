@@ -55,12 +55,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, Parser]:
 def backend(a: argparse.Namespace) -> Backend:
     if a.proxy_mode == "iptables":
         return IptablesBackend(a.cluster_cidr, a.masquerade_bit)
-    try:
-        from proxy import ipvs
-    except ImportError as e:
-        print(f"{PROG}: --proxy-mode ipvs: not available in this build ({e}); use "
-              "--proxy-mode iptables", file=sys.stderr)
-        sys.exit(1)
+    from proxy import ipvs  # here, not at the top: it imports pyroute2 (~200 ms)
+
     reason = ipvs.ipvs_unavailable()
     if reason is not None:
         print(f"{PROG}: --proxy-mode ipvs: this kernel has no IPVS ({reason}); use "
@@ -73,10 +69,8 @@ def cleanup_ipvs() -> None:
     """What IPVS mode leaves (virtual servers, kube-ipvs0 with every VIP bound as a local
     address), whatever --proxy-mode says now: as upstream's CleanupLeftovers, which cleans IPVS
     too. Without it, `--cleanup` after an IPVS run kept the ClusterIPs local and balanced."""
-    try:
-        from proxy import ipvs
-    except ImportError:
-        return
+    from proxy import ipvs
+
     ipvs.IpvsBackend("").cleanup()
 
 

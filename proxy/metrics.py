@@ -9,13 +9,11 @@ in the kernel, observed after the sync that programmed it.
 from __future__ import annotations
 
 import re
-import socketserver
-import threading
 from datetime import datetime
-from http.server import ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
-from prometheus_client.exposition import MetricsHandler
+
+from client.metrics_server import serve_metrics
 
 TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 
@@ -48,22 +46,7 @@ class Metrics:
 
     def serve(self, host: str, port: int) -> None:
         """Serve /metrics on host:port from a daemon thread."""
-        server = _Server((host, port), MetricsHandler.factory(self.registry))
-        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-
-
-class _Server(ThreadingHTTPServer):
-    """http.server without its reverse DNS lookup of the bound address (`socket.getfqdn` in
-    HTTPServer.server_bind, which prometheus-client's start_http_server goes through): on a
-    node whose resolver is unreachable, as inside a fresh network namespace, it held the
-    proxy's start-up for the resolver's whole timeout, about 10 s."""
-
-    daemon_threads = True
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
+        serve_metrics(host, port, self.registry)
 
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")

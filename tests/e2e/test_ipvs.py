@@ -1,16 +1,16 @@
-"""tk-proxy's IPVS mode against the kernel: refused cleanly without IPVS, applied with it.
+"""tk-proxy's IPVS mode against the kernel: detection, and the backend applied for real.
 
-(a) runs everywhere: on a kernel without IPVS (these machines), `python -m proxy --proxy-mode
-ipvs` must exit 1 with one line that names IPVS and suggests `--proxy-mode iptables`, no
-traceback. (b) programs a real kernel's IPVS inside a network namespace the test creates and
-reads it back over netlink; it is skipped, with `ipvs_unavailable()`'s own reason, where the
-kernel has no IPVS.
+(a) on a kernel without IPVS (these machines), `ipvs_unavailable()` names what is missing in
+one line (tests/unit/proxy/test_proxy_flags.py checks that `tk-proxy --proxy-mode ipvs` then
+exits 1 with exactly that line). (b) programs a real kernel's IPVS inside a network namespace
+the test creates and reads it back over netlink; it is skipped, with `ipvs_unavailable()`'s own
+reason, where the kernel has no IPVS; the planning it applies is unit-tested everywhere
+(tests/unit/proxy/test_ipvs_plan.py).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -25,24 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 REASON = ipvs_unavailable()
 
 
-def test_proxy_mode_ipvs_without_ipvs_exits_1_with_one_line() -> None:
-    if REASON is None:
-        pytest.skip("this kernel has IPVS: the refusal path cannot be reached here")
-    proc = subprocess.run(
-        [sys.executable, "-m", "proxy", "--proxy-mode", "ipvs", "--hostname-override", "n1",
-         "--server", "127.0.0.1:1", "--metrics-bind-address", "0"],
-        cwd=REPO, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-    out = (proc.stdout + proc.stderr).strip()
-    assert proc.returncode == 1, out
-    lines = out.splitlines()
-    assert len(lines) == 1, out
-    assert "IPVS" in lines[0] and "--proxy-mode iptables" in lines[0], out
-    assert "Traceback" not in out
-
-
 def test_ipvs_unavailable_names_the_missing_piece() -> None:
     if REASON is None:
-        pytest.skip("this kernel has IPVS")
+        pytest.skip("this kernel has IPVS: nothing is missing to name")
     assert "IPVS" in REASON and "\n" not in REASON
 
 
@@ -60,12 +45,9 @@ def host() -> Iterator[Host]:
 # Runs inside the host: syncs a ServiceMap, prints the kernel's state as JSON.
 SCRIPT = textwrap.dedent("""
     import json, sys
-    from proxy.ipvs import IpvsBackend, ipvs_unavailable
+    from proxy.ipvs import IpvsBackend
     from proxy.model import build_service_map
     services, endpoints, node_ips, cleanup = json.loads(sys.stdin.read())
-    reason = ipvs_unavailable()
-    if reason:
-        print(json.dumps({"unavailable": reason})); sys.exit(0)
     b = IpvsBackend("10.244.0.0/16", 14, node_name="n1")
     if cleanup:
         b.cleanup()
@@ -86,10 +68,7 @@ def _sync(host: Host, services: list, endpoints: list, cleanup: bool = False) ->
                  timeout=60,
                  input=json.dumps([services, endpoints, [host.ip], cleanup]))
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    if "unavailable" in out:
-        pytest.skip(f"kernel has no IPVS: {out['unavailable']}")
-    return out
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def _svc(name: str, ip: str, **spec: object) -> dict:

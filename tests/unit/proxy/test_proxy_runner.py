@@ -25,15 +25,19 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def _drive(runner: BoundedFrequencyRunner, done: asyncio.Event) -> None:
     task = asyncio.create_task(runner.loop())
     try:
         async with asyncio.timeout(10):
             await done.wait()
     finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await _cancel(task)
 
 
 async def test_requests_coalesce_and_respect_min_interval_then_max_interval() -> None:
@@ -104,9 +108,7 @@ async def test_request_between_runs_waits_for_min_interval() -> None:
     assert calls == [0.0, 2.0]
     await clock.advance(0.1)
     assert calls == [0.0, 2.0, 32.0]  # periodic
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await _cancel(task)
 
 
 async def test_failure_retried_with_backoff_without_requests() -> None:
@@ -168,9 +170,7 @@ async def test_run_during_a_run_causes_exactly_one_more() -> None:
     assert calls == [0.0, 0.0]  # one more run right away, not two
     await clock.advance(1)
     assert calls == [0.0, 0.0, 1000.0]
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await _cancel(task)
 
 
 async def test_burst_allows_back_to_back_runs_then_rate_limits() -> None:
