@@ -1,0 +1,364 @@
+"""The lab's verbs: up, status, down, reset, load-image, kubeconfig and the README's demo.
+
+Each verb is idempotent where that makes sense (`up` on a running lab checks it and prints it
+again; `down` on none says so), waits for what it started to work (not merely to run), and
+prints progress for every step that takes more than a moment.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from lab.cluster import (
+    DEFAULT_API_PORT,
+    DEFAULT_NAME,
+    NODE_IMAGE,
+    POD_IMAGES,
+    REPO,
+    TIMINGS,
+    Lab,
+    LabError,
+    Settings,
+    copy_node_files,
+    free_port,
+    pick_subnet,
+    run,
+    say,
+    used_subnets,
+    wait_until,
+)
+
+DEMO_DEPLOYMENT = "docs/examples/hostnames-deployment.yaml"
+DEMO_SERVICE = "docs/examples/hostnames-service.yaml"
+DEMO_NODEPORT = 30376
+READY_TIMEOUT = 180.0
+
+
+# --- up ----------------------------------------------------------------------------------------
+
+
+def up(lab: Lab, workers: int, api_port: int | None) -> Settings:
+    if workers < 1:
+        raise LabError(f"--workers {workers}: a lab needs at least one worker")
+    _require_images(lab)
+    s = _settings_for_up(lab, workers, api_port)
+    lab.write_settings(s)
+    _write_pki(lab, s)
+    _save_pod_images(lab)
+    lab.write_extra_workers(s)
+    services = ["etcd", "control-plane", *lab.worker_names(s.workers)]
+    say(f"docker-compose -p {lab.name} up -d {' '.join(services)}")
+    lab.compose(s, "up", "-d", "--remove-orphans", *services)
+    wait_ready(lab, s)
+    print_timings(s)
+    return s
+
+
+def _require_images(lab: Lab) -> None:
+    for image in (NODE_IMAGE, *POD_IMAGES):
+        if run([lab.docker, "image", "inspect", image], check=False).returncode != 0:
+            builder = "lab/node/build" if image == NODE_IMAGE else "lab/images/build"
+            raise LabError(f"image {image} is missing: build it with {builder} "
+                           "(lab/lab up does when run as root)")
+
+
+def _settings_for_up(lab: Lab, workers: int, api_port: int | None) -> Settings:
+    old = lab.settings()
+    running = {c["name"] for c in lab.containers() if c["state"] == "running"}
+    if old is not None and running:
+        if old.workers != workers:
+            # Growing or shrinking a running lab would renumber nothing but is not worth the
+            # surprises (a worker's Node left behind): say how instead.
+            raise LabError(f"lab {lab.name!r} runs with {old.workers} worker(s); "
+                           f"`lab/lab down` first to bring it up with --workers {workers}")
+        return old
+    # The lab's own network may be left from an interrupted run: its subnet is ours to reuse.
+    own = lab.network_subnet()
+    taken = used_subnets() - ({own} if own else set())
+    if own:
+        subnet = own
+    elif old is not None and old.subnet not in taken:
+        subnet = old.subnet
+    else:
+        subnet = pick_subnet(taken)
+    port = free_port(api_port or (old.api_port if old else DEFAULT_API_PORT))
+    if api_port and port != api_port:
+        raise LabError(f"--api-port {api_port}: the port is taken on 127.0.0.1")
+    return Settings(lab.name, subnet, port, workers)
+
+
+def _write_pki(lab: Lab, s: Settings) -> None:
+    """The cluster's certificates (kept across runs; `tkctl pki init` is idempotent)."""
+    pki = lab.state / "pki"
+    server = "https://control-plane:6443"
+    cp_ip = f"{s.subnet}.10"
+    say(f"tkctl pki init --dir {_rel(pki)} (apiserver: control-plane, {cp_ip}, 127.0.0.1)")
+    tkctl = [sys.executable, "-m", "tkctl", "--server", server]
+    run([*tkctl, "pki", "init", "--dir", str(pki),
+         "--apiserver-san", "control-plane", "--apiserver-san", lab.container("control-plane"),
+         "--apiserver-san", cp_ip, "--etcd-san", "etcd", "--etcd-san", f"{s.subnet}.2"])
+    for i, node in enumerate(lab.worker_names(s.workers), start=1):
+        run([*tkctl, "pki", "add-node", node, "--ip", lab.worker_ip(s.subnet, i),
+             "--dir", str(pki)])
+        copy_node_files(pki, lab.state / "nodes" / node, node)
+    # The admin's kubeconfig for this machine: the apiserver as published on the host.
+    config = yaml.safe_load((pki / "admin.conf").read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{s.api_port}"
+    lab.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+    lab.kubeconfig.chmod(0o600)
+
+
+def _save_pod_images(lab: Lab) -> None:
+    """The pod images as one tar the workers load at start, rewritten only when they change."""
+    images = lab.state / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    ids = run([lab.docker, "image", "inspect", "--format", "{{.Id}}", *POD_IMAGES]).stdout
+    stamp = images / "ids"
+    tar = images / "tinykube.tar"
+    if tar.exists() and stamp.exists() and stamp.read_text() == ids:
+        return
+    say(f"docker save {' '.join(POD_IMAGES)} (loaded into every worker at start)")
+    run([lab.docker, "save", "-o", str(tar), *POD_IMAGES])
+    stamp.write_text(ids)
+
+
+def wait_ready(lab: Lab, s: Settings, timeout: float = READY_TIMEOUT) -> None:
+    """Until the apiserver answers, every worker's Node is Ready, its netagent published its
+    VTEP and its tk-proxy wrote KUBE-SERVICES: the lab works, not merely runs."""
+    say(f"waiting for the apiserver on 127.0.0.1:{s.api_port}")
+    wait_until("the apiserver (see `lab/lab logs control-plane apiserver`)",
+               lambda: lab.tkctl("get", "namespaces", check=False).returncode == 0, timeout)
+    names = lab.worker_names(s.workers)
+    say(f"waiting for {len(names)} worker(s) to be Ready, on the overlay and proxied")
+    for node in names:
+        wait_until(f"node {node} to be Ready (see `lab/lab logs {node} kubelet`)",
+                   lambda node=node: _node_ready(lab, node), timeout)
+        wait_until(f"node {node}'s tk-netagent (see `lab/lab logs {node} netagent`)",
+                   lambda node=node: _node_annotated(lab, node), timeout)
+        wait_until(f"node {node}'s tk-proxy (see `lab/lab logs {node} proxy`)",
+                   lambda node=node: lab.exec(node, "iptables", "-w", "-t", "nat", "-S",
+                                              "KUBE-SERVICES", check=False).returncode == 0,
+                   timeout)
+        say(f"{node} is Ready")
+
+
+def _node(lab: Lab, node: str) -> dict[str, object] | None:
+    proc = lab.tkctl("get", "node", node, "-o", "json", check=False)
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def _node_ready(lab: Lab, node: str) -> bool:
+    obj = _node(lab, node) or {}
+    conditions = (obj.get("status") or {}).get("conditions") or []  # type: ignore[attr-defined]
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _node_annotated(lab: Lab, node: str) -> bool:
+    obj = _node(lab, node) or {}
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}  # type: ignore[attr-defined]
+    return "flannel.alpha.coreos.com/backend-data" in annotations
+
+
+def print_timings(s: Settings) -> None:
+    print("\nThe lab's timings are shortened so node failure takes a minute, not six:")
+    for key, _default, what, upstream in TIMINGS:
+        print(f"  {what:<64} {s.timings[key]:>4}   (upstream {upstream})")
+
+
+# --- status, kubeconfig, logs ----------------------------------------------------------------
+
+
+def status(lab: Lab) -> int:
+    s = lab.settings()
+    rows = lab.containers()
+    if s is None and not rows:
+        print(f"no lab named {lab.name!r} (bring one up with `lab/lab up`)")
+        return 1
+    if s is not None:
+        print(f"lab {lab.name!r}: {s.workers} worker(s), network {s.subnet}.0/24, apiserver "
+              f"https://127.0.0.1:{s.api_port}, state {_rel(lab.state)}")
+    print(f"\n{'CONTAINER':<28} {'STATE':<10} STATUS")
+    for c in rows:
+        print(f"{c['name']:<28} {c['state']:<10} {c['status']}")
+    for c in rows:
+        if c["state"] != "running":
+            continue
+        service = c["name"][len(lab.name) + 1:]
+        out = lab.exec(service, "tk-node", "status", check=False).stdout.strip()
+        print(f"\n{c['name']}:\n" + "\n".join("  " + line for line in out.splitlines()))
+    if s is not None and any(c["state"] == "running" for c in rows):
+        print("\ntkctl get nodes -o wide")
+        proc = lab.tkctl("get", "nodes", "-o", "wide", check=False)
+        print((proc.stdout or proc.stderr).rstrip())
+        print_timings(s)
+    return 0
+
+
+def kubeconfig(lab: Lab) -> None:
+    s = lab.require_settings()
+    print(f"# lab {lab.name!r}: the apiserver is published at https://127.0.0.1:{s.api_port};\n"
+          f"# this admin kubeconfig (cluster-admin: keep it private) points tkctl at it.\n"
+          f"# Use it with: eval \"$(lab/lab kubeconfig)\"\n"
+          f"export TINYKUBE_CONFIG={lab.kubeconfig}")
+
+
+def logs(lab: Lab, node: str, component: str | None, tail: int) -> None:
+    lab.require_settings()
+    if component is None:
+        out = lab.exec(node, "tk-node", "status").stdout
+        print(out.rstrip())
+        print(f"\n(logs are in /var/log/tinykube/ inside {lab.container(node)}: "
+              f"`lab/lab logs {node} COMPONENT`)")
+        return
+    proc = lab.exec(node, "tail", "-n", str(tail), f"/var/log/tinykube/{component}.log",
+                    check=False)
+    if proc.returncode != 0:
+        raise LabError(f"no log for {component!r} on {node}: "
+                       f"`lab/lab logs {node}` lists its components")
+    print(proc.stdout.rstrip())
+
+
+# --- down and reset ------------------------------------------------------------------------------
+
+
+def down(lab: Lab) -> None:
+    s = lab.settings()
+    if s is None and not lab.containers():
+        print(f"no lab named {lab.name!r}: nothing to do")
+        return
+    if s is None:  # containers without state (state dir removed by hand): by label
+        ids = [c["name"] for c in lab.containers()]
+        run([lab.docker, "rm", "-f", "-v", *ids])
+        run([lab.docker, "network", "rm", f"{lab.name}-underlay"], check=False)
+    else:
+        say(f"docker-compose -p {lab.name} down -v (containers, their volumes, the network)")
+        lab.compose(s, "down", "-v", "--remove-orphans", "--timeout", "5")
+    shutil.rmtree(lab.state, ignore_errors=True)
+    say(f"lab {lab.name!r} is gone")
+
+
+def reset(lab: Lab) -> None:
+    """Back to a fresh cluster in the same containers: every component stopped, etcd wiped,
+    every worker's pods, KUBE-* chains, flannel.1 and kubelet state removed, then started again
+    in order (etcd, control plane, workers)."""
+    s = lab.require_settings()
+    workers = lab.worker_names(s.workers)
+    order = ["etcd", "control-plane", *workers]
+    say("stopping every component (tk-node stop all)")
+    for service in reversed(order):
+        if service.startswith("worker"):
+            lab.exec(service, "tk-node", "stop", "netagent", "kubelet", "proxy")
+        else:
+            lab.exec(service, "tk-node", "stop", "all")
+    say("wiping etcd; removing pods, KUBE-* chains, flannel.1 and kubelet state on every worker")
+    for service in order:
+        lab.exec(service, "tk-node", "cleanup")
+    for service in order:
+        lab.exec(service, "tk-node", "start", "all")
+    wait_ready(lab, s)
+    say(f"lab {lab.name!r} is reset: an empty cluster")
+
+
+# --- load-image ------------------------------------------------------------------------------
+
+
+def load_image(lab: Lab, images: list[str]) -> None:
+    """Like `kind load docker-image`: this machine's images into every worker's dockerd."""
+    s = lab.require_settings()
+    for image in images:
+        if run([lab.docker, "image", "inspect", image], check=False).returncode != 0:
+            raise LabError(f"image {image!r} is not in this machine's Docker engine "
+                           "(`docker images` lists what is)")
+    for node in lab.worker_names(s.workers):
+        say(f"docker save {' '.join(images)} | docker exec -i {lab.container(node)} docker load")
+        save = subprocess.Popen([lab.docker, "save", *images], stdout=subprocess.PIPE)
+        load = subprocess.run([lab.docker, "exec", "-i", lab.container(node), "docker", "load",
+                               "-q"], stdin=save.stdout, capture_output=True, text=True,
+                              check=False)
+        if save.stdout is not None:
+            save.stdout.close()
+        if save.wait() != 0 or load.returncode != 0:
+            raise LabError(f"loading into {node} failed: {load.stderr.strip()}")
+        print(load.stdout.rstrip())
+
+
+# --- the demo ------------------------------------------------------------------------------------
+
+
+def demo(lab: Lab, workers: int, requests: int = 6) -> None:
+    """The README's first command: the lab up, a 3-replica Deployment of the hostname server
+    behind a NodePort Service, and the answers of several requests to each node's NodePort."""
+    s = up(lab, workers, None)
+    say(f"tkctl apply -f {DEMO_DEPLOYMENT} -f {DEMO_SERVICE}")
+    print(lab.tkctl("apply", "-f", str(_repo(DEMO_DEPLOYMENT)),
+                    "-f", str(_repo(DEMO_SERVICE))).stdout.rstrip())
+    say("tkctl rollout status deployment/hostnames")
+    print(lab.tkctl("rollout", "status", "deployment/hostnames", "--timeout", "180s",
+                    timeout=200).stdout.rstrip())
+    for title, args in (("tkctl get nodes -o wide", ("get", "nodes", "-o", "wide")),
+                        ("tkctl get pods -o wide", ("get", "pods", "-o", "wide")),
+                        ("tkctl get service hostnames", ("get", "service", "hostnames"))):
+        print()
+        say(title)
+        print(lab.tkctl(*args).stdout.rstrip())
+    nodes = [(n, lab.worker_ip(s.subnet, i)) for i, n in
+             enumerate(lab.worker_names(s.workers), start=1)]
+    _wait_endpoints_programmed(lab, [n for n, _ in nodes], 3)
+    print()
+    say(f"the NodePort {DEMO_NODEPORT} on every node, asked from this machine")
+    seen: set[str] = set()
+    for node, ip in nodes:
+        for _ in range(requests):
+            answer = http_get(ip, DEMO_NODEPORT)
+            seen.add(answer)
+            print(f"  {node:<10} {ip}:{DEMO_NODEPORT:<6} -> {answer}")
+    print(f"\n{len(seen - {'(no answer)'})} different pods answered. The lab is yours:")
+    print(f"  eval \"$(lab/lab kubeconfig{_name_flag(lab)})\"   then   tkctl get pods -o wide\n"
+          f"  lab/lab status{_name_flag(lab)}   lab/lab down{_name_flag(lab)}   "
+          "and docs/lab/ walks through it step by step.")
+
+
+def _wait_endpoints_programmed(lab: Lab, nodes: list[str], n: int) -> None:
+    """Until every node's tk-proxy load-balances the demo Service over its n endpoints."""
+    def programmed(node: str) -> bool:
+        out = lab.exec(node, "iptables", "-w", "-t", "nat", "-S", check=False).stdout
+        return sum(1 for line in out.splitlines()
+                   if "default/hostnames" in line and "-j KUBE-SEP-" in line) >= n
+    for node in nodes:
+        wait_until(f"{node}'s tk-proxy to program the hostnames Service",
+                   lambda node=node: programmed(node), 60)
+
+
+def http_get(ip: str, port: int, timeout: float = 5.0) -> str:
+    """The body's last line of GET / (serve-hostname answers its pod's name)."""
+    try:
+        conn = http.client.HTTPConnection(ip, port, timeout=timeout)
+        conn.request("GET", "/")
+        body = conn.getresponse().read().decode(errors="replace").strip()
+        conn.close()
+        return body.splitlines()[-1] if body else "(empty answer)"
+    except OSError:
+        return "(no answer)"
+
+
+def _repo(path: str) -> Path:
+    return REPO / path
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def _name_flag(lab: Lab) -> str:
+    return "" if lab.name == DEFAULT_NAME else f" --name {lab.name}"
