@@ -88,7 +88,7 @@ def run(cmd: Sequence[str], *, check: bool = True, capture: bool = True,
             out = out.decode(errors="replace")
         raise LabError(f"{shlex.join(cmd)} failed (exit {proc.returncode})"
                        + (f":\n{out.strip()}" if out and out.strip() else ""))
-    return proc  # type: ignore[return-value]
+    return proc
 
 
 def docker_cli() -> str:

@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -140,14 +141,17 @@ def wait_ready(lab: Lab, s: Settings, timeout: float = READY_TIMEOUT) -> None:
     say(f"waiting for {len(names)} worker(s) to be Ready, on the overlay and proxied")
     for node in names:
         wait_until(f"node {node} to be Ready (see `lab/lab logs {node} kubelet`)",
-                   lambda node=node: _node_ready(lab, node), timeout)
+                   partial(_node_ready, lab, node), timeout)
         wait_until(f"node {node}'s tk-netagent (see `lab/lab logs {node} netagent`)",
-                   lambda node=node: _node_annotated(lab, node), timeout)
+                   partial(_node_annotated, lab, node), timeout)
         wait_until(f"node {node}'s tk-proxy (see `lab/lab logs {node} proxy`)",
-                   lambda node=node: lab.exec(node, "iptables", "-w", "-t", "nat", "-S",
-                                              "KUBE-SERVICES", check=False).returncode == 0,
-                   timeout)
+                   partial(_proxy_synced, lab, node), timeout)
         say(f"{node} is Ready")
+
+
+def _proxy_synced(lab: Lab, node: str) -> bool:
+    return lab.exec(node, "iptables", "-w", "-t", "nat", "-S", "KUBE-SERVICES",
+                    check=False).returncode == 0
 
 
 def _node(lab: Lab, node: str) -> dict[str, object] | None:
@@ -334,7 +338,7 @@ def _wait_endpoints_programmed(lab: Lab, nodes: list[str], n: int) -> None:
                    if "default/hostnames" in line and "-j KUBE-SEP-" in line) >= n
     for node in nodes:
         wait_until(f"{node}'s tk-proxy to program the hostnames Service",
-                   lambda node=node: programmed(node), 60)
+                   partial(programmed, node), 60)
 
 
 def http_get(ip: str, port: int, timeout: float = 5.0) -> str:
