@@ -230,6 +230,27 @@ class Lab:
         return [{"name": r["Names"], "state": r.get("State", ""), "status": r["Status"]}
                 for r in rows]
 
+    def volumes(self) -> list[str]:
+        """The Docker volumes this lab's containers use (etcd's data, each worker's images)."""
+        names = [c["name"] for c in self.containers()]
+        if not names:
+            return []
+        out = run([self.docker, "inspect", "--format",
+                   '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}',
+                   *names], check=False).stdout
+        return out.split()
+
+    def leftovers(self, volumes: Sequence[str] = ()) -> list[str]:
+        """What of this lab still exists: containers, its network, the given volumes."""
+        left = [f"container {c['name']}" for c in self.containers()]
+        network = f"{self.name}-underlay"
+        if run([self.docker, "network", "inspect", network], check=False).returncode == 0:
+            left.append(f"network {network}")
+        for v in volumes:
+            if run([self.docker, "volume", "inspect", v], check=False).returncode == 0:
+                left.append(f"volume {v}")
+        return left
+
     def network_subnet(self) -> str | None:
         """The /24 prefix of this lab's network if it exists (left by an earlier `up`)."""
         proc = run([self.docker, "network", "inspect", "--format",

@@ -233,11 +233,20 @@ def logs(lab: Lab, node: str, component: str | None, tail: int) -> None:
 # --- down and reset ------------------------------------------------------------------------------
 
 
+def ensure_node_image() -> None:
+    """lab/node/build (seconds when the image is up to date): what `lab/lab up` runs first."""
+    run([str(REPO / "lab" / "node" / "build")], timeout=900)
+
+
 def down(lab: Lab) -> None:
+    """Remove the lab's containers, their volumes, its network and its state; a LabError if
+    any of them is still there afterwards."""
     s = lab.settings()
     if s is None and not lab.containers():
+        shutil.rmtree(lab.state, ignore_errors=True)
         print(f"no lab named {lab.name!r}: nothing to do")
         return
+    volumes = lab.volumes()
     if s is None:  # containers without state (state dir removed by hand): by label
         ids = [c["name"] for c in lab.containers()]
         run([lab.docker, "rm", "-f", "-v", *ids])
@@ -246,7 +255,10 @@ def down(lab: Lab) -> None:
         say(f"docker-compose -p {lab.name} down -v (containers, their volumes, the network)")
         lab.compose(s, "down", "-v", "--remove-orphans", "--timeout", "5")
     shutil.rmtree(lab.state, ignore_errors=True)
-    say(f"lab {lab.name!r} is gone")
+    left = lab.leftovers(volumes)
+    if left:
+        raise LabError(f"lab {lab.name!r}: still there after down: {', '.join(left)}")
+    say(f"lab {lab.name!r} is gone (containers, {len(volumes)} volumes, network, state)")
 
 
 def reset(lab: Lab) -> None:

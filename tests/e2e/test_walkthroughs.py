@@ -193,19 +193,20 @@ def explain_mismatch(step: Step, output: str, returncode: int | None) -> str:
 # --- running ---------------------------------------------------------------------------------
 
 
-async def run_step(step: Step, env: dict[str, str]) -> tuple[int | None, str]:
+async def run_step(step: Step, env: dict[str, str],
+                   timeout: float = STEP_TIMEOUT) -> tuple[int | None, str]:
     proc = await asyncio.create_subprocess_exec(
         "bash", "-c", step.command, cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), STEP_TIMEOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = await proc.communicate()
         pytest.fail(
-            f"walkthrough {step.where()}: timed out after {STEP_TIMEOUT:.0f}s\n"
+            f"walkthrough {step.where()}: timed out after {timeout:.0f}s\n"
             f"--- command ---\n{step.command}\n--- output ---\n{out.decode(errors='replace')}"
         )
     return proc.returncode, out.decode(errors="replace")

@@ -1,0 +1,71 @@
+"""Execute the lab walkthroughs (`docs/lab/NN-*.md`) against a real multi-node lab.
+
+Same format and matching rules as the other walkthroughs (tests/e2e/test_walkthroughs.py: one
+command per ```bash block, its ```text Verification compared line by line with placeholders
+`<rv>`, `<uid>`, `<age>`, `<ip>`, `<any>` and `...` lines). The reader runs them against the lab
+`lab/lab up` brings up (named `tk`, containers tk-etcd, tk-control-plane, tk-worker-N); here
+they run against the session's lab (the `lab` fixture: its own name, so each `tk-<service>` in
+a block becomes that lab's container, and `lab/lab` finds it through $TK_LAB_NAME). Each
+document starts from a fresh cluster: `lab/lab reset` (etcd wiped, every worker's pods, chains
+and overlay state removed) runs before it.
+
+The environment is the reader's after "Before you begin": TINYKUBE_CONFIG=the lab's admin
+kubeconfig (`eval "$(lab/lab kubeconfig)"`) and PATH starting with the venv's bin directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab import commands
+from lab.cluster import Lab
+from tests.e2e.test_walkthroughs import explain_mismatch, match_output, parse_steps, run_step
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = sorted((REPO / "docs" / "lab").glob("[0-9][0-9]-*.md"))
+STEP_TIMEOUT = 180.0
+_CONTAINER = re.compile(r"\btk-(etcd|control-plane|worker-\d+)\b")
+
+
+def substitute(command: str, lab: Lab) -> str:
+    """A bash block as it runs against `lab`: tk-<service> becomes lab's container name."""
+    return _CONTAINER.sub(lambda m: lab.container(m.group(1)), command)
+
+
+def test_substitute_names_the_labs_containers() -> None:
+    lab = Lab("tktest")
+    assert substitute("docker exec tk-worker-12 docker ps; docker logs tk-etcd", lab) == (
+        "docker exec tktest-worker-12 docker ps; docker logs tktest-etcd")
+    # Node names and other words that merely contain the prefix stay as written.
+    assert substitute("tkctl get node worker-1; echo my-tk-worker-1x", lab) == (
+        "tkctl get node worker-1; echo my-tk-worker-1x")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
+async def test_lab_walkthrough(doc: Path, lab: Lab) -> None:
+    steps = parse_steps(doc.read_text(), str(doc.relative_to(REPO)))
+    assert steps, f"{doc.name} has no ```bash steps"
+    await asyncio.to_thread(commands.reset, lab)
+    env = {
+        **os.environ,
+        "TINYKUBE_SERVER": "",
+        "TINYKUBE_CONFIG": str(lab.kubeconfig),
+        "TK_LAB_NAME": lab.name,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+        "NO_COLOR": "1",
+    }
+    for step in steps:
+        step.command = substitute(step.command, lab)
+        code, output = await run_step(step, env, timeout=STEP_TIMEOUT)
+        if step.expected is None:
+            assert code == 0, (
+                f"walkthrough {step.where()}: exited {code} (a step without a Verification "
+                f"block must succeed)\n--- command ---\n{step.command}\n--- output ---\n{output}")
+        elif not match_output(step.expected, output.splitlines()):
+            pytest.fail(explain_mismatch(step, output, code), pytrace=False)
