@@ -69,3 +69,19 @@ async def test_lab_walkthrough(doc: Path, lab: Lab) -> None:
                 f"block must succeed)\n--- command ---\n{step.command}\n--- output ---\n{output}")
         elif not match_output(step.expected, output.splitlines()):
             pytest.fail(explain_mismatch(step, output, code), pytrace=False)
+
+
+def test_lab_docs_parse() -> None:
+    """Every lab walkthrough has steps with Verification blocks, and only ever names the reader's
+    lab `tk` (the runner substitutes those names; any other lab name would not be)."""
+    assert len(DOCS) >= 10, f"expected the ten lab walkthroughs, found {[d.name for d in DOCS]}"
+    for doc in DOCS:
+        text = doc.read_text()
+        steps = parse_steps(text, doc.name)
+        assert steps, f"{doc.name}: no ```bash steps"
+        assert any(s.expected is not None for s in steps), f"{doc.name}: nothing is verified"
+        for s in steps:
+            assert s.command.strip(), f"{s.where()}: empty command"
+            assert not re.search(r"lab/lab\s+--name", s.command), (
+                f"{s.where()}: runs lab/lab with --name; the runner points lab/lab at its own "
+                "lab through $TK_LAB_NAME")
