@@ -22,7 +22,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"which lab (default $TK_LAB_NAME or {DEFAULT_NAME!r}): its containers "
                         "are NAME-etcd, NAME-control-plane, NAME-worker-N")
     sub = p.add_subparsers(dest="verb", metavar="VERB", required=True)
-    for verb, what in (("up", "create the lab (or check a running one) and wait until it works"),
+    for verb, what in (("up", "create the lab (or start a stopped one, or check a running "
+                              "one) and wait until it works"),
                        ("demo", "up, then deploy the hostnames demo and ask its NodePort")):
         v = sub.add_parser(verb, help=what, description=what)
         v.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS, metavar="N",
@@ -31,10 +32,12 @@ def _parser() -> argparse.ArgumentParser:
             v.add_argument("--api-port", type=_positive, default=None, metavar="PORT",
                            help="the apiserver's port on 127.0.0.1 (default 16443, or any free)")
     sub.add_parser("status", help="containers, components, nodes and timings")
-    sub.add_parser("down", help="remove the lab's containers, volumes, network and state")
+    sub.add_parser("down", help="remove the lab's containers (running or stopped), volumes, "
+                                "network and state; nothing to do for no lab")
     sub.add_parser("reset", help="wipe etcd, pods, KUBE-* chains and flannel.1: a fresh cluster "
                                  "in the same containers")
-    li = sub.add_parser("load-image", help="copy local images into every worker's dockerd")
+    li = sub.add_parser("load-image", help="copy local images into every running worker's "
+                                                 "dockerd (exit 1 naming a stopped one)")
     li.add_argument("images", nargs="+", metavar="IMAGE")
     sub.add_parser("kubeconfig", help="how to point tkctl at the lab (eval \"$(lab/lab "
                                       "kubeconfig)\")")
@@ -59,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         lab = Lab(args.name)
+        if os.environ.get("TK_LAB_CHECK_ONLY"):
+            # lab/lab's first call, before its minutes of preparation (install, image builds):
+            # the user's mistakes now, not after.
+            if args.verb in ("up", "demo"):
+                commands.check_up(lab, args.workers, getattr(args, "api_port", None))
+            return 0
         if args.verb == "up":
             commands.up(lab, args.workers, args.api_port)
             commands.kubeconfig(lab)
@@ -79,7 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as e:
         print(f"lab/lab: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `lab/lab status | head`: the reader has what it wanted; no traceback at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0 if args.verb in ("status", "kubeconfig", "logs") else 1
     except KeyboardInterrupt:
+        # docker-compose got the same ctrl-C: what it created stays, stopped or half-started.
+        if args.verb in ("up", "demo", "reset"):
+            print(f"\nlab/lab: {args.verb} interrupted: `lab/lab {args.verb}` again carries on, "
+                  "`lab/lab down` removes what there is", file=sys.stderr)
+        else:
+            print(f"\nlab/lab: {args.verb} interrupted", file=sys.stderr)
         return 130
     return 0
 

@@ -260,6 +260,23 @@ class Lab:
             else None
         return m.group(1) if m else None
 
+    def create_network(self, subnet: str) -> bool:
+        """Create this lab's network on `subnet` (before docker-compose, which then adopts it:
+        same driver and IPAM, compose's own labels). False if the subnet overlaps a network
+        created since it was picked (another lab's `up` racing this one): pick another."""
+        proc = run([self.docker, "network", "create", "--driver", "bridge",
+                    "--subnet", f"{subnet}.0/24", "--gateway", f"{subnet}.1",
+                    "--label", f"io.tinykube.lab={self.name}",
+                    "--label", f"com.docker.compose.project={self.name}",
+                    "--label", "com.docker.compose.network=underlay",
+                    f"{self.name}-underlay"], check=False)
+        if proc.returncode == 0:
+            return True
+        if "overlap" in proc.stderr:
+            return False
+        raise LabError(f"docker network create {self.name}-underlay ({subnet}.0/24) failed: "
+                       f"{proc.stderr.strip()}")
+
     def exec(self, service: str, *cmd: str, check: bool = True,
              timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return run([self.docker, "exec", self.container(service), *cmd], check=check,
@@ -299,9 +316,16 @@ def free_port(preferred: int) -> int:
 
 
 def used_subnets() -> set[str]:
-    """The /24 prefixes of 172.29.0.0/16 already used by an interface or a route here."""
+    """The /24 prefixes of 172.29.0.0/16 already used by an interface, a route or a Docker
+    network here (a network's bridge has no route until a container is attached in some
+    setups, and another lab may be creating one right now)."""
     out = run(["ip", "-4", "route", "show"], check=False).stdout or ""
     out += run(["ip", "-4", "-o", "addr", "show"], check=False).stdout or ""
+    docker = docker_cli()
+    ids = (run([docker, "network", "ls", "-q"], check=False).stdout or "").split()
+    if ids:
+        out += run([docker, "network", "inspect", "--format",
+                    "{{range .IPAM.Config}}{{.Subnet}} {{end}}", *ids], check=False).stdout or ""
     return set(re.findall(r"\b(172\.29\.\d+)\.\d+", out))
 
 

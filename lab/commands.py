@@ -49,6 +49,7 @@ def up(lab: Lab, workers: int, api_port: int | None) -> Settings:
     if workers < 1:
         raise LabError(f"--workers {workers}: a lab needs at least one worker")
     _require_images(lab)
+    _remove_orphaned_containers(lab)
     s = _settings_for_up(lab, workers, api_port)
     lab.write_settings(s)
     _write_pki(lab, s)
@@ -62,6 +63,33 @@ def up(lab: Lab, workers: int, api_port: int | None) -> Settings:
     return s
 
 
+def check_up(lab: Lab, workers: int, api_port: int | None) -> None:
+    """What `up` would refuse, said before lab/lab spends time preparing: a running lab of
+    another size or apiserver port. Without an answering Docker engine (lab/lab starts one
+    next) there is nothing to compare with."""
+    try:
+        rows = lab.containers()
+    except LabError:
+        return
+    old = lab.settings()
+    if old is not None and rows:
+        _check_same_lab(lab, old, rows, workers, api_port)
+
+
+def _check_same_lab(lab: Lab, old: Settings, rows: list[dict[str, str]], workers: int,
+                    api_port: int | None) -> None:
+    running = any(c["state"] == "running" for c in rows)
+    if old.workers != workers:
+        # Growing or shrinking a lab would renumber nothing but is not worth the surprises
+        # (a worker's Node left behind): say how instead.
+        state = "runs" if running else "exists (stopped)"
+        raise LabError(f"--workers {workers}: lab {lab.name!r} {state} with {old.workers} "
+                       f"worker(s); `lab/lab down` first to bring it up with --workers {workers}")
+    if running and api_port and api_port != old.api_port:
+        raise LabError(f"--api-port {api_port}: lab {lab.name!r} runs with its apiserver "
+                       f"on {old.api_port}; `lab/lab down` first to change it")
+
+
 def _require_images(lab: Lab) -> None:
     for image in (NODE_IMAGE, *POD_IMAGES):
         if run([lab.docker, "image", "inspect", image], check=False).returncode != 0:
@@ -70,28 +98,46 @@ def _require_images(lab: Lab) -> None:
                            "(lab/lab up does when run as root)")
 
 
+def _remove_orphaned_containers(lab: Lab) -> None:
+    """Containers of a lab whose state directory is gone (removed by hand) mount certificates
+    that no longer exist: remove them, and the network, so that `up` starts afresh."""
+    if lab.settings() is not None:
+        return
+    rows = lab.containers()
+    if rows:
+        names = [c["name"] for c in rows]
+        say(f"no state for lab {lab.name!r} but containers {', '.join(names)}: removing them")
+        run([lab.docker, "rm", "-f", "-v", *names])
+    run([lab.docker, "network", "rm", f"{lab.name}-underlay"], check=False)
+
+
 def _settings_for_up(lab: Lab, workers: int, api_port: int | None) -> Settings:
     old = lab.settings()
-    running = {c["name"] for c in lab.containers() if c["state"] == "running"}
-    if old is not None and running:
-        if old.workers != workers:
-            # Growing or shrinking a running lab would renumber nothing but is not worth the
-            # surprises (a worker's Node left behind): say how instead.
-            raise LabError(f"lab {lab.name!r} runs with {old.workers} worker(s); "
-                           f"`lab/lab down` first to bring it up with --workers {workers}")
-        return old
-    # The lab's own network may be left from an interrupted run: its subnet is ours to reuse.
-    own = lab.network_subnet()
-    taken = used_subnets() - ({own} if own else set())
-    if own:
-        subnet = own
-    elif old is not None and old.subnet not in taken:
-        subnet = old.subnet
-    else:
-        subnet = pick_subnet(taken)
+    rows = lab.containers()
+    if old is not None and rows:
+        _check_same_lab(lab, old, rows, workers, api_port)
+        if any(c["state"] == "running" for c in rows):
+            return old
     port = free_port(api_port or (old.api_port if old else DEFAULT_API_PORT))
     if api_port and port != api_port:
         raise LabError(f"--api-port {api_port}: the port is taken on 127.0.0.1")
+    # The lab's own network may be left from an interrupted run (or hold its stopped
+    # containers): its subnet is ours to reuse. Otherwise create it here, before
+    # docker-compose: a subnet that looked free may be taken by another lab's `up` meanwhile,
+    # and Docker refuses the second network ("Pool overlaps"); then try the next one.
+    subnet = lab.network_subnet()
+    if subnet is None:
+        taken = used_subnets()
+        subnet = old.subnet if old is not None and old.subnet not in taken \
+            else pick_subnet(taken)
+        for _ in range(16):
+            if lab.create_network(subnet):
+                break
+            taken |= {subnet} | used_subnets()
+            subnet = pick_subnet(taken)
+        else:
+            raise LabError("no free /24 in 172.29.0.0/16 for the lab's network "
+                           "(`docker network ls` shows who has them)")
     return Settings(lab.name, subnet, port, workers)
 
 
@@ -100,6 +146,13 @@ def _write_pki(lab: Lab, s: Settings) -> None:
     pki = lab.state / "pki"
     server = "https://control-plane:6443"
     cp_ip = f"{s.subnet}.10"
+    # The certificates name the nodes' addresses: made for another subnet (the lab's network
+    # was gone and its old subnet taken), they are of no use; `pki init` keeps existing files.
+    stamp = pki / "lab-subnet"
+    if stamp.exists() and stamp.read_text().strip() != s.subnet:
+        say(f"the lab's subnet changed to {s.subnet}.0/24: new certificates")
+        shutil.rmtree(pki)
+        shutil.rmtree(lab.state / "nodes", ignore_errors=True)
     say(f"tkctl pki init --dir {_rel(pki)} (apiserver: control-plane, {cp_ip}, 127.0.0.1)")
     tkctl = [sys.executable, "-m", "tkctl", "--server", server]
     run([*tkctl, "pki", "init", "--dir", str(pki),
@@ -109,6 +162,7 @@ def _write_pki(lab: Lab, s: Settings) -> None:
         run([*tkctl, "pki", "add-node", node, "--ip", lab.worker_ip(s.subnet, i),
              "--dir", str(pki)])
         copy_node_files(pki, lab.state / "nodes" / node, node)
+    stamp.write_text(s.subnet + "\n")
     # The admin's kubeconfig for this machine: the apiserver as published on the host.
     config = yaml.safe_load((pki / "admin.conf").read_text())
     for cluster in config["clusters"]:
@@ -184,14 +238,17 @@ def status(lab: Lab) -> int:
     s = lab.settings()
     rows = lab.containers()
     if s is None and not rows:
-        print(f"no lab named {lab.name!r} (bring one up with `lab/lab up`)")
-        return 1
+        lab.require_settings()  # raises: no lab of that name
     if s is not None:
         print(f"lab {lab.name!r}: {s.workers} worker(s), network {s.subnet}.0/24, apiserver "
               f"https://127.0.0.1:{s.api_port}, state {_rel(lab.state)}")
     print(f"\n{'CONTAINER':<28} {'STATE':<10} STATUS")
     for c in rows:
         print(f"{c['name']:<28} {c['state']:<10} {c['status']}")
+    stopped = [c["name"] for c in rows if c["state"] != "running"]
+    if stopped:
+        print(f"\nnot running: {', '.join(stopped)} (`{_cli(lab, 'up')}` starts them, "
+              f"or `docker start NAME`)")
     for c in rows:
         if c["state"] != "running":
             continue
@@ -200,8 +257,11 @@ def status(lab: Lab) -> int:
         print(f"\n{c['name']}:\n" + "\n".join("  " + line for line in out.splitlines()))
     if s is not None and any(c["state"] == "running" for c in rows):
         print("\ntkctl get nodes -o wide")
-        proc = lab.tkctl("get", "nodes", "-o", "wide", check=False)
-        print((proc.stdout or proc.stderr).rstrip())
+        if lab.container("control-plane") in stopped:
+            print("(the control plane is not running: no apiserver to ask)")
+        else:
+            proc = lab.tkctl("get", "nodes", "-o", "wide", check=False, timeout=20)
+            print((proc.stdout or proc.stderr).rstrip())
         print_timings(s)
     return 0
 
@@ -215,7 +275,12 @@ def kubeconfig(lab: Lab) -> None:
 
 
 def logs(lab: Lab, node: str, component: str | None, tail: int) -> None:
-    lab.require_settings()
+    s = lab.require_settings()
+    nodes = ["etcd", "control-plane", *lab.worker_names(s.workers)]
+    if node not in nodes:
+        raise LabError(f"logs {node}: lab {lab.name!r} has no node {node!r} "
+                       f"(its nodes: {', '.join(nodes)})")
+    _require_running(lab, [node])
     if component is None:
         out = lab.exec(node, "tk-node", "status").stdout
         print(out.rstrip())
@@ -247,17 +312,28 @@ def down(lab: Lab) -> None:
         print(f"no lab named {lab.name!r}: nothing to do")
         return
     volumes = lab.volumes()
-    if s is None:  # containers without state (state dir removed by hand): by label
-        ids = [c["name"] for c in lab.containers()]
-        run([lab.docker, "rm", "-f", "-v", *ids])
-        run([lab.docker, "network", "rm", f"{lab.name}-underlay"], check=False)
-    else:
+    failed = ""
+    if s is not None:
         say(f"docker-compose -p {lab.name} down -v (containers, their volumes, the network)")
-        lab.compose(s, "down", "-v", "--remove-orphans", "--timeout", "5")
+        try:
+            lab.compose(s, "down", "-v", "--remove-orphans", "--timeout", "5")
+        except LabError as e:  # e.g. workers.yml removed by hand: remove by label below
+            failed = str(e)
+    # What docker-compose did not remove (no state, a compose file that no longer matches):
+    # by the lab's label, whatever state its containers are in.
+    ids = [c["name"] for c in lab.containers()]
+    if ids:
+        if s is not None:
+            say(f"docker rm -f -v {' '.join(ids)}")
+        run([lab.docker, "rm", "-f", "-v", *ids])
+    run([lab.docker, "network", "rm", f"{lab.name}-underlay"], check=False)
+    for v in volumes:
+        run([lab.docker, "volume", "rm", "-f", v], check=False)
     shutil.rmtree(lab.state, ignore_errors=True)
     left = lab.leftovers(volumes)
     if left:
-        raise LabError(f"lab {lab.name!r}: still there after down: {', '.join(left)}")
+        raise LabError(f"lab {lab.name!r}: still there after down: {', '.join(left)}"
+                       + (f" ({failed})" if failed else ""))
     say(f"lab {lab.name!r} is gone (containers, {len(volumes)} volumes, network, state)")
 
 
@@ -268,6 +344,7 @@ def reset(lab: Lab) -> None:
     s = lab.require_settings()
     workers = lab.worker_names(s.workers)
     order = ["etcd", "control-plane", *workers]
+    _require_running(lab, order)
     say("stopping every component (tk-node stop all)")
     for service in reversed(order):
         if service.startswith("worker"):
@@ -286,14 +363,35 @@ def reset(lab: Lab) -> None:
 # --- load-image ------------------------------------------------------------------------------
 
 
+def _stopped(lab: Lab, services: list[str]) -> list[str]:
+    """Which of `services` have no running container."""
+    running = {c["name"] for c in lab.containers() if c["state"] == "running"}
+    return [sv for sv in services if lab.container(sv) not in running]
+
+
+def _require_running(lab: Lab, services: list[str]) -> None:
+    stopped = _stopped(lab, services)
+    if stopped:
+        names = ", ".join(lab.container(sv) for sv in stopped)
+        raise LabError(f"lab {lab.name!r}: {names} not running (`{_cli(lab, 'up')}` "
+                       "or `docker start` it)")
+
+
 def load_image(lab: Lab, images: list[str]) -> None:
-    """Like `kind load docker-image`: this machine's images into every worker's dockerd."""
+    """Like `kind load docker-image`: this machine's images into every worker's dockerd.
+    A stopped worker gets nothing: the others are loaded, then a LabError names it."""
     s = lab.require_settings()
     for image in images:
         if run([lab.docker, "image", "inspect", image], check=False).returncode != 0:
-            raise LabError(f"image {image!r} is not in this machine's Docker engine "
+            raise LabError(f"load-image {image}: no such image in this machine's Docker engine "
                            "(`docker images` lists what is)")
-    for node in lab.worker_names(s.workers):
+    workers = lab.worker_names(s.workers)
+    stopped = _stopped(lab, workers)
+    if len(stopped) == len(workers):
+        _require_running(lab, workers)
+    for node in workers:
+        if node in stopped:
+            continue
         say(f"docker save {' '.join(images)} | docker exec -i {lab.container(node)} docker load")
         save = subprocess.Popen([lab.docker, "save", *images], stdout=subprocess.PIPE)
         load = subprocess.run([lab.docker, "exec", "-i", lab.container(node), "docker", "load",
@@ -304,6 +402,10 @@ def load_image(lab: Lab, images: list[str]) -> None:
         if save.wait() != 0 or load.returncode != 0:
             raise LabError(f"loading into {node} failed: {load.stderr.strip()}")
         print(load.stdout.rstrip())
+    if stopped:
+        names = ", ".join(f"{n} ({lab.container(n)})" for n in stopped)
+        raise LabError(f"load-image: not loaded into {names}: not running; `docker start` it "
+                       "and load again")
 
 
 # --- the demo ------------------------------------------------------------------------------------
@@ -337,8 +439,8 @@ def demo(lab: Lab, workers: int, requests: int = 6) -> None:
             seen.add(answer)
             print(f"  {node:<10} {ip}:{DEMO_NODEPORT:<6} -> {answer}")
     print(f"\n{len(seen - {'(no answer)'})} different pods answered. The lab is yours:")
-    print(f"  eval \"$(lab/lab kubeconfig{_name_flag(lab)})\"   then   tkctl get pods -o wide\n"
-          f"  lab/lab status{_name_flag(lab)}   lab/lab down{_name_flag(lab)}   "
+    print(f"  eval \"$({_cli(lab, 'kubeconfig')})\"   then   tkctl get pods -o wide\n"
+          f"  {_cli(lab, 'status')}   {_cli(lab, 'down')}   "
           "and docs/lab/ walks through it step by step.")
 
 
@@ -376,5 +478,6 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def _name_flag(lab: Lab) -> str:
-    return "" if lab.name == DEFAULT_NAME else f" --name {lab.name}"
+def _cli(lab: Lab, verb: str) -> str:
+    """`lab/lab VERB` for this lab (--name is lab/lab's own flag: before the verb)."""
+    return f"lab/lab {verb}" if lab.name == DEFAULT_NAME else f"lab/lab --name {lab.name} {verb}"
