@@ -226,6 +226,14 @@ def build_parser(command: Command, argv: Sequence[str] = ()) -> Parser:
 Parsed = tuple[Command | None, argparse.Namespace]
 
 
+def index(commands: Sequence[Command]) -> dict[str, Command]:
+    """Every name a verb answers to, its aliases included, to the verb."""
+    out = {c.name: c for c in commands}
+    for c in commands:
+        out.update((alias, c) for alias in c.aliases)
+    return out
+
+
 def parse(argv: Sequence[str], commands: Sequence[Command]) -> Parsed:
     """Pick the verb and parse its flags; (None, ...) means: print the overview help."""
     verb, rest = split_verb(argv)
@@ -236,7 +244,7 @@ def parse(argv: Sequence[str], commands: Sequence[Command]) -> Parsed:
         return None, argparse.Namespace()
     if verb == "help":
         return _help_for(rest, commands)
-    by_name = {c.name: c for c in commands}
+    by_name = index(commands)
     if verb not in by_name:
         raise UsageError(f'unknown command "{verb}" for "{PROG}"')
     command, rest = _subcommand(by_name, verb, rest)
@@ -273,7 +281,7 @@ def _subcommand(
 def _help_for(rest: list[str], commands: Sequence[Command]) -> Parsed:
     words = [w for w in rest if not w.startswith("-")]
     if words:
-        by_name = {c.name: c for c in commands}
+        by_name = index(commands)
         if words[0] not in by_name:
             raise UsageError(f'unknown help topic "{words[0]}" for "{PROG}"')
         command, _ = _subcommand(by_name, words[0], words[1:2])

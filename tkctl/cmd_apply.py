@@ -224,4 +224,5 @@ CREATE_NAMESPACE = Command(
     name="create namespace", summary="Create a namespace with the specified name",
     usage="tkctl create namespace NAME [--dry-run] [flags]",
     configure=configure_namespace, run=run_create_namespace, group="Basic Commands",
+    aliases=("create ns",),
 )

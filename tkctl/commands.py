@@ -39,6 +39,7 @@ from tkctl import (
     cmd_pki,
     cmd_rollout,
     cmd_scale,
+    cmd_taint,
     cmd_wait,
 )
 from tkctl.context import DEFAULT_NAMESPACE, Command, Context, UsageError
@@ -63,6 +64,7 @@ COMMANDS: list[Command] = [
     *cmd_rollout.COMMANDS,
     cmd_scale.COMMAND,
     *cmd_node.COMMANDS,
+    cmd_taint.COMMAND,
     cmd_logs.COMMAND,
     cmd_exec.COMMAND,
     cmd_wait.COMMAND,

@@ -81,6 +81,8 @@ class Command:
     group: str = "Basic Commands"
     # False: the verb never talks to the apiserver (`pki init`), so no kubeconfig is read.
     needs_server: bool = True
+    # Other names that run this verb (`create ns` for `create namespace`), as cobra's Aliases.
+    aliases: tuple[str, ...] = ()
 
 
 def _one_line(text: str) -> str:
