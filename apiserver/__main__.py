@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sys
 
@@ -31,6 +32,12 @@ def parse(argv: list[str]) -> Config:
                    help="comma-separated etcd client URLs")
     p.add_argument("--bind-address", default="0.0.0.0")
     p.add_argument("--port", type=int, default=6443)
+    p.add_argument("--advertise-address", default="", metavar="IP",
+                   help="the IPv4 address the `kubernetes` Endpoints give pods (default: "
+                   "--bind-address if specific, else the default route's interface)")
+    p.add_argument("--endpoint-reconciler-interval", type=duration, default=10.0,
+                   metavar="DURATION", help="how often the `kubernetes` Service and Endpoints "
+                   "are repaired (default 10s)")
     p.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics (0 = off)")
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/16")
     p.add_argument("--service-node-port-range", default="30000-32767")
@@ -89,6 +96,13 @@ def parse(argv: list[str]) -> Config:
         parse_port_range(a.service_node_port_range)
     except ValueError as e:
         p.error(str(e))
+    if a.advertise_address:
+        try:
+            ipaddress.IPv4Address(a.advertise_address)
+        except ValueError:
+            p.error(f"--advertise-address: {a.advertise_address!r} is not an IPv4 address")
+    if a.endpoint_reconciler_interval <= 0:
+        p.error("--endpoint-reconciler-interval: must be positive")
     if not 0 < a.port < 65536:
         p.error(f"--port: {a.port} is not a TCP port")
     if not 0 <= a.token_port < 65536 or (a.token_port and a.token_port == a.port):
@@ -110,6 +124,8 @@ def parse(argv: list[str]) -> Config:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return Config(
         etcd_servers=a.etcd_servers, bind_address=a.bind_address, port=a.port,
+        advertise_address=a.advertise_address,
+        endpoint_reconciler_interval=a.endpoint_reconciler_interval,
         metrics_port=a.metrics_port, service_cluster_ip_range=a.service_cluster_ip_range,
         service_node_port_range=a.service_node_port_range,
         watch_cache_size=a.watch_cache_size, bookmark_interval=a.watch_bookmark_interval,

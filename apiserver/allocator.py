@@ -91,7 +91,7 @@ class Allocator:
                 f"The range of valid ports is {lo}-{hi}")])
 
     async def pick_ip(self, exclude: set[str]) -> str:
-        # Skip the network address and .1 (reserved for the `kubernetes` Service upstream).
+        # Skip the network address and .1, the `kubernetes` Service's (kubernetes_service.py).
         first, last = int(self.net.network_address) + 2, int(self.net.broadcast_address) - 1
         size = last - first + 1
         taken = {ip for ip in await self._taken(IP_PREFIX) | exclude

@@ -35,7 +35,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from api import errors
 from api.proto import tinykube_pb2_grpc as pb_grpc
 from api.resources import RESOURCES
-from apiserver import authz, bootstrap_policy, encryption, metrics
+from apiserver import authz, bootstrap_policy, encryption, kubernetes_service, metrics
 from apiserver.admission import Admission
 from apiserver.allocator import Allocator
 from apiserver.audit import AuditLog
@@ -62,6 +62,9 @@ class Config:
     etcd_servers: str = "http://127.0.0.1:2379"
     bind_address: str = "0.0.0.0"
     port: int = 6443
+    # Where the `kubernetes` Endpoints send pods ("" = chosen like kube-apiserver does).
+    advertise_address: str = ""
+    endpoint_reconciler_interval: float = kubernetes_service.INTERVAL
     metrics_port: int = 0
     service_cluster_ip_range: str = "10.96.0.0/16"
     service_node_port_range: str = "30000-32767"
@@ -276,6 +279,13 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
                         authorizer=authorizer)
     await bootstrap(registry)
     await bootstrap_policy.ensure(registry)
+    advertise = cfg.advertise_address
+    if advertise in ("", "0.0.0.0"):  # unspecified: chosen as kube-apiserver does
+        advertise = kubernetes_service.choose_advertise_address(cfg.bind_address)
+    kubesvc = kubernetes_service.KubernetesService(
+        registry, kubernetes_service.service_ip(cfg.service_cluster_ip_range), advertise,
+        cfg.port, cfg.endpoint_reconciler_interval)
+    await kubesvc.reconcile_logged()
     authenticator = Authenticator(tokens=verifier, insecure=cfg.insecure)
     audit = AuditLog(cfg.audit_log_path) if cfg.audit_log_path else None
 
@@ -299,13 +309,19 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
     tasks = []
     if cfg.compaction_interval > 0:
         tasks.append(asyncio.create_task(compactor(storage, cfg.compaction_interval)))
-    log.info("apiserver serving on %s (etcd %s)", ", ".join(listeners), cfg.etcd_servers)
+    tasks.append(asyncio.create_task(kubesvc.run()))
+    log.info("apiserver serving on %s (etcd %s), advertised as %s", ", ".join(listeners),
+             cfg.etcd_servers, advertise)
 
     await stop.wait()
     log.info("shutting down")
     await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     for t in tasks:
         t.cancel()
+    # Upstream's Stop: nobody should be sent to an apiserver that is going away (bounded: etcd
+    # may be gone already).
+    with contextlib.suppress(errors.ApiError, TimeoutError):
+        await asyncio.wait_for(kubesvc.remove_endpoints(), 2.0)
     await cache.stop()  # ends every watch stream cleanly
     await server.stop(cfg.shutdown_grace)
     await kubelets.close()

@@ -579,7 +579,9 @@ class Cluster:
         return client
 
     async def start(self) -> None:
-        listen = ("--bind-address", "0.0.0.0") if self.listen_on else ()
+        # The `kubernetes` Endpoints must name the address the nodes reach us at.
+        listen = (("--bind-address", "0.0.0.0", "--advertise-address", self.listen_on)
+                  if self.listen_on else ())
         self.apiserver = ApiServer(self.etcd.url, *listen, *self.apiserver_args, pki=self.pki,
                                    parent=self.dir)
         if self.pki is not None:

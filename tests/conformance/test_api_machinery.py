@@ -294,7 +294,16 @@ async def test_serviceaccount_lifecycle(conformance: Conformance, ns: str) -> No
 
 @pytest.mark.upstream("[sig-network] Services should find a service from listing all namespaces "
                       "[Conformance]")
-async def test_kubernetes_service_in_default(conformance: Conformance) -> None:
+async def test_find_service_listing_all_namespaces(conformance: Conformance) -> None:
     listed = await conformance.api.list("services")
     assert ("kubernetes", "default") in {(i["metadata"]["name"], i["metadata"]["namespace"])
                                          for i in listed["items"]}
+
+
+@pytest.mark.upstream("[sig-network] Services should provide secure master service "
+                      "[Conformance]")
+async def test_secure_master_service(conformance: Conformance) -> None:
+    svc = await conformance.api.get("services", "kubernetes", "default")
+    assert [(p.get("name"), p["port"]) for p in svc["spec"]["ports"]] == [("https", 443)]
+    ep = await conformance.api.get("endpoints", "kubernetes", "default")
+    assert ep.get("subsets"), "default/kubernetes has no endpoints: pods cannot reach the API"

@@ -19,6 +19,7 @@ import asyncio
 import re
 import shlex
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -598,17 +599,20 @@ async def test_proxy_restart_leaves_the_same_rules(net_cluster: NetCluster,
     await wait_endpoints(nc, ns, "gone", {backend_ip})
 
     # Earlier tests' namespaces are still being deleted: wait until this namespace's
-    # services are the only ones, in the API and in host A's rules, so the rules hold still.
+    # services (and the apiserver's own default/kubernetes) are the only ones, in the API and
+    # in host A's rules, so the rules hold still.
     ours = {keep["spec"]["clusterIP"], dead["spec"]["clusterIP"]}
+    apiserver_ip = (await nc.c.client.get("services", "kubernetes", "default"))["spec"][
+        "clusterIP"]
 
     async def alone() -> bool:
         items, _ = await nc.c.client.list_all("services")
         ips = {s["spec"].get("clusterIP") for s in items}
-        if ips - {None, "", "None"} != ours:
+        if ips - {None, "", "None", apiserver_ip} != ours:
             return False
         nat = iptables_save(host, "nat")
         targets = {_opt(t, "-d") for c, t in _rules(nat) if c == "KUBE-SERVICES"} - {None}
-        return targets == {f"{i}/32" for i in ours}
+        return targets == {f"{i}/32" for i in ours | {apiserver_ip}}
     await until(alone, timeout=NET_TIMEOUT, what="only this test's services programmed")
     for cip in ours:
         await wait_backends(nc, cip, {backend_ip})
@@ -649,6 +653,29 @@ async def test_proxy_restart_leaves_the_same_rules(net_cluster: NetCluster,
     # The restarted proxy still serves: the kept service answers through host A.
     await serves(lambda: host_http(host, f"http://{keep['spec']['clusterIP']}:{SVC_PORT}/"),
                  "backend", "kept service served after the restart")
+
+
+async def test_hosts_reach_the_apiserver_through_the_kubernetes_service(
+        net_cluster: NetCluster) -> None:
+    """default/kubernetes, which the apiserver writes itself, is an ordinary Service to
+    tk-proxy: every host DNATs 10.96.0.1:443 to the advertise address and secure port, and a
+    client on a host that dials 10.96.0.1:443 is served by the apiserver (its certificate
+    names 10.96.0.1)."""
+    nc = net_cluster
+    assert nc.c.apiserver is not None
+    target = f"{nc.c.listen_on}:{nc.c.apiserver.port}"
+    ep = await nc.c.client.get("endpoints", "kubernetes", "default")
+    assert ep["subsets"] == [{"addresses": [{"ip": nc.c.listen_on}], "ports": [
+        {"name": "https", "port": nc.c.apiserver.port, "protocol": "TCP"}]}]
+    for node in nc.nodes:
+        def programmed(host: Host = nc.hosts[node]) -> bool:
+            return service_chains(iptables_save(host, "nat"), "10.96.0.1", 443)[2] == {target}
+        await until(programmed, timeout=NET_TIMEOUT, what=f"10.96.0.1:443 → {target} on {node}")
+    host = nc.hosts[nc.nodes[0]]
+    r = await asyncio.to_thread(
+        host.run, sys.executable, "-m", "tkctl", "--kubeconfig", nc.c.kubeconfig,
+        "--server", "10.96.0.1:443", "get", "namespace", "default", check=False, timeout=60)
+    assert r.returncode == 0 and "default" in r.stdout, (r.stdout, r.stderr)
 
 
 def _names(line: str, mark: str) -> bool:
