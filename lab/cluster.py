@@ -195,7 +195,9 @@ class Lab:
 
     def compose(self, s: Settings, *args: str, check: bool = True,
                 capture: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **s.env(self.state)}
+        # docker-compose's own HTTP timeout is 60 s; an engine busy with many containers (the
+        # test suite beside the lab) can take longer to create one.
+        env = {"COMPOSE_HTTP_TIMEOUT": "300", **os.environ, **s.env(self.state)}
         cmd = ["docker-compose", "-p", self.name, *self.compose_files(s), *args]
         return run(cmd, env=env, check=check, capture=capture, timeout=timeout)
 

@@ -57,7 +57,14 @@ def up(lab: Lab, workers: int, api_port: int | None) -> Settings:
     lab.write_extra_workers(s)
     services = ["etcd", "control-plane", *lab.worker_names(s.workers)]
     say(f"docker-compose -p {lab.name} up -d {' '.join(services)}")
-    lab.compose(s, "up", "-d", "--remove-orphans", *services)
+    try:
+        lab.compose(s, "up", "-d", "--remove-orphans", *services)
+    except LabError as e:
+        # A busy Docker engine can answer a container create after docker-compose gave up on
+        # it; compose then reports the container it created itself as a name conflict. `up`
+        # is idempotent: a second one starts what exists and creates what does not.
+        say(f"docker-compose up failed; once more ({str(e).splitlines()[-1]})")
+        lab.compose(s, "up", "-d", "--remove-orphans", *services)
     wait_ready(lab, s)
     print_timings(s)
     return s

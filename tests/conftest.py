@@ -190,8 +190,9 @@ def lab(request: pytest.FixtureRequest, docker_ready: None) -> Iterator[Lab]:
     lab = Lab(os.environ.get("TK_TEST_LAB", "tktest"))
     lab_commands.ensure_node_image()
     lab_commands.down(lab)
-    lab_commands.up(lab, 2, None)
     try:
+        lab_commands.up(lab, 2, None)
         yield lab
     finally:
+        # Also after a failed `up`: nothing of the lab may outlive the session.
         lab_commands.down(lab)  # raises if a container, volume or the network is left
