@@ -49,9 +49,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = str(item.path)
         if "/integration/" in path or "/e2e/" in path:
             item.add_marker(pytest.mark.integration)
-        if "/tests/lab/" in path or "/tests/conformance/" in path:
-            # One process brings the lab up and runs every test that uses it, in file order.
-            item.add_marker(pytest.mark.xdist_group("lab"))
 
 
 # Docker (H1): tests marked `docker` use this: a Docker engine that answers (scripts/dockerd
@@ -175,7 +172,8 @@ async def net_namespace(net_cluster: NetCluster) -> AsyncIterator[str]:
 # workers (lab/docker-compose.yml), brought up fresh once per session under its own name
 # ($TK_TEST_LAB, default "tktest", so a reader's lab "tk" is never touched) and taken down at
 # the end, checking that nothing of it is left. `--lab NAME` uses a running lab instead and
-# leaves it running. Tests in tests/lab and tests/conformance share it (xdist group "lab"):
+# leaves it running. Tests in tests/lab and tests/conformance share it (each module marks
+# itself xdist_group("lab"), so one pytest-xdist worker runs them all, in file order):
 # they create what they need in namespaces of their own; a test that stops a worker or a
 # component starts it again and waits until the node is Ready before it ends.
 @pytest.fixture(scope="session")

@@ -28,7 +28,8 @@ from tests.conformance.framework import (
     until,
 )
 
-pytestmark = pytest.mark.conformance_api
+# xdist_group: every test using the lab runs in one pytest-xdist worker (tests/conftest.py).
+pytestmark = [pytest.mark.conformance_api, pytest.mark.xdist_group("lab")]
 
 EVENT_TIMEOUT = 20.0
 

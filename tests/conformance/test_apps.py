@@ -26,6 +26,9 @@ from tests.conformance.framework import (
     until,
 )
 
+# Every test using the lab runs in one pytest-xdist worker (tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("lab")
+
 TIMEOUT = 60.0
 
 

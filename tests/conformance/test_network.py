@@ -37,7 +37,8 @@ from tests.conformance.framework import (
     until,
 )
 
-pytestmark = pytest.mark.conformance_network
+# xdist_group: every test using the lab runs in one pytest-xdist worker (tests/conftest.py).
+pytestmark = [pytest.mark.conformance_network, pytest.mark.xdist_group("lab")]
 
 TIMEOUT = 60.0
 

@@ -36,7 +36,8 @@ from tests.conformance.framework import (
     until,
 )
 
-pytestmark = pytest.mark.conformance_node
+# xdist_group: every test using the lab runs in one pytest-xdist worker (tests/conftest.py).
+pytestmark = [pytest.mark.conformance_node, pytest.mark.xdist_group("lab")]
 
 
 def phase(pod: Obj) -> str:

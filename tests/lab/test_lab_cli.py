@@ -14,6 +14,9 @@ import pytest
 
 from lab.cluster import REPO, STATE_ROOT, Lab
 
+# Every test using the lab runs in one pytest-xdist worker (tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("lab")
+
 LAB = str(REPO / "lab" / "lab")
 
 

@@ -24,8 +24,11 @@ from pathlib import Path
 import pytest
 
 from lab import commands
-from lab.cluster import Lab
+from lab.cluster import Lab, run
 from tests.e2e.test_walkthroughs import explain_mismatch, match_output, parse_steps, run_step
+
+# Every test using the lab runs in one pytest-xdist worker (tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("lab")
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = sorted((REPO / "docs" / "lab").glob("[0-9][0-9]-*.md"))
@@ -47,10 +50,19 @@ def test_substitute_names_the_labs_containers() -> None:
         "tkctl get node worker-1; echo my-tk-worker-1x")
 
 
+def start_stopped_workers(lab: Lab) -> None:
+    for c in lab.containers():
+        if c["state"] != "running":
+            run([lab.docker, "start", c["name"]])
+
+
 @pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
 async def test_lab_walkthrough(doc: Path, lab: Lab) -> None:
     steps = parse_steps(doc.read_text(), str(doc.relative_to(REPO)))
     assert steps, f"{doc.name} has no ```bash steps"
+    # A worker a failed document left stopped (docs/lab/09 stops one) would fail every later
+    # document too: start it; reset waits until it is Ready.
+    await asyncio.to_thread(start_stopped_workers, lab)
     await asyncio.to_thread(commands.reset, lab)
     env = {
         **os.environ,

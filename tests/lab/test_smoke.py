@@ -29,6 +29,9 @@ import yaml
 from lab import commands
 from lab.cluster import REPO, Lab
 
+# Every test using the lab runs in one pytest-xdist worker (tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("lab")
+
 T = TypeVar("T")
 POD_TIMEOUT = 120.0  # several labs share two cores: pods may take a while to start
 SERVE = "tinykube/serve-hostname:1"
