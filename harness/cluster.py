@@ -488,6 +488,8 @@ class Cluster:
         cache_dir, ipam_dir = base / "cni-cache", base / "cni-ipam"
         for d in (root, bin_dir, conf_dir, cache_dir, ipam_dir):
             d.mkdir(parents=True, exist_ok=True)
+        if host is None:
+            claim_bridges(self._tag)
         bridge = self.bridge_name(len(self._kubelets)) if host is None else "cni0"
         tk_cni = Path(sys.executable).parent / "tk-cni"
         subprocess.run([str(tk_cni), "install", "--bin-dir", str(bin_dir), "--conf-dir",
@@ -573,6 +575,8 @@ class Cluster:
         for bridge in own:
             subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
         remove_forward_rules(own)
+        with contextlib.suppress(OSError):
+            (_BRIDGE_OWNERS / self._tag).unlink()
 
     def _track(self, client: ApiClient) -> ApiClient:
         self._clients.append(client)
@@ -629,6 +633,56 @@ def remove_forward_rules(bridges: set[str]) -> None:
     exist: the plugin adds two rules per bridge and nothing else ever removes them."""
     delete_forward_rules(_FORWARD_COMMENT,
                          lambda bridge: bridge in bridges or bridge_gone(bridge))
+
+
+# Which process owns each cluster's `tkbr<tag>*` bridges: one file per tag holding
+# "<pid> <process start time>" (the start time tells a reused pid apart).
+_BRIDGE_OWNERS = Path("/run/tinykube/harness-bridges")
+_HARNESS_BRIDGE = re.compile(r"^tkbr([0-9a-f]{6})\d+$")
+
+
+def _process_identity(pid: int) -> str | None:
+    """`"<pid> <start time>"` of a live process, None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22 (start time); the command name (field 2) may hold spaces, so split after it.
+    start_time = stat.rsplit(")", 1)[1].split()[19]
+    return f"{pid} {start_time}"
+
+
+def _owner_alive(tag: str) -> bool:
+    try:
+        recorded = (_BRIDGE_OWNERS / tag).read_text().strip()
+        pid = int(recorded.split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return _process_identity(pid) == recorded
+
+
+def claim_bridges(tag: str) -> None:
+    """Record this process as the owner of `tkbr<tag>*`, then delete the harness bridges of
+    processes that died without cleaning up (a session killed with SIGKILL): a dead kubelet's
+    bridge keeps its pod-subnet route while its link is down, and the kernel still routes to
+    it, so a later cluster's kubelet given the same subnet (10.100.0.0/24, say) would be
+    unreachable from this machine."""
+    _BRIDGE_OWNERS.mkdir(parents=True, exist_ok=True)
+    me = _process_identity(os.getpid())
+    (_BRIDGE_OWNERS / tag).write_text(f"{me}\n")
+    doomed = set()
+    for name in os.listdir("/sys/class/net"):
+        m = _HARNESS_BRIDGE.match(name)
+        if m and m.group(1) != tag and not _owner_alive(m.group(1)):
+            doomed.add(name)
+    for bridge in doomed:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+    for stale in os.listdir(_BRIDGE_OWNERS):
+        if stale != tag and not _owner_alive(stale):
+            with contextlib.suppress(OSError):
+                (_BRIDGE_OWNERS / stale).unlink()
+    if doomed:
+        remove_forward_rules(doomed)
 
 
 async def wait_for_namespace(client: ApiClient, name: str, timeout: float = 20.0) -> None:
