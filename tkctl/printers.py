@@ -334,8 +334,10 @@ def service_ports(svc: Obj) -> str:
 
 
 def node_status(node: Obj) -> str:
+    """kubectl's STATUS of a node: `Ready` when its Ready condition is True, `NotReady` when
+    it is False or Unknown (a node that stopped reporting), `Unknown` with no condition."""
     ready = _condition(status(node), "Ready")
-    cell = {"True": "Ready", "False": "NotReady"}.get(ready, "Unknown")
+    cell = "Ready" if ready == "True" else "NotReady" if ready else "Unknown"
     if spec(node).get("unschedulable"):
         cell += ",SchedulingDisabled"
     return cell

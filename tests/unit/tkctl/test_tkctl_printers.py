@@ -150,6 +150,11 @@ def test_node_table_and_wide() -> None:
     assert "control-plane" in lines[1] and "172.18.0.2" in lines[1] and "Debian 12" in lines[1]
     node["status"]["conditions"] = []
     assert printers.node_status(node) == "Unknown,SchedulingDisabled"
+    del node["spec"]["unschedulable"]
+    # A node whose kubelet stopped posting: kubectl says NotReady, not Unknown.
+    for ready, cell in (("Unknown", "NotReady"), ("False", "NotReady"), ("True", "Ready")):
+        node["status"]["conditions"] = [{"type": "Ready", "status": ready}]
+        assert printers.node_status(node) == cell
 
 
 def test_small_kinds() -> None:
