@@ -120,6 +120,10 @@ def _default_pod(pod: core.Pod) -> None:
     if pod.spec is None:
         return
     default_pod_spec(pod.spec)
+    # Pods only, as upstream SetDefaults_Pod (a template keeps it unset): the kubelet gives
+    # the pod the environment variables of its namespace's Services unless this is false.
+    if pod.spec.enable_service_links is None:
+        pod.spec.enable_service_links = True
     # Pods only (not templates), as upstream SetDefaults_Pod: a resource with only a limit
     # requests that limit, so the scheduler reserves what the container may use.
     for c in [*(pod.spec.init_containers or []), *(pod.spec.containers or [])]:

@@ -12,6 +12,14 @@ The kubelet reads ConfigMaps and Secrets with its node identity: the Node author
 read only those that pods bound to it reference, which is exactly what this module asks for.
 Within one call each object is fetched once, as upstream caches them per pod sync.
 
+After them come the Service links (upstream's `getServiceEnvVarMap` and pkg/kubelet/envvars),
+which `$(VAR)` references may use too: for every Service with a cluster IP in the pod's
+namespace (unless the pod sets `enableServiceLinks: false`), and always for `default/kubernetes`,
+the variables a Docker link would set (`HOSTNAMES_PORT_80_TCP_ADDR`, ...) and Kubernetes' own
+(`HOSTNAMES_SERVICE_HOST`, `HOSTNAMES_SERVICE_PORT`). They are read when the container is
+created: a Service made later shows up only in a container started after it. A variable the pod
+defines itself wins over a link of the same name.
+
 `expand` is upstream's `third_party/forked/golang/expansion`: `$(VAR)` becomes VAR's value when
 VAR is defined, `$$` is an escaped `$` (so `$$(VAR)` yields the literal `$(VAR)`), and anything
 else (an undefined name, an unclosed `$(`) stays as written. The kubelet uses it for command and
@@ -24,7 +32,7 @@ import base64
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -227,6 +235,78 @@ def is_env_var_name(name: str) -> bool:
     return bool(_ENV_VAR_NAME.match(name))
 
 
+# --- Service links -----------------------------------------------------------------------------
+
+# The Services whose variables every pod gets, whatever its namespace and enableServiceLinks
+# (upstream's "master services").
+MASTER_SERVICES = frozenset({"kubernetes"})
+
+
+def _env_name(name: str) -> str:
+    """upstream makeEnvVariableName: `my-svc` → `MY_SVC`."""
+    return name.replace("-", "_").upper()
+
+
+def _has_cluster_ip(service: Obj) -> bool:
+    ip = (service.get("spec") or {}).get("clusterIP")
+    return bool(ip) and ip != "None"
+
+
+def services_for_pod(services: Iterable[Obj], namespace: str,
+                     enable_service_links: bool) -> list[Obj]:
+    """The Services whose variables a pod in `namespace` gets: `default/kubernetes` always
+    (unless its own namespace has a Service of that name and links are on), the others of its
+    namespace when `enable_service_links`; headless ones never."""
+    chosen: dict[str, Obj] = {}
+    for svc in services:
+        if not _has_cluster_ip(svc):
+            continue
+        md = svc.get("metadata") or {}
+        name, ns = str(md.get("name") or ""), md.get("namespace") or "default"
+        if ns == "default" and name in MASTER_SERVICES:
+            chosen.setdefault(name, svc)
+        elif ns == namespace and enable_service_links:
+            chosen[name] = svc
+    return [chosen[name] for name in sorted(chosen)]
+
+
+def _host_port(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def service_env(services: Iterable[Obj]) -> dict[str, str]:
+    """upstream envvars.FromServices: per Service `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT`
+    (the first port), `<NAME>_SERVICE_PORT_<PORT NAME>` per named port, and the Docker-link
+    variables `<NAME>_PORT` (the first port) and `<NAME>_PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR]`
+    per port."""
+    env: dict[str, str] = {}
+    for svc in services:
+        if not _has_cluster_ip(svc):
+            continue
+        spec = svc.get("spec") or {}
+        ip, ports = str(spec["clusterIP"]), list(spec.get("ports") or [])
+        prefix = _env_name(str((svc.get("metadata") or {}).get("name") or ""))
+        env[f"{prefix}_SERVICE_HOST"] = ip
+        if not ports:
+            continue
+        env[f"{prefix}_SERVICE_PORT"] = str(ports[0].get("port"))
+        for sp in ports:
+            if sp.get("name"):
+                env[f"{prefix}_SERVICE_PORT_{_env_name(str(sp['name']))}"] = str(sp.get("port"))
+        for i, sp in enumerate(ports):
+            proto = str(sp.get("protocol") or "TCP")
+            port = int(sp.get("port") or 0)
+            url = f"{proto.lower()}://{_host_port(ip, port)}"
+            if i == 0:
+                env[f"{prefix}_PORT"] = url  # Docker special-cases the first port
+            base = f"{prefix}_PORT_{port}_{proto.upper()}"
+            env[base] = url
+            env[f"{base}_PROTO"] = proto.lower()
+            env[f"{base}_PORT"] = str(port)
+            env[f"{base}_ADDR"] = ip
+    return env
+
+
 # --- makeEnvironmentVariables -----------------------------------------------------------------
 
 
@@ -234,9 +314,11 @@ async def container_env(client: ApiClient, pod: Obj, container: Obj, *, pod_ip: 
                         host_ip: str, node_name: str, pod_ips: list[str] | None = None,
                         host_ips: list[str] | None = None,
                         allocatable: Mapping[str, str] | None = None,
-                        warnings: list[str] | None = None) -> list[tuple[str, str]]:
+                        warnings: list[str] | None = None,
+                        services: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
     """The container's environment as (name, value) pairs, in definition order (a later
-    definition of a name replaces the earlier value in its first position).
+    definition of a name replaces the earlier value in its first position), then the Service
+    variables `services` (from `service_env`) the pod does not define itself.
 
     `warnings` (optional) collects the messages upstream records as
     `InvalidEnvironmentVariableNames` Warning events (envFrom keys that were skipped).
@@ -279,7 +361,8 @@ async def container_env(client: ApiClient, pod: Obj, container: Obj, *, pod_ip: 
                 if warnings is not None:
                     warnings.append(msg)
 
-    mapping = mapping_for(env)
+    links = services or {}
+    mapping = mapping_for(env, links)
     for var in container.get("env") or []:
         name = str(var.get("name") or "")
         value = var.get("value") or ""
@@ -294,7 +377,7 @@ async def container_env(client: ApiClient, pod: Obj, container: Obj, *, pod_ip: 
                 continue  # optional and missing: the variable is not set at all
             value = resolved
         env[name] = value
-    return list(env.items())
+    return [*env.items(), *((k, v) for k, v in links.items() if k not in env)]
 
 
 async def _value_from(objects: _Objects, pod: Obj, container: Obj, source: Obj, namespace: str,

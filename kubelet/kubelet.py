@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api import errors
-from api.core import Pod
+from api.core import Pod, Service
 from api.meta import now_rfc3339
 from client.apiclient import ApiClient
 from client.events import NORMAL, WARNING, EventRecorder
@@ -47,7 +47,7 @@ from client.informer import SharedInformer
 from kubelet import labels as L
 from kubelet.backoff import Backoff, go_duration
 from kubelet.cni import CNI, CNIError
-from kubelet.envvars import EnvError, container_env
+from kubelet.envvars import EnvError, container_env, service_env, services_for_pod
 from kubelet.images import ImageError, ImageManager
 from kubelet.node import NodeManager
 from kubelet.podworkers import PodWorkers
@@ -196,6 +196,10 @@ class Kubelet:
         self.states: dict[str, PodState] = {}
         self.pods: SharedInformer[Pod] = SharedInformer(
             client, Pod, resource="pods", field_selector=f"spec.nodeName={node_name}")
+        # Every Service, for the pods' Service environment variables (upstream's service
+        # lister; the Node authorizer lets a node read Services).
+        self.services: SharedInformer[Service] = SharedInformer(
+            client, Service, resource="services")
         self._synced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()  # expedited kills
@@ -221,8 +225,10 @@ class Kubelet:
         self.pods.add_event_handler(on_add=self._pod_event,
                                     on_update=lambda _old, new: self._pod_event(new),
                                     on_delete=self._pod_deleted)
+        self.services.start()
         self.pods.start()
         await self.pods.wait_for_sync()
+        await self.services.wait_for_sync()
         await self._relist(initial=True)
         self._synced.set()
         for uid, st in list(self.states.items()):
@@ -245,9 +251,24 @@ class Kubelet:
             t.cancel()
         await self.workers.stop()
         await self.pods.stop()
+        await self.services.stop()
         with contextlib.suppress(Exception):
             await self.prober.close()
         await self.recorder.close(grace=2.0)
+
+    def _service_env(self, pod: Obj) -> dict[str, str]:
+        """The Service variables of `pod` (upstream getServiceEnvVarMap). Until the Service
+        informer has listed once the answer would silently miss variables, so the container
+        waits, as upstream's does, with CreateContainerConfigError."""
+        if not self.services.has_synced:
+            raise EnvError("services have not yet been read at least once, cannot construct "
+                           "envvars")
+        md, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        links = spec.get("enableServiceLinks")
+        chosen = services_for_pod((svc.to_dict() for svc in self.services.store.list()),
+                                  str(md.get("namespace") or "default"),
+                                  enable_service_links=links is None or bool(links))
+        return service_env(chosen)
 
     async def _wait_runtime(self) -> None:
         delay = 0.5
@@ -666,7 +687,8 @@ class Kubelet:
         pod_with_ip = _with_ip(pod, st.ip)
         try:
             env = await container_env(self.client, pod_with_ip, spec, pod_ip=st.ip or "",
-                                      host_ip=self.node.node_ip, node_name=self.node_name)
+                                      host_ip=self.node.node_ip, node_name=self.node_name,
+                                      services=self._service_env(pod))
             mounts = self.volumes.mounts(pod_with_ip, spec, st.volumes or {})
         except (EnvError, VolumeError) as e:
             self._container_event(pod, spec, WARNING, "Failed", f"Error: {e}")

@@ -111,6 +111,23 @@ async def test_env_var_composition(conformance: Conformance, ns: str) -> None:
             "ESCAPED=$(FOO)", "UNKNOWN=$(NOPE)"} <= lines
 
 
+@pytest.mark.upstream("[sig-node] Pods should contain environment variables for services "
+                      "[NodeConformance] [Conformance]")
+async def test_pod_env_has_service_variables(conformance: Conformance, ns: str) -> None:
+    c = conformance
+    await c.create("pods", serve_hostname_pod("server-envvars", labels={"name": "server"}), ns)
+    svc = await c.create("services", service("fooservice", {"name": "server"}, port=8765), ns)
+    await c.wait_running(ns, "server-envvars")
+    ip = svc["spec"]["clusterIP"]
+    lines = set((await run_to_completion(c, ns, env_pod("client-envvars"))).splitlines())
+    expected = {"FOOSERVICE_SERVICE_HOST=" + ip, "FOOSERVICE_SERVICE_PORT=8765",
+                f"FOOSERVICE_PORT=tcp://{ip}:8765", "FOOSERVICE_PORT_8765_TCP_PORT=8765",
+                "FOOSERVICE_PORT_8765_TCP_PROTO=tcp", f"FOOSERVICE_PORT_8765_TCP=tcp://{ip}:8765",
+                "FOOSERVICE_PORT_8765_TCP_ADDR=" + ip}
+    assert expected <= lines, f"missing: {sorted(expected - lines)}"
+    assert any(line.startswith("KUBERNETES_SERVICE_HOST=") for line in lines)
+
+
 @pytest.mark.upstream("[sig-node] ConfigMap should be consumable via environment variable "
                       "[NodeConformance] [Conformance]")
 async def test_configmap_env_var(conformance: Conformance, ns: str) -> None:

@@ -379,6 +379,56 @@ async def test_configmap_secret_and_env_visible_inside(kubelet_cluster: Cluster,
     assert "CM=from-cm SEC=s3cret" in out
 
 
+def env_lines(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+async def test_service_environment_variables(kubelet_cluster: Cluster, kl_namespace: str,
+                                             dk: docker.DockerClient) -> None:
+    """Upstream's "Service endpoints ... should contain environment variables for services"
+    and enableServiceLinks: the kubelet writes the Docker-link and *_SERVICE_* variables of
+    the namespace's Services with a cluster IP, and of default/kubernetes into every pod."""
+    c, ns = kubelet_cluster, kl_namespace
+    web = await c.client.create("services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-front"},
+        "spec": {"selector": {"app": "web"},
+                 "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}, ns)
+    await c.client.create("services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
+        "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 5432}]}}, ns)
+    kubernetes = await c.client.get("services", "kubernetes", "default")
+    ip, kip = web["spec"]["clusterIP"], kubernetes["spec"]["clusterIP"]
+    script = "env | grep -E '^(WEB_FRONT|DB|KUBERNETES|URL)' | sort; echo done; sleep 3600"
+    url = [{"name": "URL", "value": "http://$(WEB_FRONT_SERVICE_HOST):$(WEB_FRONT_SERVICE_PORT)"}]
+    await create(c, ns, pod_manifest("linked", [busybox("c", script, env=url)]))
+    await create(c, ns, pod_manifest("unlinked", [busybox("c", script)],
+                                     enableServiceLinks=False))
+    outs: dict[str, dict[str, str]] = {}
+    for name in ("linked", "unlinked"):
+        container = cid(await wait_pod(c, ns, name, running_ready), "c")
+
+        def output(container: str = container) -> str | None:
+            text = logs(dk, container)
+            return text if "done" in text else None
+        outs[name] = env_lines(await until(output, timeout=10, what=f"{name}'s output"))
+    linked = await get(c, ns, "linked")
+    assert linked["spec"]["enableServiceLinks"] is True  # defaulted, as upstream's pods
+    assert outs["linked"] == {
+        "URL": f"http://{ip}:80",
+        "WEB_FRONT_SERVICE_HOST": ip, "WEB_FRONT_SERVICE_PORT": "80",
+        "WEB_FRONT_SERVICE_PORT_HTTP": "80", "WEB_FRONT_PORT": f"tcp://{ip}:80",
+        "WEB_FRONT_PORT_80_TCP": f"tcp://{ip}:80", "WEB_FRONT_PORT_80_TCP_PROTO": "tcp",
+        "WEB_FRONT_PORT_80_TCP_PORT": "80", "WEB_FRONT_PORT_80_TCP_ADDR": ip,
+        "KUBERNETES_SERVICE_HOST": kip, "KUBERNETES_SERVICE_PORT": "443",
+        "KUBERNETES_SERVICE_PORT_HTTPS": "443", "KUBERNETES_PORT": f"tcp://{kip}:443",
+        "KUBERNETES_PORT_443_TCP": f"tcp://{kip}:443", "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+        "KUBERNETES_PORT_443_TCP_PORT": "443", "KUBERNETES_PORT_443_TCP_ADDR": kip,
+    }
+    # enableServiceLinks: false drops the namespace's Services, never the apiserver's.
+    assert outs["unlinked"] == {k: v for k, v in outs["linked"].items()
+                                if k.startswith("KUBERNETES_")}
+
+
 async def test_missing_configmap_key_is_create_container_config_error(
         kubelet_cluster: Cluster, kl_namespace: str) -> None:
     c, ns = kubelet_cluster, kl_namespace
