@@ -635,7 +635,9 @@ class Registry:
         key = object_key(info.name, ns, name)
         if self._finalized(info, new):
             fx = self.admission.release(info, cur)
-            await self.storage.delete(key, rv, fx)
+            # As upstream's store: the object returned carries the deletion's revision (the
+            # update that removed the last finalizer did change it; clients compare).
+            _md(new)["resourceVersion"] = str(await self.storage.delete(key, rv, fx))
             return new
         return await self._write_allocating(
             info, new, cur, lambda o, fx, lease: self.storage.update(key, o, rv, fx, lease))
@@ -709,7 +711,10 @@ class Registry:
                 if new is None:
                     if not opts.dry_run:
                         fx = self.admission.release(info, cur)
-                        await self.storage.delete(object_key(info.name, ns, name), _rv(cur), fx)
+                        deleted = await self.storage.delete(object_key(info.name, ns, name),
+                                                            _rv(cur), fx)
+                        cur = copy.deepcopy(cur)
+                        _md(cur)["resourceVersion"] = str(deleted)
                     return cur
                 if opts.dry_run or _strip_rv(new) == _strip_rv(cur):
                     return cur if not opts.dry_run else new

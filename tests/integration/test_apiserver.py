@@ -357,10 +357,32 @@ async def test_finalizers_hold_the_object_until_removed(cluster: Cluster,
         await cluster.client.patch("configmaps", "fin",
                                    {"metadata": {"finalizers": ["example.com/hold", "x/y"]}},
                                    namespace)
-    await cluster.client.patch("configmaps", "fin", {"metadata": {"finalizers": None}},
-                               namespace)
+    gone = await cluster.client.patch("configmaps", "fin", {"metadata": {"finalizers": None}},
+                                      namespace)
     with pytest.raises(errors.NotFound):
         await cluster.client.get("configmaps", "fin", namespace)
+    # The answer is the object as deleted: the deletion's resourceVersion, not the one before
+    # (tkctl said "patched (no change)" when they were equal).
+    assert int(gone["metadata"]["resourceVersion"]) > int(still["metadata"]["resourceVersion"])
+    assert not gone["metadata"].get("finalizers")
+
+
+async def test_delete_answers_with_the_deletions_resource_version(cluster: Cluster,
+                                                                  namespace: str) -> None:
+    created = await cluster.client.create("configmaps", configmap("rv-del"), namespace)
+    listed = await cluster.client.list("configmaps", namespace)
+    stream = cluster.client.watch("configmaps", namespace,
+                                  resource_version=listed["metadata"]["resourceVersion"])
+    try:
+        out = await cluster.client.delete("configmaps", "rv-del", namespace)
+        while True:
+            ev = await asyncio.wait_for(anext(stream), 10)
+            if ev.type == "DELETED":
+                break
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert int(out["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
+    assert out["metadata"]["resourceVersion"] == ev.object["metadata"]["resourceVersion"]
 
 
 async def test_propagation_policy_is_recorded_as_gc_finalizer(cluster: Cluster,

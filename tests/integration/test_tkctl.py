@@ -268,6 +268,14 @@ async def test_label_annotate_patch(cluster: Cluster, namespace: str, tmp_path: 
     assert r.code == 1 and "--type merge" in r.err
     live = await cluster.client.get("deployments", "nginx-deployment", namespace)
     assert live["spec"]["replicas"] == 2
+    # Removing the last finalizer of an object being deleted deletes it: a change.
+    await cluster.client.create("configmaps", {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "held", "finalizers": ["example.com/hold"]}}, namespace)
+    await cluster.client.delete("configmaps", "held", namespace)
+    r = await tk(cluster, "patch", "configmap", "held", "--type", "json", "-p",
+                 '[{"op":"remove","path":"/metadata/finalizers"}]', namespace=namespace)
+    assert (r.code, r.out) == (0, "configmap/held patched\n")
 
 
 async def test_invalid_manifest_and_unknown_field(cluster: Cluster, namespace: str,
