@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from api import errors
-from tkctl import cli, printers, sorting
+from tkctl import cli, printers, sorting, templates
 from tkctl.context import Command, Context, UsageError
 from tkctl.resolve import (
     Query,
@@ -29,7 +29,15 @@ Obj = dict[str, Any]
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("resources", nargs="*", metavar="TYPE[.GROUP] [NAME ...] | TYPE/NAME ...")
-    cli.add_output(p)
+    p.add_argument("-o", "--output", default="",
+                   help="Output format. One of: (json, yaml, wide, name, jsonpath=TEMPLATE, "
+                        "jsonpath-file=FILE, custom-columns=SPEC, custom-columns-file=FILE).")
+    p.add_argument("--allow-missing-template-keys", action="store_true", default=True,
+                   help="If true (the default), a key a jsonpath template names that an "
+                        "object lacks prints nothing; =false makes it an error.")
+    # What `--allow-missing-template-keys=false` becomes (cli.normalize).
+    p.add_argument("--no-allow-missing-template-keys", dest="allow_missing_template_keys",
+                   action="store_false", help=argparse.SUPPRESS)
     cli.add_filename(p, "get")
     cli.add_selector(p)
     p.add_argument("--field-selector", default="",
@@ -74,7 +82,8 @@ def _targets(ctx: Context, args: argparse.Namespace) -> list[Target]:
 
 
 async def run(ctx: Context, args: argparse.Namespace) -> None:
-    cli.check_output(args.output)
+    # Checked before anything is fetched: a broken template costs no request.
+    args.parsed_output = templates.parse_output(args.output)
     targets = _targets(ctx, args)
     if args.watch or args.watch_only:
         await _watch(ctx, args, targets)
@@ -103,6 +112,19 @@ def _single_item(args: argparse.Namespace, targets: list[Target]) -> bool:
 def _print(ctx: Context, args: argparse.Namespace, groups: list[tuple[Target, list[Obj]]],
            *, single: bool) -> None:
     objs = [o for _, found in groups for o in found]
+    out: templates.Output = args.parsed_output
+    if out.template is not None:
+        if objs or not ctx.failed:
+            ctx.write(templates.jsonpath_text(
+                out.template, objs, single=single,
+                allow_missing_keys=args.allow_missing_template_keys))
+        return
+    if out.columns:
+        if objs or not ctx.failed:
+            rows = templates.custom_column_rows(out.columns, objs, headers=not args.no_headers)
+            for line in printers.TableWriter().format(rows):
+                ctx.print(line)
+        return
     if args.output in ("json", "yaml"):
         if single and len(objs) == 1:
             ctx.print(printers.format_structured(objs[0], args.output))
@@ -160,6 +182,20 @@ class _WatchPrinter:
 
     def print(self, objs: list[Obj], event: str = "") -> None:
         out = self.args.output
+        parsed: templates.Output = self.args.parsed_output
+        if parsed.template is not None:
+            for obj in objs:  # kubectl: the template once per object, nothing in between
+                self.ctx.write(templates.jsonpath_text(
+                    parsed.template, [obj], single=True,
+                    allow_missing_keys=self.args.allow_missing_template_keys))
+            return
+        if parsed.columns:
+            rows = templates.custom_column_rows(parsed.columns, objs,
+                                                headers=not self.header_done)
+            self.header_done = True
+            for line in self.writer.format(rows):
+                self.ctx.print(line)
+            return
         for obj in objs:
             if out in ("json", "yaml"):
                 self._structured(obj, event)
@@ -234,7 +270,8 @@ def _initial(ctx: Context, args: argparse.Namespace, printer: _WatchPrinter, tar
 COMMAND = Command(
     name="get",
     summary="Display one or many resources",
-    usage="tkctl get [(-o|--output=)json|yaml|wide|name] (TYPE[.GROUP] [NAME | -l label] | "
+    usage="tkctl get [(-o|--output=)json|yaml|wide|name|jsonpath=...|custom-columns=...] "
+          "(TYPE[.GROUP] [NAME | -l label] | "
           "TYPE[.GROUP]/NAME ...) [flags]",
     configure=configure,
     run=run,

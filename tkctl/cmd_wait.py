@@ -2,8 +2,9 @@
 
 Walkthroughs and scripts need "until the pod is Ready" without a sleep that is too short on a
 slow machine and too long on a fast one; kubectl's answer is `kubectl wait`, and this is it:
-`--for=condition=Ready[=true]`, `--for=jsonpath='{.status.phase}'=Running` (a subset of
-JSONPath: fields and list indexes) and `--for=delete`, with `--timeout` (default 30s). One line
+`--for=condition=Ready[=true]`, `--for=jsonpath='{.status.phase}'=Running` (kubectl's JSONPath,
+tkctl/jsonpath.py: filters such as `{.status.conditions[?(@.type=="Ready")].status}=True` too;
+the path must select one scalar) and `--for=delete`, with `--timeout` (default 30s). One line
 `pod/web condition met` per object; on timeout kubectl's `timed out waiting for the condition on
 pods/web` and exit 1. It polls (twice a second), which is all a person at a terminal needs.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,11 +20,11 @@ from typing import Any
 from api import errors
 from tkctl import cli
 from tkctl.context import Command, Context, UsageError
+from tkctl.jsonpath import JSONPathError, Template, go_value, parse
 from tkctl.resolve import Query, fetch, ref, verb_targets
 
 Obj = dict[str, Any]
 POLL = 0.5
-_PATH_PART = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]")
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -42,40 +42,26 @@ def configure(p: argparse.ArgumentParser) -> None:
                                   "resource types")
 
 
-def _jsonpath(expr: str) -> list[str | int]:
-    """`{.status.containerStatuses[0].ready}` → ["status", "containerStatuses", 0, "ready"]."""
-    body = expr.strip()
-    if not (body.startswith("{") and body.endswith("}")):
-        raise UsageError(f"unrecognized JSONPath {expr!r}: it must look like '{{.status.phase}}'")
-    body = body[1:-1]
-    parts: list[str | int] = []
-    pos = 0
-    for m in _PATH_PART.finditer(body):
-        if m.start() != pos:
-            break
-        parts.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
-        pos = m.end()
-    if pos != len(body) or not parts:
-        raise UsageError(f"unsupported JSONPath {expr!r}: tkctl supports fields and list "
-                         "indexes, e.g. '{.status.containerStatuses[0].ready}'")
-    return parts
-
-
-def _lookup(obj: Any, path: list[str | int]) -> Any:
-    for part in path:
-        if isinstance(part, int):
-            obj = obj[part] if isinstance(obj, list) and part < len(obj) else None
-        else:
-            obj = obj.get(part) if isinstance(obj, dict) else None
-        if obj is None:
+def _jsonpath_value(template: Template, obj: Obj) -> str | None:
+    """The one scalar `template` selects in `obj` as Go's %v prints it (kubectl wait's rule);
+    None when it selects nothing. More than one value, or a map or list, is an error."""
+    try:
+        values = template.results(obj)
+    except JSONPathError as e:
+        # `containerStatuses[0]` of a pod the kubelet has not reported on yet: not met yet
+        # (the object may still grow the element), where `get -o jsonpath` fails at once.
+        if e.reason.startswith("array index out of bounds"):
             return None
-    return obj
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+        raise UsageError(str(e)) from None
+    if not values:
+        return None
+    if len(values) > 1:
+        raise UsageError(f"given jsonpath expression matches more than one value: "
+                         f"{template.source}")
+    if isinstance(values[0], dict | list):
+        raise UsageError(f"jsonpath leads to a nested object or list which is not supported: "
+                         f"{template.source}")
+    return go_value(values[0])
 
 
 def condition_check(spec: str) -> Callable[[Obj | None], bool] | None:
@@ -94,16 +80,20 @@ def condition_check(spec: str) -> Callable[[Obj | None], bool] | None:
             return False
         return has_condition
     if kind == "jsonpath" and rest:
-        # `{.status.phase}=Running`, the braces possibly still quoted: '{...}'=Running.
+        # `{.status.phase}=Running`, the braces possibly still quoted: '{...}'=Running. The
+        # value follows the last `}`, so filters (`[?(@.type=="Ready")]`) keep their `==`.
         close = rest.rfind("}")
         tail = rest[close + 1:].lstrip("'\"")
         if close < 0 or not tail.startswith("="):
             raise UsageError("jsonpath wait format must be --for=jsonpath='{.status.readyReplicas}'"
                              "=3")
         expr, want = rest[:close + 1].lstrip("'\""), tail[1:]
-        path = _jsonpath(expr)
+        try:
+            template = parse(expr)
+        except JSONPathError as e:
+            raise UsageError(str(e)) from None
         value = want.strip("'\"")
-        return lambda obj: obj is not None and _text(_lookup(obj, path)) == value
+        return lambda obj: obj is not None and _jsonpath_value(template, obj) == value
     raise UsageError(f"unrecognized condition: {spec!r}" if spec else
                      "--for must be set: delete, condition=NAME[=VALUE] or "
                      "jsonpath='{.path}'=VALUE")

@@ -47,6 +47,10 @@ class Context:
     def print(self, line: str = "") -> None:
         print(line, file=self.out, flush=True)
 
+    def write(self, text: str) -> None:
+        """`text` as it is, no newline added (`-o jsonpath` prints exactly its template)."""
+        print(text, end="", file=self.out, flush=True)
+
     def print_err(self, line: str) -> None:
         print(line, file=self.err, flush=True)
 

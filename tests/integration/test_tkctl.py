@@ -121,6 +121,67 @@ async def test_get_tables_selectors_and_several_types(cluster: Cluster, namespac
     assert (r.code, r.out, r.err) == (0, "", f"No resources found in {namespace} namespace.\n")
 
 
+async def test_get_jsonpath_and_custom_columns(cluster: Cluster, namespace: str,
+                                               tmp_path: Path) -> None:
+    for name, app in (("web-1", "web"), ("web-2", "web"), ("db-1", "db")):
+        await cluster.client.create("pods", pod(name, {"app": app}), namespace)
+    r = await tk(cluster, "get", "pod", "web-1", "-o", "jsonpath={.metadata.name}",
+                 namespace=namespace)
+    assert (r.code, r.out, r.err) == (0, "web-1", "")  # exactly the template: no newline
+    r = await tk(cluster, "get", "pods", "-l", "app=web",
+                 "-o=jsonpath={range .items[*]}{.metadata.name}{\"\\t\"}"
+                 "{.metadata.labels.app}{\"\\n\"}{end}", namespace=namespace)
+    assert r.out == "web-1\tweb\nweb-2\tweb\n"
+    r = await tk(cluster, "get", "pods", "-o", "jsonpath={.items[*].metadata.name}",
+                 namespace=namespace)
+    assert r.out == "db-1 web-1 web-2"
+    r = await tk(cluster, "get", "pods", "-l", "app=none", "-o",
+                 "jsonpath={.items[*].metadata.name}", namespace=namespace)
+    assert (r.code, r.out, r.err) == (0, "", "")  # an empty List, as kubectl
+    # A missing key prints nothing, unless --allow-missing-template-keys=false.
+    r = await tk(cluster, "get", "pod", "web-1", "-o", "jsonpath={.spec.nope}",
+                 namespace=namespace)
+    assert (r.code, r.out) == (0, "")
+    r = await tk(cluster, "get", "pod", "web-1", "-o", "jsonpath={.spec.nope}",
+                 "--allow-missing-template-keys=false", namespace=namespace)
+    assert r.code == 1 and r.err == \
+        'error: error executing jsonpath "{.spec.nope}": nope is not found\n'
+    template = tmp_path / "names.jsonpath"
+    template.write_text('{range .items[*]}{.metadata.name}{"\\n"}{end}')
+    r = await tk(cluster, "get", "pods", "-l", "app=web", "-o", f"jsonpath-file={template}",
+                 namespace=namespace)
+    assert r.out == "web-1\nweb-2\n"
+
+    r = await tk(cluster, "get", "pods", "-o",
+                 "custom-columns=NAME:.metadata.name,APP:metadata.labels.app,"
+                 "NODE:{.spec.nodeName},LABELS:.metadata.labels", namespace=namespace)
+    assert r.out.splitlines() == [
+        "NAME    APP   NODE     LABELS",
+        "db-1    db    <none>   map[app:db]",
+        "web-1   web   <none>   map[app:web]",
+        "web-2   web   <none>   map[app:web]",
+    ]
+    columns = tmp_path / "columns"
+    columns.write_text("NAME          APP\nmetadata.name metadata.labels.app\n")
+    r = await tk(cluster, "get", "pods", "-l", "app=db", "--no-headers", "-o",
+                 f"custom-columns-file={columns}", namespace=namespace)
+    assert r.out.splitlines() == ["db-1   db"]
+
+    # Mistakes are refused before any request, in kubectl's words.
+    for output, message in (
+            ("jsonpath", "template format specified but no template given"),
+            ("jsonpath={.metadata.name", "error parsing jsonpath {.metadata.name, unclosed "
+                                         "action"),
+            ("custom-columns", "custom-columns format specified but no custom columns given"),
+            ("custom-columns=NAME", "unexpected custom-columns spec: NAME, expected "
+                                    "<header>:<json-path-expr>"),
+            ("jsonpath-file=/nonexistent", "error reading --output "
+                                           "jsonpath-file=/nonexistent: No such file or "
+                                           "directory")):
+        r = await tk(cluster, "get", "pods", "-o", output, namespace=namespace)
+        assert (r.code, r.out, r.err) == (1, "", f"error: {message}\n"), output
+
+
 async def test_get_watch_streams_changes(cluster: Cluster, namespace: str) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tkctl", "--kubeconfig", cluster.kubeconfig, "-n", namespace, "get",
@@ -153,6 +214,19 @@ async def test_watch_ends_quietly_at_request_timeout(cluster: Cluster, namespace
     assert r.code == 0, r
     assert [line.split()[:2] for line in r.out.splitlines()] == [["EVENT", "NAME"],
                                                                   ["ADDED", "early"]]
+
+
+async def test_watch_with_jsonpath_and_custom_columns(cluster: Cluster,
+                                                      namespace: str) -> None:
+    for name in ("w-1", "w-2"):
+        await cluster.client.create("pods", pod(name), namespace)
+    r = await tk(cluster, "get", "pods", "--watch", "--request-timeout=2s", "-o",
+                 'jsonpath={.metadata.name}{"\\n"}', namespace=namespace)
+    assert (r.code, r.out) == (0, "w-1\nw-2\n")  # once per object, as kubectl
+    r = await tk(cluster, "get", "pods", "--watch", "--request-timeout=2s", "-o",
+                 "custom-columns=POD:.metadata.name,APP:.metadata.labels.app",
+                 namespace=namespace)
+    assert (r.code, r.out.splitlines()) == (0, ["POD   APP", "w-1   web", "w-2   web"])
 
 
 async def test_create_conflicts_and_replace(cluster: Cluster, namespace: str,

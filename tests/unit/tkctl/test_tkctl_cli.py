@@ -35,7 +35,9 @@ def closed_port() -> str:
         (["get", "pods", "-o"], "error: flag needs an argument: 'o' in -o"),
         (["get", "pods", "--output"], "error: flag needs an argument: --output"),
         (["get", "pods", "-o", "xml"], 'error: unable to match a printer suitable for the output '
-                                       'format "xml", allowed formats are: json,name,wide,yaml'),
+                                       'format "xml", allowed formats are: custom-columns,'
+                                       'custom-columns-file,json,jsonpath,jsonpath-file,name,'
+                                       'wide,yaml'),
         (["get"], "error: You must specify the type of resource to get."),
         (["get", "flurbs"], 'error: the server doesn\'t have a resource type "flurbs"'),
         (["get", "deploy", "deploy/x"], "error: there is no need to specify a resource type"),

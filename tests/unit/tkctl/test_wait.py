@@ -38,6 +38,22 @@ def test_jsonpath_fields_and_indexes() -> None:
     assert out_of_range is not None and not out_of_range(POD)
 
 
+def test_jsonpath_filters_and_what_a_path_must_select() -> None:
+    ready = condition_check('jsonpath={.status.conditions[?(@.type=="Ready")].status}=True')
+    assert ready is not None and ready(POD)
+    init = condition_check("jsonpath='{.status.conditions[?(@.type==\"Initialized\")].status}'"
+                           "=True")
+    assert init is not None and not init(POD)
+    several = condition_check("jsonpath={.status.conditions[*].status}=True")
+    assert several is not None
+    with pytest.raises(UsageError, match="matches more than one value"):
+        several(POD)
+    nested = condition_check("jsonpath={.status.containerStatuses[0].state}=x")
+    assert nested is not None
+    with pytest.raises(UsageError, match="nested object or list"):
+        nested(POD)
+
+
 def test_delete_has_no_predicate() -> None:
     assert condition_check("delete") is None
 
@@ -47,7 +63,8 @@ def test_delete_has_no_predicate() -> None:
     ("ready", "unrecognized condition"),
     ("jsonpath={.status.phase}", "jsonpath wait format"),
     ("jsonpath=status.phase=Running", "jsonpath wait format"),
-    ("jsonpath={.status.phase[?(@.x)]}=1", "unsupported JSONPath"),
+    ("jsonpath={.status.phase=1", "jsonpath wait format"),
+    ("jsonpath={.status[?(@.x <> 1)]}=1", "error parsing jsonpath"),
 ])
 def test_bad_for_names_the_problem(spec: str, words: str) -> None:
     with pytest.raises(UsageError, match=words.replace("[", r"\[")):
