@@ -7,10 +7,12 @@ ClusterIP is claimed in the allocator in the Service's own transaction):
 
 - Service default/kubernetes: ClusterIP = the first address of --service-cluster-ip-range
   (10.96.0.1 by default; the allocator never hands that address out dynamically), one port
-  `https` 443/TCP → the apiserver's --port, labels component=apiserver, provider=kubernetes, no
-  selector, so the endpoints controller leaves its Endpoints alone.
-- Endpoints default/kubernetes: one subset, the --advertise-address with port `https` = --port,
-  as upstream's master-count reconciler writes it for one apiserver. Labelled
+  `https` 443/TCP → the apiserver's --token-port (--port when there is none: pods, the clients
+  of this Service, carry ServiceAccount tokens, which only the token port takes), labels
+  component=apiserver, provider=kubernetes, no selector, so the endpoints controller leaves its
+  Endpoints alone.
+- Endpoints default/kubernetes: one subset, the --advertise-address with port `https` = that
+  port, as upstream's master-count reconciler writes it for one apiserver. Labelled
   `endpointslice.kubernetes.io/skip-mirror` like upstream's.
 
 Both are created at start when missing and reconciled every interval (upstream: 10s): a deleted

@@ -282,9 +282,11 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
     advertise = cfg.advertise_address
     if advertise in ("", "0.0.0.0"):  # unspecified: chosen as kube-apiserver does
         advertise = kubernetes_service.choose_advertise_address(cfg.bind_address)
+    # Behind 10.96.0.1:443 is the port pods can use: they carry ServiceAccount tokens, which
+    # only --token-port takes (docs/deviations.md, "Two TLS ports").
     kubesvc = kubernetes_service.KubernetesService(
         registry, kubernetes_service.service_ip(cfg.service_cluster_ip_range), advertise,
-        cfg.port, cfg.endpoint_reconciler_interval)
+        cfg.token_port or cfg.port, cfg.endpoint_reconciler_interval)
     await kubesvc.reconcile_logged()
     authenticator = Authenticator(tokens=verifier, insecure=cfg.insecure)
     audit = AuditLog(cfg.audit_log_path) if cfg.audit_log_path else None

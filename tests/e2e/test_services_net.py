@@ -23,6 +23,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -655,27 +656,56 @@ async def test_proxy_restart_leaves_the_same_rules(net_cluster: NetCluster,
                  "backend", "kept service served after the restart")
 
 
-async def test_hosts_reach_the_apiserver_through_the_kubernetes_service(
-        net_cluster: NetCluster) -> None:
+# What a process in a pod runs: client-go's InClusterConfig (client/config.in_cluster) from
+# $KUBERNETES_SERVICE_HOST/_PORT and the mounted token, then "who am I".
+_IN_CLUSTER_WHOAMI = """
+import asyncio, sys
+from client.apiclient import ApiClient
+from client.config import in_cluster
+
+async def main() -> None:
+    async with ApiClient(config=in_cluster(root=sys.argv[1])) as c:
+        review = await c.create("selfsubjectreviews", {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+            "metadata": {}})
+        print(review["status"]["userInfo"]["username"])
+
+asyncio.run(main())
+"""
+
+
+async def test_in_cluster_clients_reach_the_apiserver_through_the_kubernetes_service(
+        net_cluster: NetCluster, net_namespace: str, tmp_path: Path) -> None:
     """default/kubernetes, which the apiserver writes itself, is an ordinary Service to
-    tk-proxy: every host DNATs 10.96.0.1:443 to the advertise address and secure port, and a
-    client on a host that dials 10.96.0.1:443 is served by the apiserver (its certificate
-    names 10.96.0.1)."""
-    nc = net_cluster
-    assert nc.c.apiserver is not None
-    target = f"{nc.c.listen_on}:{nc.c.apiserver.port}"
+    tk-proxy: every host DNATs 10.96.0.1:443 to the advertise address and the port that takes
+    ServiceAccount tokens, and a client built the way a pod builds one (the env variables the
+    kubelet sets, the token it mounts) is served there, as its ServiceAccount (the
+    apiserver's certificate names 10.96.0.1)."""
+    nc, ns = net_cluster, net_namespace
+    assert nc.c.apiserver is not None and nc.c.apiserver.token_port
+    target = f"{nc.c.listen_on}:{nc.c.apiserver.token_port}"
     ep = await nc.c.client.get("endpoints", "kubernetes", "default")
     assert ep["subsets"] == [{"addresses": [{"ip": nc.c.listen_on}], "ports": [
-        {"name": "https", "port": nc.c.apiserver.port, "protocol": "TCP"}]}]
+        {"name": "https", "port": nc.c.apiserver.token_port, "protocol": "TCP"}]}]
     for node in nc.nodes:
         def programmed(host: Host = nc.hosts[node]) -> bool:
             return service_chains(iptables_save(host, "nat"), "10.96.0.1", 443)[2] == {target}
         await until(programmed, timeout=NET_TIMEOUT, what=f"10.96.0.1:443 → {target} on {node}")
+
+    await nc.c.client.create("serviceaccounts", {
+        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "in-pod"}}, ns)
+    token = await nc.c.client.create("serviceaccounts", {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}, ns,
+        name="in-pod", subresource="token")
+    (tmp_path / "token").write_text(token["status"]["token"])
+    (tmp_path / "ca.crt").write_bytes(nc.c.ca_pem)
+    (tmp_path / "namespace").write_text(ns)
     host = nc.hosts[nc.nodes[0]]
     r = await asyncio.to_thread(
-        host.run, sys.executable, "-m", "tkctl", "--kubeconfig", nc.c.kubeconfig,
-        "--server", "10.96.0.1:443", "get", "namespace", "default", check=False, timeout=60)
-    assert r.returncode == 0 and "default" in r.stdout, (r.stdout, r.stderr)
+        host.run, "env", "KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443",
+        sys.executable, "-c", _IN_CLUSTER_WHOAMI, str(tmp_path), check=False, timeout=60)
+    assert (r.returncode, r.stdout.strip()) == (0, f"system:serviceaccount:{ns}:in-pod"), \
+        r.stderr
 
 
 def _names(line: str, mark: str) -> bool:

@@ -38,8 +38,9 @@ async def ks_cluster() -> AsyncIterator[Cluster]:
 
 
 def _port(c: Cluster) -> int:
+    """The port behind 10.96.0.1:443: the token port (what pods can use), else the secure one."""
     assert c.apiserver is not None
-    return c.apiserver.port
+    return c.apiserver.token_port or c.apiserver.port
 
 
 def expected_subsets(c: Cluster) -> list[dict[str, Any]]:
