@@ -265,10 +265,13 @@ class Kubelet:
                            "envvars")
         md, spec = pod.get("metadata") or {}, pod.get("spec") or {}
         links = spec.get("enableServiceLinks")
-        chosen = services_for_pod((svc.to_dict() for svc in self.services.store.list()),
-                                  str(md.get("namespace") or "default"),
-                                  enable_service_links=links is None or bool(links))
-        return service_env(chosen)
+        namespace = str(md.get("namespace") or "default")
+        # Only two namespaces can matter: skip converting every other Service in the cluster.
+        candidates = (svc.to_dict() for svc in self.services.store.list()
+                      if svc.metadata is not None
+                      and svc.metadata.namespace in (namespace, "default"))
+        return service_env(services_for_pod(candidates, namespace,
+                                            enable_service_links=links is None or bool(links)))
 
     async def _wait_runtime(self) -> None:
         delay = 0.5
