@@ -7,6 +7,7 @@ Against the session's lab (the `lab` fixture: two workers, the lab's shortened t
 - a NodePort Service answers from this machine on every node's InternalIP;
 - `lab/lab load-image` puts a locally built image on the workers (imagePullPolicy Never);
 - a node's supervisor restarts a killed tk-kubelet;
+- the README's main command, `lab/lab demo`, run again on the running lab;
 - LAST (destructive): a stopped worker's Deployment pods are evicted and rescheduled on the
   other worker, then the worker is started again and waited for, so later tests have 2 nodes.
 
@@ -195,6 +196,26 @@ def test_a_killed_kubelet_is_restarted_by_the_nodes_supervisor(lab: Lab) -> None
 def lab_cli(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(REPO / "lab" / "lab"), "--name", lab.name, *args],
                           capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_the_main_command_demo_on_a_running_lab(lab: Lab) -> None:
+    """The README's first command, `lab/lab demo`, run again on a lab that is up (it must be
+    idempotent): hostnames pods on both workers, and every request to the NodePort on every
+    worker, from this machine, answered by one of them."""
+    r = lab_cli(lab, "demo")
+    try:
+        assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+        answers = [line.rsplit("-> ", 1)[1] for line in r.stdout.splitlines()
+                   if f":{commands.DEMO_NODEPORT}" in line and "-> " in line]
+        assert len(answers) == 12, r.stdout  # 6 requests to each of the 2 workers
+        assert all(a.startswith("hostnames-") for a in answers), answers
+        assert len(set(answers)) >= 2, f"one pod answered everything: {answers}"
+        listed = get(lab, "pods", "-l", "app=hostnames").get("items") or []
+        assert {p["spec"]["nodeName"] for p in listed} == {"worker-1", "worker-2"}
+        assert set(answers) <= {p["metadata"]["name"] for p in listed}
+    finally:
+        lab.tkctl("delete", "deployment,service", "hostnames", "--ignore-not-found",
+                  check=False, timeout=120)
 
 
 # LAST: it stops a worker. It starts it again and waits until it is Ready before it ends.
