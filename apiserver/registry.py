@@ -713,8 +713,8 @@ class Registry:
                         fx = self.admission.release(info, cur)
                         deleted = await self.storage.delete(object_key(info.name, ns, name),
                                                             _rv(cur), fx)
-                        cur = copy.deepcopy(cur)
-                        _md(cur)["resourceVersion"] = str(deleted)
+                        # A new metadata dict: `cur` may be the watch cache's own copy.
+                        cur = {**cur, "metadata": {**_md(cur), "resourceVersion": str(deleted)}}
                     return cur
                 if opts.dry_run or _strip_rv(new) == _strip_rv(cur):
                     return cur if not opts.dry_run else new

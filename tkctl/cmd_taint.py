@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from api import errors
-from api.resources import lookup
 from api.selectors import label_value_errors, qualified_name_errors
 from tkctl import cli, printers
 from tkctl.context import Command, Context, UsageError
+from tkctl.resolve import parse_targets
 
 Obj = dict[str, Any]
 EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -190,27 +190,18 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def node_names(resources: list[str]) -> list[str]:
-    """`nodes NAME...` or `node/NAME...` into the node names; UsageError (or NotFound for an
-    unknown type) for anything but nodes."""
+    """`nodes NAME...` or `node/NAME...` into the node names (tkctl's usual argument forms,
+    resolve.parse_targets); UsageError (or NotFound for an unknown type) for anything but
+    nodes."""
     if not resources:
         raise UsageError("one or more resources must be specified as <resource> <name>")
-    if any("/" in r for r in resources):
-        names = []
-        for r in resources:
-            kind, _, name = r.partition("/")
-            if not kind or not name or "/" in name:
-                raise UsageError("arguments in resource/name form must have a single resource "
-                                 "and name")
-            _check_node_type(kind)
-            names.append(name)
-        return names
-    _check_node_type(resources[0])
-    return resources[1:]
-
-
-def _check_node_type(kind: str) -> None:
-    if lookup(kind).kind != "Node":
-        raise UsageError(f"invalid resource type {kind.lower()}, only node types are supported")
+    names: list[str] = []
+    for target in parse_targets(resources, "taint"):
+        if target.info.kind != "Node":
+            raise UsageError(f"invalid resource type {target.info.name}, only node types are "
+                             "supported")
+        names += target.names
+    return names
 
 
 async def _nodes(ctx: Context, args: argparse.Namespace, names: list[str]) -> list[Obj]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tkctl import printers
+from tkctl import cli, printers
 from tkctl.context import UsageError
 from tkctl.jsonpath import JSONPathError, Template, go_value, parse, relaxed
 
@@ -45,10 +45,7 @@ def parse_output(value: str, plain: tuple[str, ...] = printers.OUTPUT_FORMATS) -
     """`-o`'s value, checked; UsageError with kubectl's wording for anything wrong."""
     name, _, arg = value.partition("=")
     if name not in TEMPLATE_FORMATS:
-        if value and value not in plain:
-            allowed = sorted([*plain, *TEMPLATE_FORMATS])
-            raise UsageError(f'unable to match a printer suitable for the output format '
-                             f'"{value}", allowed formats are: {",".join(allowed)}')
+        cli.check_output(value, (*plain, *TEMPLATE_FORMATS))
         return Output(value)
     from_file = name.endswith("-file")
     if from_file and arg:
