@@ -156,6 +156,22 @@ class ServiceUnavailable(ApiError):
     grpc_code = grpc.StatusCode.UNAVAILABLE
 
 
+class UnsupportedMediaType(ApiError):
+    """415: a body in a Content-Type the endpoint does not take (HTTP front only)."""
+
+    reason = "UnsupportedMediaType"
+    code = 415
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotAcceptable(ApiError):
+    """406: the client accepts no representation the server can produce (HTTP front only)."""
+
+    reason = "NotAcceptable"
+    code = 406
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
 class InternalError(ApiError):
     reason = "InternalError"
     code = 500
@@ -167,6 +183,7 @@ _BY_REASON: dict[str, type[ApiError]] = {
     for cls in (
         BadRequest, Invalid, NotFound, AlreadyExists, Conflict, Gone, Forbidden, Unauthorized,
         RequestEntityTooLarge, MethodNotAllowed, Timeout, ServiceUnavailable, InternalError,
+        UnsupportedMediaType, NotAcceptable,
     )
 }
 _BY_GRPC: dict[grpc.StatusCode, type[ApiError]] = {

@@ -61,6 +61,23 @@ class UserInfo:
 
 
 @dataclass(frozen=True)
+class Credentials:
+    """What a request carries to prove who it is, whichever front it came through.
+
+    `cert` is the client certificate the TLS handshake already verified against
+    --client-ca-file (PEM from gRPC, DER from the HTTP front), `token` a bearer token,
+    `headers` the impersonation headers as (lower-case name, value) pairs; `user_agent` and
+    `source_ip` are for the audit log.
+    """
+
+    cert: bytes | None = None
+    token: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    user_agent: str = ""
+    source_ip: str = ""
+
+
+@dataclass(frozen=True)
 class Attributes:
     """What a request asks to do (upstream `authorizer.AttributesRecord`).
 
@@ -152,6 +169,11 @@ def split_service_account(user: str) -> tuple[str, str] | None:
 
 
 CURRENT_USER: ContextVar[UserInfo | None] = ContextVar("tinykube_current_user", default=None)
+
+
+# fieldValidation of the request being served (Strict, Warn or Ignore: upstream's query
+# parameter): the registry reads it where it decodes a body and finds unknown fields.
+FIELD_VALIDATION: ContextVar[str] = ContextVar("tinykube_field_validation", default="Warn")
 
 
 def current_user() -> UserInfo | None:

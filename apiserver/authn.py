@@ -1,10 +1,11 @@
-"""Authentication: turn a gRPC call into the user it acts for.
+"""Authentication: turn a request's credentials (either front's) into the user it acts for.
 
 As kube-apiserver, in order:
 - a verified client certificate (the TLS handshake already checked it against --client-ca-file
   and its validity): CN is the user name, each O a group;
-- else a bearer token in the `authorization` metadata (`Bearer <jwt>`), a ServiceAccount token
-  checked by tokens.TokenVerifier (this is the --token-port, which asks for no certificate);
+- else a bearer token (`Authorization: Bearer <jwt>`), a ServiceAccount token checked by
+  tokens.TokenVerifier (the HTTPS port asks for a certificate and takes either; gRPC's
+  --token-port asks for none);
 - else the request is anonymous, and refused: 401 Unauthorized (anonymous auth is off).
 Every authenticated user is also in `system:authenticated`. With --insecure nothing is checked
 and every request is `system:insecure` in `system:masters`.
@@ -22,7 +23,6 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-import grpc
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -35,6 +35,7 @@ from apiserver.auth import (
     UNAUTHENTICATED,
     Attributes,
     Authorizer,
+    Credentials,
     UserInfo,
     service_account_groups,
 )
@@ -53,9 +54,10 @@ def unauthorized() -> errors.Unauthorized:
     return errors.Unauthorized(message="Unauthorized")
 
 
-def user_from_certificate(pem: bytes) -> UserInfo:
-    """CN → user name, O → groups (upstream's x509 CommonNameUserConversion)."""
-    cert = x509.load_pem_x509_certificate(pem)
+def user_from_certificate(data: bytes) -> UserInfo:
+    """CN → user name, O → groups (upstream's x509 CommonNameUserConversion); PEM or DER."""
+    cert = (x509.load_pem_x509_certificate(data) if data.lstrip().startswith(b"-----")
+            else x509.load_der_x509_certificate(data))
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     name = str(cns[0].value) if cns else ""
@@ -81,21 +83,19 @@ class Authenticator:
         self.insecure = insecure
         self._certs: OrderedDict[bytes, UserInfo] = OrderedDict()
 
-    async def authenticate(self, context: grpc.aio.ServicerContext) -> UserInfo:
-        """The user the call's credentials prove; Unauthorized when there are none or they
+    async def authenticate(self, creds: Credentials) -> UserInfo:
+        """The user the request's credentials prove; Unauthorized when there are none or they
         are not good."""
         if self.insecure:
             return INSECURE_USER
-        pems = (context.auth_context() or {}).get("x509_pem_cert") or []
-        if pems:
-            return self._certificate_user(pems[0])
-        token = _bearer(metadata_values(context.invocation_metadata(), "authorization"))
-        if token is None or self.tokens is None:
+        if creds.cert:
+            return self._certificate_user(creds.cert)
+        if creds.token is None or self.tokens is None:
             raise unauthorized()
         try:
-            user, _ = await self.tokens.verify(token)
+            user, _ = await self.tokens.verify(creds.token)
         except InvalidToken as e:
-            log.info("refused a bearer token from %s: %s", context.peer(), e)
+            log.info("refused a bearer token from %s: %s", creds.source_ip, e)
             raise unauthorized() from None
         return user
 
@@ -155,7 +155,8 @@ def _user_attrs(user: UserInfo, name: str) -> Attributes:
     return Attributes(user, "impersonate", resource="users", name=name)
 
 
-def _bearer(values: list[str]) -> str | None:
+def bearer(values: Iterable[str]) -> str | None:
+    """The token of the first `Bearer <token>` value (the scheme is case-insensitive)."""
     for v in values:
         scheme, _, token = v.strip().partition(" ")
         if scheme.lower() == "bearer" and token.strip():

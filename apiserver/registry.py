@@ -42,7 +42,7 @@ from api.resources import RESOURCES, ResourceInfo
 from api.selectors import from_label_selector, from_map, parse_field_selector, parse_label_selector
 from api.validation import validate
 from apiserver.admission import Admission
-from apiserver.auth import Attributes, Authorizer, current_user
+from apiserver.auth import FIELD_VALIDATION, Attributes, Authorizer, current_user
 from apiserver.authz import require
 from apiserver.reviews import Reviews
 from apiserver.storage import (
@@ -145,8 +145,15 @@ class Registry:
 
     @staticmethod
     def _decode(info: ResourceInfo, data: Obj) -> tuple[TypedObject, list[str]]:
-        """Parse and default one object; unknown fields come back as warnings."""
+        """Parse and default one object; unknown fields come back as warnings, or refuse the
+        request, or are dropped silently, as the request's fieldValidation asks."""
         model, warnings = decode(info, data)
+        if warnings:
+            mode = FIELD_VALIDATION.get()
+            if mode == "Strict":
+                raise errors.BadRequest(message="strict decoding error: " + ", ".join(warnings))
+            if mode == "Ignore":
+                warnings = []
         apply_defaults(model)
         return model, warnings
 

@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import signal
+import ssl
 import time
 from dataclasses import dataclass, field
 
@@ -41,10 +42,13 @@ from apiserver.allocator import Allocator
 from apiserver.audit import AuditLog
 from apiserver.auth import AdmissionPlugin
 from apiserver.authn import Authenticator
+from apiserver.handler import RequestHandler
 from apiserver.kubeletproxy import KubeletProxy, KubeletTLS
 from apiserver.noderestriction import NodeRestriction
 from apiserver.rbac import EscalationCheck, RBACAuthorizer
 from apiserver.registry import Registry
+from apiserver.rest import app as rest_app
+from apiserver.rest.app import RestFront
 from apiserver.service import ApiServicer
 from apiserver.storage import EtcdTLS, Storage, parse_endpoints, read_flag_file
 from apiserver.tokens import TokenIssuer, TokenVerifier, load_public_keys
@@ -61,7 +65,10 @@ MAX_MESSAGE = 8 * 1024 * 1024
 class Config:
     etcd_servers: str = "http://127.0.0.1:2379"
     bind_address: str = "0.0.0.0"
-    port: int = 6443
+    # Kubernetes' HTTP API (kubectl, client libraries): certificates or bearer tokens.
+    secure_port: int = 6443
+    # gRPC (tinykube's components, tkctl): client certificates required.
+    grpc_port: int = 6442
     # Where the `kubernetes` Endpoints send pods ("" = chosen like kube-apiserver does).
     advertise_address: str = ""
     endpoint_reconciler_interval: float = kubernetes_service.INTERVAL
@@ -219,17 +226,17 @@ async def compactor(storage: Storage, interval: float) -> None:
 
 def _listen(server: grpc.aio.Server, cfg: Config, m: Material) -> list[str]:
     """Add the listeners; returns what each serves, for the start-up log line."""
-    address = f"{cfg.bind_address}:{cfg.port}"
+    address = f"{cfg.bind_address}:{cfg.grpc_port}"
     if cfg.insecure:
         if server.add_insecure_port(address) == 0:
-            raise OSError(f"--port: cannot listen on {address}")
+            raise OSError(f"--grpc-port: cannot listen on {address}")
         return [f"{address} (plaintext, no authentication)"]
     assert m.serving_key is not None and m.serving_cert is not None
     pair = [(m.serving_key, m.serving_cert)]
     mtls = grpc.ssl_server_credentials(pair, root_certificates=m.client_ca,
                                        require_client_auth=True)
     if server.add_secure_port(address, mtls) == 0:
-        raise OSError(f"--port: cannot listen on {address}")
+        raise OSError(f"--grpc-port: cannot listen on {address}")
     out = [f"{address} (TLS, client certificates)"]
     if cfg.token_port:
         token_address = f"{cfg.bind_address}:{cfg.token_port}"
@@ -237,6 +244,23 @@ def _listen(server: grpc.aio.Server, cfg: Config, m: Material) -> list[str]:
             raise OSError(f"--token-port: cannot listen on {token_address}")
         out.append(f"{token_address} (TLS, bearer tokens)")
     return out
+
+
+async def _etcd_ok(storage: Storage) -> bool:
+    """/readyz's etcd check: etcd answers within two seconds."""
+    try:
+        async with asyncio.timeout(2.0):
+            await storage.current_revision()
+    except (errors.ApiError, TimeoutError):
+        return False
+    return True
+
+
+def _rest_tls(cfg: Config, m: Material) -> ssl.SSLContext | None:
+    if cfg.insecure:
+        return None
+    assert m.client_ca is not None
+    return rest_app.ssl_context(cfg.tls_cert_file, cfg.tls_private_key_file, m.client_ca)
 
 
 def _verifier(cfg: Config, m: Material, cache: WatchCache) -> TokenVerifier | None:
@@ -256,7 +280,7 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
     if cfg.insecure:
         log.warning("--insecure: serving plaintext on %s:%d with no authentication and no "
                     "authorization: anyone who can reach it is cluster-admin",
-                    cfg.bind_address, cfg.port)
+                    cfg.bind_address, cfg.secure_port)
 
     storage = Storage(cfg.etcd_servers, tls=m.etcd_tls, encryption=m.encryption)
     await storage.wait_ready(time.monotonic() + cfg.etcd_wait)
@@ -282,11 +306,11 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
     advertise = cfg.advertise_address
     if advertise in ("", "0.0.0.0"):  # unspecified: chosen as kube-apiserver does
         advertise = kubernetes_service.choose_advertise_address(cfg.bind_address)
-    # Behind 10.96.0.1:443 is the port pods can use: they carry ServiceAccount tokens, which
-    # only --token-port takes (docs/deviations.md, "Two TLS ports").
+    # Behind 10.96.0.1:443 is the HTTPS front, as upstream's (it takes the ServiceAccount
+    # tokens pods carry).
     kubesvc = kubernetes_service.KubernetesService(
         registry, kubernetes_service.service_ip(cfg.service_cluster_ip_range), advertise,
-        cfg.token_port or cfg.port, cfg.endpoint_reconciler_interval)
+        cfg.secure_port, cfg.endpoint_reconciler_interval)
     await kubesvc.reconcile_logged()
     authenticator = Authenticator(tokens=verifier, insecure=cfg.insecure)
     audit = AuditLog(cfg.audit_log_path) if cfg.audit_log_path else None
@@ -298,13 +322,19 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ])
     kubelets = KubeletProxy(registry, m.kubelet_tls)
-    servicer = ApiServicer(registry, cache, cfg.bookmark_interval, authenticator=authenticator,
-                           authorizer=authorizer, audit=audit, kubelets=kubelets)
-    pb_grpc.add_ApiServicer_to_server(servicer, server)
+    handler = RequestHandler(registry, cache, cfg.bookmark_interval, authenticator=authenticator,
+                             authorizer=authorizer, audit=audit, kubelets=kubelets)
+    pb_grpc.add_ApiServicer_to_server(ApiServicer(handler), server)
+    rest = RestFront(handler, server_address=f"{advertise}:{cfg.secure_port}",
+                     ready=lambda: _etcd_ok(storage))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     listeners = _listen(server, cfg, m)
     await server.start()
+    await rest.start(cfg.bind_address, cfg.secure_port, _rest_tls(cfg, m))
+    listeners.append(f"{cfg.bind_address}:{cfg.secure_port} (HTTPS, Kubernetes' API)"
+                     if not cfg.insecure else
+                     f"{cfg.bind_address}:{cfg.secure_port} (HTTP, no authentication)")
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     if cfg.metrics_port:
         metrics.serve(cfg.metrics_port, cfg.bind_address)
@@ -325,7 +355,7 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
     with contextlib.suppress(errors.ApiError, TimeoutError):
         await asyncio.wait_for(kubesvc.remove_endpoints(), 2.0)
     await cache.stop()  # ends every watch stream cleanly
-    await server.stop(cfg.shutdown_grace)
+    await asyncio.gather(server.stop(cfg.shutdown_grace), rest.stop())
     await kubelets.close()
     if audit is not None:
         await audit.close()

@@ -1,12 +1,9 @@
-"""The gRPC `Api` service: thin handlers that decode envelopes and call the registry.
+"""The gRPC `Api` service: thin handlers that decode envelopes and call the request handler.
 
-Every call goes through the same steps, as a kube-apiserver request goes through its filter
-chain: authenticate (authn.py: certificate or bearer token; 401 without either) → impersonate
-(if asked, and allowed) → authorize the verb on the resource (authz.py; 403 in upstream's words)
-→ the registry, with the user in `auth.CURRENT_USER` for admission → audit (audit.py). An
-ApiError becomes its gRPC status code plus the Kubernetes `Status` in trailing metadata.
-Anything else is a bug in the server: it is logged with its traceback and the client gets one
-InternalError line.
+Everything a request goes through (authentication, impersonation, authorization, the registry,
+audit, metrics) is in handler.py, shared with the HTTP front (rest/). This module only turns a
+gRPC call into `Credentials` and a request envelope, and an `ApiError` into its gRPC status code
+plus the Kubernetes `Status` in trailing metadata.
 """
 
 from __future__ import annotations
@@ -14,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, NoReturn
 
 import grpc
@@ -23,28 +19,12 @@ import grpc
 from api import errors
 from api.proto import tinykube_pb2 as pb
 from api.proto import tinykube_pb2_grpc as pb_grpc
-from api.resources import RESOURCES, ResourceInfo
-from apiserver import metrics
-from apiserver.audit import AuditLog, AuditRecord
-from apiserver.auth import CURRENT_USER, Attributes, Authorizer, UserInfo
-from apiserver.authn import Authenticator, metadata_values
-from apiserver.authz import require
-from apiserver.kubeletproxy import KubeletProxy
-from apiserver.registry import Registry, Result
-from apiserver.watchcache import WatchCache
+from apiserver.auth import Credentials
+from apiserver.authn import bearer, metadata_values
+from apiserver.handler import Answer, RequestHandler, discovery_document, internal
+from apiserver.registry import Result
 
 log = logging.getLogger(__name__)
-
-VERSION = {"major": "1", "minor": "0", "gitVersion": "v1.0.0-tinykube",
-           "platform": "linux/amd64", "tinykubeVersion": "0.1.0"}
-
-
-def _resource(name: str) -> ResourceInfo:
-    info = RESOURCES.get(name)
-    if info is None:
-        raise errors.NotFound(message=f'the server could not find the requested resource '
-                              f'"{name}"', kind="resource")
-    return info
 
 
 def _dumps(obj: Any) -> bytes:
@@ -57,13 +37,6 @@ async def _abort(context: grpc.aio.ServicerContext, e: errors.ApiError) -> NoRet
     raise AssertionError("unreachable")  # pragma: no cover - abort raises
 
 
-def _create_only(info: ResourceInfo) -> errors.MethodNotAllowed:
-    """Reviews are answered, not stored: only create means anything (upstream: 405)."""
-    return errors.MethodNotAllowed(message="the server does not allow this method on the "
-                                   f"requested resource ({info.qualified_name} are create-only)",
-                                   kind=info.name, group=info.group)
-
-
 def _source_ip(peer: str) -> str:
     """`ipv4:127.0.0.1:5000` / `ipv6:[::1]:5000` → the address."""
     _, _, rest = peer.partition(":")
@@ -71,297 +44,138 @@ def _source_ip(peer: str) -> str:
     return host.strip("[]")
 
 
-def _body_namespace(raw: bytes) -> str:
-    """The namespace a create's body names (what the registry will use when the request
-    names none), so that it is authorized where it is written."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return ""  # the registry answers with the decoding error
-    md = data.get("metadata") if isinstance(data, dict) else None
-    ns = md.get("namespace") if isinstance(md, dict) else None
-    return ns if isinstance(ns, str) else ""
+_IMPERSONATION = ("impersonate-user", "impersonate-group", "impersonate-uid")
+
+
+def credentials(context: grpc.aio.ServicerContext) -> Credentials:
+    """What a gRPC call carries: the verified client certificate, a bearer token, the
+    impersonation metadata, the user agent and the peer's address."""
+    md = context.invocation_metadata()
+    pems = (context.auth_context() or {}).get("x509_pem_cert") or []
+    agent = metadata_values(md, "user-agent")
+    headers = tuple((k, v) for k in _IMPERSONATION for v in metadata_values(md, k))
+    return Credentials(cert=pems[0] if pems else None,
+                       token=bearer(metadata_values(md, "authorization")), headers=headers,
+                       user_agent=agent[0] if agent else "", source_ip=_source_ip(context.peer()))
+
+
+def _response(result: Answer) -> pb.ObjectResponse:
+    if isinstance(result, Result):
+        return pb.ObjectResponse(object=_dumps(result.object), warnings=result.warnings)
+    return pb.ObjectResponse(object=_dumps(result))
 
 
 class ApiServicer(pb_grpc.ApiServicer):
-    def __init__(self, registry: Registry, cache: WatchCache, bookmark_interval: float, *,
-                 authenticator: Authenticator, authorizer: Authorizer,
-                 audit: AuditLog | None = None, kubelets: KubeletProxy | None = None) -> None:
-        self.registry = registry
-        self.kubelets = kubelets
-        self.cache = cache
-        self.bookmark_interval = bookmark_interval
-        self.authenticator = authenticator
-        self.authorizer = authorizer
-        self.audit = audit
+    def __init__(self, handler: RequestHandler) -> None:
+        self.handler = handler
 
-    # --- the steps every call takes ---------------------------------------------------------
-
-    def _record(self, context: grpc.aio.ServicerContext, verb: str, resource: str = "",
-                namespace: str = "", name: str = "", subresource: str = "",
-                path: str = "") -> AuditRecord:
-        """What the request asks, as authorization and audit see it."""
-        info = RESOURCES.get(resource)
-        if info is not None and not info.namespaced:
-            namespace = ""
-        if resource == "namespaces" and name:
-            # Upstream's RequestInfo puts a namespace's own name in the namespace field, which
-            # is how a RoleBinding in "ns" (view, admin) lets its subjects read namespace "ns".
-            namespace = name
-        agent = metadata_values(context.invocation_metadata(), "user-agent")
-        return AuditRecord(
-            verb=verb, resource=resource, subresource=subresource, namespace=namespace,
-            name=name, path=path, api_group=info.group if info else "",
-            api_version=info.version if info else "", source_ips=[_source_ip(context.peer())],
-            user_agent=agent[0] if agent else "")
-
-    async def _authorize(self, context: grpc.aio.ServicerContext, rec: AuditRecord) -> UserInfo:
-        """Authenticate, impersonate, authorize: the user the request runs as."""
-        user = await self.authenticator.authenticate(context)
-        rec.user = user
-        acting = self.authenticator.impersonate(user, context.invocation_metadata(),
-                                                self.authorizer)
-        if acting is not None:
-            rec.impersonated = acting
-            user = acting
-        attrs = Attributes(user, rec.verb, resource=rec.resource, subresource=rec.subresource,
-                           api_group=rec.api_group, namespace=rec.namespace, name=rec.name,
-                           path=rec.path)
-        require(self.authorizer, attrs)
-        return user
-
-    def _finish(self, rec: AuditRecord, error: errors.ApiError | None) -> None:
-        if error is not None:
-            rec.code, rec.reason, rec.message = error.code, error.reason, error.message
-        if self.audit is not None:
-            self.audit.record(rec)
-
-    async def _unary(self, context: grpc.aio.ServicerContext, rec: AuditRecord,
-                     fn: Callable[[ResourceInfo], Awaitable[Result | dict[str, Any]]]
-                     ) -> pb.ObjectResponse:
-        start = time.perf_counter()
-        code = "200"
-        error: errors.ApiError | None = None
-        reset = None
+    async def _call(self, context: grpc.aio.ServicerContext, answer: Awaitable[Answer]
+                    ) -> pb.ObjectResponse:
         try:
-            user = await self._authorize(context, rec)
-            reset = CURRENT_USER.set(user)
-            info = _resource(rec.resource)
-            if info.virtual and rec.verb != "create":
-                raise _create_only(info)
-            result = await fn(info)
-            if rec.verb == "create":
-                rec.code = 201
-                if not rec.name and isinstance(result, Result) and not info.virtual:
-                    # A create names its object in the body (generateName: in the answer);
-                    # the audit event names it, as upstream's does.
-                    rec.name = str((result.object.get("metadata") or {}).get("name", ""))
-            if isinstance(result, Result):
-                return pb.ObjectResponse(object=_dumps(result.object), warnings=result.warnings)
-            return pb.ObjectResponse(object=_dumps(result))
+            return _response(await answer)
         except errors.ApiError as e:
-            code, error = str(e.code), e
             await _abort(context, e)
-        except Exception as e:
-            code = "500"
-            log.exception("%s %s failed", rec.verb, rec.resource)
-            error = errors.InternalError(message=f"Internal error occurred: {e}")
-            await _abort(context, error)
-        finally:
-            if reset is not None:
-                CURRENT_USER.reset(reset)
-            self._finish(rec, error)
-            metrics.REQUESTS.labels(rec.verb, rec.resource, code).inc()
-            metrics.LATENCY.labels(rec.verb, rec.resource).observe(time.perf_counter() - start)
-
-    # --- the RPCs ---------------------------------------------------------------------------
 
     async def Create(self, request: pb.CreateRequest, context: grpc.aio.ServicerContext
                      ) -> pb.ObjectResponse:
-        ns = request.namespace
-        info = RESOURCES.get(request.resource)
-        if info is not None and info.namespaced and not ns and not request.subresource:
-            ns = _body_namespace(request.object) or "default"
-        # Only a subresource create (serviceaccounts/NAME/token) names an existing object. A
-        # plain create is authorized without a name, as upstream's: the registry ignores the
-        # request's name and writes the body's, so authorizing the request's name would let a
-        # rule's resourceNames allow creating any name.
-        name = request.name if request.subresource else ""
-        rec = self._record(context, "create", request.resource, ns, name, request.subresource)
-        return await self._unary(context, rec, lambda info: self.registry.create(
-            info, ns, request.object, request.dry_run, name=request.name,
-            subresource=request.subresource))
+        return await self._call(context, self.handler.create(credentials(context), request))
 
     async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext
                   ) -> pb.ObjectResponse:
-        rec = self._record(context, "get", request.resource, request.namespace, request.name,
-                           request.subresource)
-        return await self._unary(context, rec, lambda info: (
-            self.registry.get(info, request.namespace, request.name, request.subresource)))
+        return await self._call(context, self.handler.get(credentials(context), request))
 
     async def List(self, request: pb.ListRequest, context: grpc.aio.ServicerContext
                    ) -> pb.ObjectResponse:
-        rec = self._record(context, "list", request.resource, request.namespace)
-        return await self._unary(context, rec, lambda info: (
-            self.registry.list(info, request.namespace, request.options)))
+        return await self._call(context, self.handler.list(credentials(context), request))
 
     async def Update(self, request: pb.UpdateRequest, context: grpc.aio.ServicerContext
                      ) -> pb.ObjectResponse:
-        rec = self._record(context, "update", request.resource, request.namespace, request.name,
-                           request.subresource)
-        return await self._unary(context, rec, lambda info: (
-            self.registry.update(info, request.namespace, request.name, request.subresource,
-                                 request.object, request.dry_run)))
+        return await self._call(context, self.handler.update(credentials(context), request))
 
     async def Patch(self, request: pb.PatchRequest, context: grpc.aio.ServicerContext
                     ) -> pb.ObjectResponse:
-        rec = self._record(context, "patch", request.resource, request.namespace, request.name,
-                           request.subresource)
-        return await self._unary(context, rec, lambda info: (
-            self.registry.patch(info, request.namespace, request.name, request.subresource,
-                                request.patch_type, request.patch, request.dry_run)))
+        return await self._call(context, self.handler.patch(credentials(context), request))
 
     async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext
                      ) -> pb.ObjectResponse:
-        rec = self._record(context, "delete", request.resource, request.namespace, request.name)
-        return await self._unary(context, rec, lambda info: (
-            self.registry.delete(info, request.namespace, request.name, request.options)))
+        return await self._call(context, self.handler.delete(credentials(context), request))
 
     async def DeleteCollection(self, request: pb.DeleteCollectionRequest,
                                context: grpc.aio.ServicerContext) -> pb.ObjectResponse:
-        rec = self._record(context, "deletecollection", request.resource, request.namespace)
-        return await self._unary(context, rec, lambda info: (
-            self.registry.delete_collection(info, request.namespace, request.list_options,
-                                            request.options)))
+        return await self._call(context, self.handler.delete_collection(credentials(context),
+                                                                        request))
 
     async def Bind(self, request: pb.BindRequest, context: grpc.aio.ServicerContext
                    ) -> pb.ObjectResponse:
-        rec = self._record(context, "create", "pods", request.namespace, request.name,
-                           "binding")
-        return await self._unary(context, rec, lambda _info: (
-            self.registry.bind(request.namespace, request.name, request.binding)))
+        return await self._call(context, self.handler.bind(credentials(context), request))
 
     async def Discovery(self, request: pb.DiscoveryRequest, context: grpc.aio.ServicerContext
                         ) -> pb.ObjectResponse:
-        # No _unary: it would count the call as some resource's.
-        rec = self._record(context, "get", path="/api")
         try:
-            await self._authorize(context, rec)
+            await self.handler.nonresource(credentials(context), "/api")
         except errors.ApiError as e:
-            metrics.REQUESTS.labels("get", "discovery", str(e.code)).inc()
-            self._finish(rec, e)
             await _abort(context, e)
-        metrics.REQUESTS.labels("get", "discovery", "200").inc()
         return pb.ObjectResponse(object=_dumps(discovery_document()))
 
     async def Watch(self, request: pb.ListRequest, context: grpc.aio.ServicerContext
                     ) -> AsyncIterator[pb.WatchEvent]:
-        opts = request.options
-        rec = self._record(context, "watch", request.resource, request.namespace)
         try:
-            await self._authorize(context, rec)
-            info = _resource(request.resource)
-            if info.virtual:
-                raise _create_only(info)
-            ns = request.namespace if info.namespaced else ""
-            watcher = await self.cache.watch(info.name, ns, self.registry.matcher(info, opts),
-                                             opts.resource_version)
+            stream = await self.handler.watch(credentials(context), request)
         except errors.ApiError as e:
-            metrics.REQUESTS.labels("watch", request.resource, str(e.code)).inc()
-            self._finish(rec, e)
             await _abort(context, e)
-        metrics.REQUESTS.labels("watch", request.resource, "200").inc()
-        stream = self.cache.stream(watcher, opts.allow_watch_bookmarks, self.bookmark_interval,
-                                   info.kind, info.api_version)
-        sent = metrics.WATCH_EVENTS_SENT.labels(info.name)
-        unreported = 0  # the counter takes a lock: report in batches, not per event
         try:
-            async with asyncio.timeout(opts.timeout_seconds or None):
+            async with asyncio.timeout(request.options.timeout_seconds or None):
                 async for message in stream:
-                    unreported += 1
-                    if unreported >= 64:
-                        sent.inc(unreported)
-                        unreported = 0
                     yield message
         except TimeoutError:
             return  # the client asked for a bounded watch; ending it is the answer
         finally:
-            sent.inc(unreported)
             await stream.aclose()
-
 
     # --- streams proxied to the kubelets (apiserver/kubeletproxy.py) ------------------------
 
-    async def _stream_begin(self, context: grpc.aio.ServicerContext, rec: AuditRecord
-                            ) -> KubeletProxy:
-        """Authorize a pods/log or pods/exec call; the proxy to serve it."""
-        await self._authorize(context, rec)
-        if self.kubelets is None:
-            raise errors.ServiceUnavailable(message="this apiserver does not proxy to kubelets")
-        return self.kubelets
-
-    def _stream_end(self, rec: AuditRecord, error: errors.ApiError | None) -> None:
-        self._finish(rec, error)
-        metrics.REQUESTS.labels(rec.verb, f"pods/{rec.subresource}",
-                                str(error.code) if error else "200").inc()
-
     async def Logs(self, request: pb.LogsRequest, context: grpc.aio.ServicerContext
                    ) -> AsyncIterator[pb.LogChunk]:
-        rec = self._record(context, "get", "pods", request.namespace, request.name, "log")
+        creds = credentials(context)
+        rec = self.handler.record(creds, "get", "pods", request.namespace, request.name, "log")
         error: errors.ApiError | None = None
         try:
-            proxy = await self._stream_begin(context, rec)
+            proxy = await self.handler.stream_begin(creds, rec)
             async for chunk in proxy.logs(request):
                 yield chunk
         except errors.ApiError as e:
             error = e
         except Exception as e:
             log.exception("pods/log %s/%s failed", request.namespace, request.name)
-            error = errors.InternalError(message=f"Internal error occurred: {e}")
+            error = internal(e)
         finally:
-            self._stream_end(rec, error)
+            self.handler.stream_end(rec, error)
         if error is not None:
             await _abort(context, error)
 
     async def Exec(self, request_iterator: AsyncIterator[pb.ExecRequest],
                    context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ExecResponse]:
-        rec = self._record(context, "create", "pods", subresource="exec")
+        creds = credentials(context)
+        rec = self.handler.record(creds, "create", "pods", subresource="exec")
         error: errors.ApiError | None = None
         try:
             # Nothing is read from a caller before it proved who it is; the first message
             # then names the pod, which is what gets authorized.
-            await self.authenticator.authenticate(context)
+            await self.handler.authenticate(creds)
             first = await anext(aiter(request_iterator), None)
             if first is None or not first.HasField("start"):
                 raise errors.BadRequest(message="the first message of an exec must be `start`")
             start = first.start
             rec.namespace, rec.name = start.namespace, start.name
-            proxy = await self._stream_begin(context, rec)
+            proxy = await self.handler.stream_begin(creds, rec)
             async for resp in proxy.exec(start, request_iterator):
                 yield resp
         except errors.ApiError as e:
             error = e
         except Exception as e:
             log.exception("pods/exec %s/%s failed", rec.namespace, rec.name)
-            error = errors.InternalError(message=f"Internal error occurred: {e}")
+            error = internal(e)
         finally:
-            self._stream_end(rec, error)
+            self.handler.stream_end(rec, error)
         if error is not None:
             await _abort(context, error)
-
-
-def discovery_document() -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "APIResourceList",
-        "serverVersion": VERSION,
-        "resources": [
-            {
-                "name": r.name, "singularName": r.singular, "namespaced": r.namespaced,
-                "group": r.group, "version": r.version, "apiVersion": r.api_version,
-                "kind": r.kind, "verbs": list(r.verbs), "shortNames": list(r.short_names),
-                "subresources": sorted(r.subresources),
-            }
-            for r in RESOURCES.values()
-        ],
-    }
