@@ -574,9 +574,9 @@ class Api:
 
 class KubeletStub:
     """What a kubelet serves on its node (--port, default 10250), over TLS with client certificates:
-    the apiserver's Logs and Exec calls end here. Callers are authorized with a
-    SubjectAccessReview for `get nodes/proxy` on this node, as upstream's kubelet authorizes
-    its /containerLogs and /exec endpoints.
+    the apiserver's Logs, Exec and port-forward calls end here. Callers are authorized with a
+    SubjectAccessReview for `get` (logs) or `create` (exec, port-forward) on nodes/proxy of this
+    node, as upstream's kubelet authorizes its /containerLogs, /exec and /portForward endpoints.
     """
 
     def __init__(self, channel):
@@ -595,13 +595,18 @@ class KubeletStub:
                 request_serializer=api_dot_proto_dot_tinykube__pb2.ExecRequest.SerializeToString,
                 response_deserializer=api_dot_proto_dot_tinykube__pb2.ExecResponse.FromString,
                 _registered_method=True)
+        self.PortForward = channel.stream_stream(
+                '/tinykube.v1.Kubelet/PortForward',
+                request_serializer=api_dot_proto_dot_tinykube__pb2.PortForwardRequest.SerializeToString,
+                response_deserializer=api_dot_proto_dot_tinykube__pb2.PortForwardResponse.FromString,
+                _registered_method=True)
 
 
 class KubeletServicer:
     """What a kubelet serves on its node (--port, default 10250), over TLS with client certificates:
-    the apiserver's Logs and Exec calls end here. Callers are authorized with a
-    SubjectAccessReview for `get nodes/proxy` on this node, as upstream's kubelet authorizes
-    its /containerLogs and /exec endpoints.
+    the apiserver's Logs, Exec and port-forward calls end here. Callers are authorized with a
+    SubjectAccessReview for `get` (logs) or `create` (exec, port-forward) on nodes/proxy of this
+    node, as upstream's kubelet authorizes its /containerLogs, /exec and /portForward endpoints.
     """
 
     def Logs(self, request, context):
@@ -612,6 +617,13 @@ class KubeletServicer:
 
     def Exec(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PortForward(self, request_iterator, context):
+        """pods/portforward (`create nodes/proxy`, as upstream's POST /portForward).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -629,6 +641,11 @@ def add_KubeletServicer_to_server(servicer, server):
                     request_deserializer=api_dot_proto_dot_tinykube__pb2.ExecRequest.FromString,
                     response_serializer=api_dot_proto_dot_tinykube__pb2.ExecResponse.SerializeToString,
             ),
+            'PortForward': grpc.stream_stream_rpc_method_handler(
+                    servicer.PortForward,
+                    request_deserializer=api_dot_proto_dot_tinykube__pb2.PortForwardRequest.FromString,
+                    response_serializer=api_dot_proto_dot_tinykube__pb2.PortForwardResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tinykube.v1.Kubelet', rpc_method_handlers)
@@ -639,9 +656,9 @@ def add_KubeletServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Kubelet:
     """What a kubelet serves on its node (--port, default 10250), over TLS with client certificates:
-    the apiserver's Logs and Exec calls end here. Callers are authorized with a
-    SubjectAccessReview for `get nodes/proxy` on this node, as upstream's kubelet authorizes
-    its /containerLogs and /exec endpoints.
+    the apiserver's Logs, Exec and port-forward calls end here. Callers are authorized with a
+    SubjectAccessReview for `get` (logs) or `create` (exec, port-forward) on nodes/proxy of this
+    node, as upstream's kubelet authorizes its /containerLogs, /exec and /portForward endpoints.
     """
 
     @staticmethod
@@ -688,6 +705,33 @@ class Kubelet:
             '/tinykube.v1.Kubelet/Exec',
             api_dot_proto_dot_tinykube__pb2.ExecRequest.SerializeToString,
             api_dot_proto_dot_tinykube__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PortForward(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tinykube.v1.Kubelet/PortForward',
+            api_dot_proto_dot_tinykube__pb2.PortForwardRequest.SerializeToString,
+            api_dot_proto_dot_tinykube__pb2.PortForwardResponse.FromString,
             options,
             channel_credentials,
             insecure,
