@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
+# The `x as x` imports are re-exports: tkctl's describe and its tests use tkctl.printers.x.
 from api import printers as kinds
-# Re-exported (`x as x`): tkctl's describe and its tests reach these as tkctl.printers.x.
 from api.printers import NONE as NONE
 from api.printers import UNKNOWN as UNKNOWN
 from api.printers import age as age
