@@ -38,8 +38,9 @@ from api.meta import LabelSelector, TypedObject, format_rfc3339, now_rfc3339
 from api.patch import merge_patch
 from api.policy import DeleteOptions, Eviction, Preconditions
 from api.proto import tinykube_pb2 as pb
-from api.resources import RESOURCES, ResourceInfo
+from api.resources import RESOURCES, SCALE_MODEL, ResourceInfo
 from api.selectors import from_label_selector, from_map, parse_field_selector, parse_label_selector
+from api.strategicpatch import strategic_merge_patch
 from api.validation import validate
 from apiserver.admission import Admission
 from apiserver.auth import FIELD_VALIDATION, Attributes, Authorizer, current_user
@@ -505,7 +506,7 @@ class Registry:
         if subresource == "scale":
             self._check_subresource(info, subresource, ("scale",))
             cur_scale = self._scale_of(info, await self._current(info, ns, name))
-            scale = _apply_patch(cur_scale, patch_type, patch)
+            scale = _apply_patch(cur_scale, patch_type, patch, SCALE_MODEL)
             if scale.get("metadata", {}).get("resourceVersion") == cur_scale["metadata"].get(
                     "resourceVersion"):
                 # Read here, not sent by the client: no precondition, so a concurrent status
@@ -516,7 +517,7 @@ class Registry:
         warnings: list[str] = []
 
         def transform(cur: Obj) -> Obj:
-            patched = _apply_patch(cur, patch_type, patch)
+            patched = _apply_patch(cur, patch_type, patch, info.model)
             obj, w = self._prepare(info, patched)
             warnings[:] = w
             return obj
@@ -906,24 +907,33 @@ def _decode_continue(token: str, prefix: bytes) -> tuple[bytes, int]:
 
 
 def _parse_patch(patch_type: str, raw: bytes) -> Any:
-    if patch_type not in ("merge", "json"):
+    if patch_type not in _PATCH_TYPES:
         raise errors.BadRequest(
             message=f'patch type "{patch_type}" is not supported: use "merge" (JSON merge patch, '
-            'RFC 7386) or "json" (JSON patch, RFC 6902); strategic merge patch is not available')
+            'RFC 7386), "json" (JSON patch, RFC 6902) or "strategic" (strategic merge patch, '
+            "what kubectl apply and kubectl patch send)")
     try:
         patch = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise errors.BadRequest(message=f"patch is not valid JSON: {e}") from None
-    if patch_type == "merge" and not isinstance(patch, dict):
-        raise errors.BadRequest(message="a JSON merge patch must be a JSON object")
+    if patch_type != "json" and not isinstance(patch, dict):
+        raise errors.BadRequest(message=f"a {_PATCH_TYPES[patch_type]} must be a JSON object")
     if patch_type == "json" and not isinstance(patch, list):
         raise errors.BadRequest(message="a JSON patch must be a JSON array of operations")
     return patch
 
 
-def _apply_patch(cur: Obj, patch_type: str, patch: Any) -> Obj:
+_PATCH_TYPES = {"merge": "JSON merge patch", "json": "JSON patch",
+                "strategic": "strategic merge patch"}
+
+
+def _apply_patch(cur: Obj, patch_type: str, patch: Any, model: type[TypedObject]) -> Obj:
+    """`patch` applied to `cur`, the JSON of a `model` object; `model` tells strategic merge
+    patch which lists merge by key (api.patchmeta)."""
     if patch_type == "merge":
         out = merge_patch(cur, patch)
+    elif patch_type == "strategic":
+        out = strategic_merge_patch(cur, patch, model)
     else:
         try:
             out = jsonpatch.apply_patch(cur, patch)

@@ -181,8 +181,8 @@ async def test_json_patch_and_merge_patch(cluster: Cluster, namespace: str) -> N
         await cluster.client.patch("configmaps", "p",
                                    [{"op": "test", "path": "/data/c", "value": "nope"}],
                                    namespace, patch_type="json")
-    with pytest.raises(errors.BadRequest, match="strategic merge patch is not available"):
-        await cluster.client.patch("configmaps", "p", {}, namespace, patch_type="strategic")
+    with pytest.raises(errors.BadRequest, match='patch type "yaml" is not supported'):
+        await cluster.client.patch("configmaps", "p", {}, namespace, patch_type="yaml")
 
 
 async def test_scale_subresource(cluster: Cluster, namespace: str) -> None:
@@ -839,3 +839,46 @@ async def test_tcp_and_udp_share_a_node_port(cluster: Cluster, namespace: str) -
     await cluster.client.delete("services", "dns", namespace)
     again = await cluster.client.create("services", dns, namespace)  # released once, reusable
     assert again["spec"]["ports"][0]["nodePort"] == port
+
+
+async def test_strategic_merge_patch(cluster: Cluster, namespace: str) -> None:
+    """kubectl apply's patch of a Deployment: one container's image and env change by name,
+    the other container stays, an env var goes with `$patch: delete`, the strategy switches to
+    Recreate with `$retainKeys`; the scale subresource takes a strategic patch too."""
+    d = deployment("smp", 2)
+    d["spec"]["template"]["spec"]["containers"] = [
+        {"name": "web", "image": "nginx:1", "env": [{"name": "A", "value": "1"},
+                                                    {"name": "B", "value": "2"}]},
+        {"name": "sidecar", "image": "busybox:1"}]
+    await cluster.client.create("deployments", d, namespace)
+    out = await cluster.client.patch("deployments", "smp", {"spec": {
+        "strategy": {"$retainKeys": ["type"], "type": "Recreate"},
+        "template": {"spec": {
+            "$setElementOrder/containers": [{"name": "web"}, {"name": "sidecar"}],
+            "containers": [{"name": "web", "image": "nginx:2",
+                            "env": [{"$patch": "delete", "name": "A"},
+                                    {"name": "C", "value": "3"}]}]}}}},
+        namespace, patch_type="strategic")
+    containers = out["spec"]["template"]["spec"]["containers"]
+    assert [(c["name"], c["image"]) for c in containers] == [("web", "nginx:2"),
+                                                             ("sidecar", "busybox:1")]
+    # Without $setElementOrder for env, upstream puts the patch's items first.
+    assert [e["name"] for e in containers[0]["env"]] == ["C", "B"]
+    assert out["spec"]["strategy"] == {"type": "Recreate"}
+    assert out["metadata"]["generation"] == 2
+    with pytest.raises(errors.BadRequest, match=r"containers\[0\]: does not contain the merge key"):
+        await cluster.client.patch("deployments", "smp", {"spec": {"template": {"spec": {
+            "containers": [{"image": "x"}]}}}}, namespace, patch_type="strategic")
+    scaled = await cluster.client.patch("deployments", "smp", {"spec": {"replicas": 4}},
+                                        namespace, patch_type="strategic", subresource="scale")
+    assert scaled["spec"]["replicas"] == 4
+    cm = await cluster.client.create("configmaps", configmap("smp", {"a": "1"}), namespace)
+    assert cm["data"] == {"a": "1"}
+    out = await cluster.client.patch("configmaps", "smp", {
+        "data": {"a": None, "b": "2"}, "metadata": {"finalizers": ["x/y"]}},
+        namespace, patch_type="strategic")
+    assert out["data"] == {"b": "2"} and out["metadata"]["finalizers"] == ["x/y"]
+    out = await cluster.client.patch("configmaps", "smp", {
+        "metadata": {"$deleteFromPrimitiveList/finalizers": ["x/y"]}}, namespace,
+        patch_type="strategic")
+    assert not out["metadata"].get("finalizers")
