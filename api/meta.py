@@ -45,6 +45,18 @@ class OwnerReference(K8sModel):
     block_owner_deletion: bool | None = None
 
 
+class ManagedFieldsEntry(K8sModel):
+    """Which fields one manager owns (server-side apply; api/apply.py)."""
+
+    manager: str | None = None
+    operation: str | None = None
+    api_version: str | None = None
+    time: str | None = None
+    fields_type: str | None = None
+    fields_v1: dict[str, Any] | None = None
+    subresource: str | None = None
+
+
 class ObjectMeta(K8sModel):
     name: str | None = None
     generate_name: str | None = None
@@ -59,6 +71,7 @@ class ObjectMeta(K8sModel):
     annotations: dict[str, str] | None = None
     owner_references: list[OwnerReference] | None = None
     finalizers: list[str] | None = None
+    managed_fields: list[ManagedFieldsEntry] | None = None
 
 
 class ListMeta(K8sModel):
