@@ -174,6 +174,10 @@ CURRENT_USER: ContextVar[UserInfo | None] = ContextVar("tinykube_current_user", 
 # fieldValidation of the request being served (Strict, Warn or Ignore: upstream's query
 # parameter): the registry reads it where it decodes a body and finds unknown fields.
 FIELD_VALIDATION: ContextVar[str] = ContextVar("tinykube_field_validation", default="Warn")
+# fieldManager and force of the request being served: who owns what a write changes, and
+# whether a server-side apply takes fields from other managers (api/apply.py).
+FIELD_MANAGER: ContextVar[str] = ContextVar("tinykube_field_manager", default="")
+FORCE_APPLY: ContextVar[bool] = ContextVar("tinykube_force_apply", default=False)
 
 
 def current_user() -> UserInfo | None:

@@ -31,6 +31,7 @@ from typing import Any
 
 import jsonpatch
 
+from api import apply as server_side_apply
 from api import errors
 from api.codec import decode, decode_model
 from api.defaults import apply_defaults
@@ -43,7 +44,14 @@ from api.selectors import from_label_selector, from_map, parse_field_selector, p
 from api.strategicpatch import strategic_merge_patch
 from api.validation import validate
 from apiserver.admission import Admission
-from apiserver.auth import FIELD_VALIDATION, Attributes, Authorizer, current_user
+from apiserver.auth import (
+    FIELD_MANAGER,
+    FIELD_VALIDATION,
+    FORCE_APPLY,
+    Attributes,
+    Authorizer,
+    current_user,
+)
 from apiserver.authz import require
 from apiserver.reviews import Reviews
 from apiserver.storage import (
@@ -514,6 +522,8 @@ class Registry:
                 scale["metadata"].pop("resourceVersion", None)
             return Result(await self._update_scale(info, ns, name, scale, dry_run), [])
         self._check_subresource(info, subresource, ("", "status"))
+        if patch_type == "apply":
+            return await self._server_side_apply(info, ns, name, subresource, patch, dry_run)
         warnings: list[str] = []
 
         def transform(cur: Obj) -> Obj:
@@ -528,6 +538,45 @@ class Registry:
             user_rv = str(patch["metadata"].get("resourceVersion") or "")
         result = await self._update_loop(info, ns, name, subresource, transform, user_rv, dry_run)
         return Result(result, warnings)
+
+    async def _server_side_apply(self, info: ResourceInfo, ns: str, name: str,
+                                 subresource: str, applied: Obj, dry_run: bool) -> Result:
+        """A manager's applied configuration merged into the object, or the object created
+        from it (api/apply.py: ownership, conflicts, removals)."""
+        manager = FIELD_MANAGER.get()
+        if not manager:
+            raise errors.invalid("PatchOptions.meta.k8s.io", "", [errors.Cause(
+                "fieldManager", "Required value: is required for apply patch",
+                "FieldValueRequired")])
+        md = applied.get("metadata")
+        if not isinstance(md, dict) or md.get("name", name) != name:
+            raise errors.BadRequest(message="the name of the applied object must match the "
+                                    f'name in the URL ("{name}")')
+        if applied.get("apiVersion") != info.api_version or applied.get("kind") != info.kind:
+            raise errors.BadRequest(message=f"an apply to {info.qualified_name} must be a "
+                                    f"{info.kind} of apiVersion {info.api_version}")
+        force = FORCE_APPLY.get()
+        warnings: list[str] = []
+
+        def transform(cur: Obj) -> Obj:
+            new = server_side_apply.apply(cur, applied, info.model, manager, force,
+                                          info.api_version)
+            obj, w = self._prepare(info, new)
+            warnings[:] = w
+            return obj
+
+        try:
+            out = await self._update_loop(info, ns, name, subresource, transform, "", dry_run)
+        except errors.NotFound:
+            if subresource:
+                raise
+            self._authorize_create(info, ns)
+            obj = server_side_apply.apply(None, applied, info.model, manager, force,
+                                          info.api_version)
+            if info.namespaced:
+                obj["metadata"]["namespace"] = ns
+            return await self.create(info, ns, json.dumps(obj).encode(), dry_run)
+        return Result(out, warnings)
 
     async def _update_loop(self, info: ResourceInfo, ns: str, name: str, subresource: str,
                            transform: Callable[[Obj], Obj], user_rv: str, dry_run: bool) -> Obj:
@@ -550,6 +599,11 @@ class Registry:
                 if user_rv and user_rv != _md(cur)["resourceVersion"]:
                     raise _conflict(info, name)
                 new = self._merge_update(info, cur, transform(cur), subresource)
+                if not subresource:
+                    # Who owns what this write changed (server-side apply's record); the
+                    # managedFields a client left out are kept.
+                    server_side_apply.record_update(cur, new, info.model, FIELD_MANAGER.get(),
+                                                    info.api_version)
             except errors.ApiError:
                 if not cached:
                     raise
@@ -924,7 +978,7 @@ def _parse_patch(patch_type: str, raw: bytes) -> Any:
 
 
 _PATCH_TYPES = {"merge": "JSON merge patch", "json": "JSON patch",
-                "strategic": "strategic merge patch"}
+                "strategic": "strategic merge patch", "apply": "server-side apply"}
 
 
 def _apply_patch(cur: Obj, patch_type: str, patch: Any, model: type[TypedObject]) -> Obj:

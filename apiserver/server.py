@@ -310,7 +310,7 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
     # tokens pods carry).
     kubesvc = kubernetes_service.KubernetesService(
         registry, kubernetes_service.service_ip(cfg.service_cluster_ip_range), advertise,
-        cfg.secure_port, cfg.endpoint_reconciler_interval)
+        cfg.secure_port, cfg.token_port or cfg.grpc_port, cfg.endpoint_reconciler_interval)
     await kubesvc.reconcile_logged()
     authenticator = Authenticator(tokens=verifier, insecure=cfg.insecure)
     audit = AuditLog(cfg.audit_log_path) if cfg.audit_log_path else None
