@@ -26,12 +26,34 @@ def duration(text: str) -> float:
             f"invalid duration {text!r} (want e.g. 10m, 1h, 30s)") from None
 
 
+def check_ports(p: Parser, a: argparse.Namespace) -> None:
+    """Each listener a valid port of its own (the token port is off with --insecure)."""
+    ports = {"--secure-port": a.secure_port, "--grpc-port": a.grpc_port}
+    for flag, port in ports.items():
+        if not 0 < port < 65536:
+            p.error(f"{flag}: {port} is not a TCP port")
+    if a.grpc_port == a.secure_port:
+        p.error(f"--grpc-port: {a.grpc_port} is --secure-port too; each needs a port of its own")
+    if not 0 <= a.token_port < 65536:
+        p.error(f"--token-port: {a.token_port} is not a TCP port (0 = off)")
+    for flag, port in ports.items():
+        if a.token_port == port and not a.insecure:
+            p.error(f"--token-port: {port} is {flag} too; each needs a port of its own "
+                    "(0 = off)")
+
+
 def parse(argv: list[str]) -> Config:
-    p = Parser(prog="tk-apiserver", description="The tinykube API server (gRPC over etcd).")
+    p = Parser(prog="tk-apiserver",
+               description="The tinykube API server: Kubernetes' HTTP API and gRPC, over etcd.")
     p.add_argument("--etcd-servers", default="http://127.0.0.1:2379",
                    help="comma-separated etcd client URLs")
     p.add_argument("--bind-address", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=6443)
+    p.add_argument("--secure-port", type=int, default=6443,
+                   help="HTTPS: Kubernetes' HTTP API (kubectl, client libraries), client "
+                   "certificates or bearer tokens (plain HTTP with --insecure)")
+    p.add_argument("--grpc-port", type=int, default=6442,
+                   help="gRPC (tinykube's components, tkctl): client certificates required "
+                   "(plaintext with --insecure)")
     p.add_argument("--advertise-address", default="", metavar="IP",
                    help="the IPv4 address the `kubernetes` Endpoints give pods (default: "
                    "--bind-address if specific, else the default route's interface)")
@@ -62,7 +84,8 @@ def parse(argv: list[str]) -> Config:
     sec.add_argument("--client-ca-file", default="",
                      help="CA that signs client certificates (CN = user, O = groups)")
     sec.add_argument("--token-port", type=int, default=6444,
-                     help="TLS port for bearer tokens (ServiceAccounts), no client cert (0 = off)")
+                     help="gRPC over TLS for bearer tokens (ServiceAccounts), no client "
+                     "certificate (0 = off; off with --insecure)")
     sec.add_argument("--etcd-cafile", default="", help="etcd's CA (with https:// etcd servers)")
     sec.add_argument("--etcd-certfile", default="", help="client certificate for etcd")
     sec.add_argument("--etcd-keyfile", default="", help="its private key")
@@ -103,10 +126,7 @@ def parse(argv: list[str]) -> Config:
             p.error(f"--advertise-address: {a.advertise_address!r} is not an IPv4 address")
     if a.endpoint_reconciler_interval <= 0:
         p.error("--endpoint-reconciler-interval: must be positive")
-    if not 0 < a.port < 65536:
-        p.error(f"--port: {a.port} is not a TCP port")
-    if not 0 <= a.token_port < 65536 or (a.token_port and a.token_port == a.port):
-        p.error(f"--token-port: {a.token_port} is not a free TCP port (0 = off)")
+    check_ports(p, a)
     if a.event_ttl < 1:
         p.error("--event-ttl: must be at least 1 second")
     for flag in ("not_ready", "unreachable"):
@@ -123,7 +143,8 @@ def parse(argv: list[str]) -> Config:
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return Config(
-        etcd_servers=a.etcd_servers, bind_address=a.bind_address, port=a.port,
+        etcd_servers=a.etcd_servers, bind_address=a.bind_address,
+        secure_port=a.secure_port, grpc_port=a.grpc_port,
         advertise_address=a.advertise_address,
         endpoint_reconciler_interval=a.endpoint_reconciler_interval,
         metrics_port=a.metrics_port, service_cluster_ip_range=a.service_cluster_ip_range,

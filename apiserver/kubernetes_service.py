@@ -6,14 +6,18 @@ through its own registry (so they are validated, admitted and allocated like any
 ClusterIP is claimed in the allocator in the Service's own transaction):
 
 - Service default/kubernetes: ClusterIP = the first address of --service-cluster-ip-range
-  (10.96.0.1 by default; the allocator never hands that address out dynamically), one port
-  `https` 443/TCP → the apiserver's --token-port (--port when there is none: pods, the clients
-  of this Service, carry ServiceAccount tokens, which only the token port takes), labels
-  component=apiserver, provider=kubernetes, no selector, so the endpoints controller leaves its
-  Endpoints alone.
-- Endpoints default/kubernetes: one subset, the --advertise-address with port `https` = that
-  port, as upstream's master-count reconciler writes it for one apiserver. Labelled
-  `endpointslice.kubernetes.io/skip-mirror` like upstream's.
+  (10.96.0.1 by default; the allocator never hands that address out dynamically), two ports:
+  `https` 443/TCP → the apiserver's --secure-port (Kubernetes' HTTP API, which takes
+  ServiceAccount tokens: the official clients' in-cluster configuration goes there, as
+  upstream), and `grpc` 6444/TCP → its --token-port (--grpc-port when there is none, i.e.
+  --insecure), the gRPC port that takes ServiceAccount tokens, for tinykube's own client in a
+  pod, which finds it through `KUBERNETES_SERVICE_PORT_GRPC` (a deviation: upstream's has one
+  port, docs/deviations.md). `https` comes first, so `KUBERNETES_SERVICE_PORT` stays 443.
+  Labels component=apiserver, provider=kubernetes, no selector, so the endpoints controller
+  leaves its Endpoints alone.
+- Endpoints default/kubernetes: one subset, the --advertise-address with the ports `https` and
+  `grpc` = those ports, as upstream's master-count reconciler writes it for one apiserver.
+  Labelled `endpointslice.kubernetes.io/skip-mirror` like upstream's.
 
 Both are created at start when missing and reconciled every interval (upstream: 10s): a deleted
 one comes back, ports, type or selector someone changed are put back, and a Service that lost its
@@ -49,6 +53,8 @@ NAME = "kubernetes"
 NAMESPACE = "default"
 PORT_NAME = "https"
 SERVICE_PORT = 443
+GRPC_PORT_NAME = "grpc"
+GRPC_SERVICE_PORT = 6444
 LABELS = {"component": "apiserver", "provider": "kubernetes"}
 # Upstream labels the Endpoints so that the EndpointSlice mirroring controller skips them (the
 # reconciler writes the EndpointSlice itself).
@@ -126,30 +132,33 @@ def choose_advertise_address(bind_address: str) -> str:
 
 # --- the objects ------------------------------------------------------------------------------
 
-def expected_ports(port: int) -> list[Obj]:
-    return [{"name": PORT_NAME, "port": SERVICE_PORT, "protocol": "TCP", "targetPort": port}]
+def expected_ports(https_port: int, grpc_port: int) -> list[Obj]:
+    return [{"name": PORT_NAME, "port": SERVICE_PORT, "protocol": "TCP", "targetPort": https_port},
+            {"name": GRPC_PORT_NAME, "port": GRPC_SERVICE_PORT, "protocol": "TCP",
+             "targetPort": grpc_port}]
 
 
-def expected_service(cluster_ip: str, port: int) -> Obj:
+def expected_service(cluster_ip: str, https_port: int, grpc_port: int) -> Obj:
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": dict(LABELS)},
         "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
-                 "ports": expected_ports(port), "sessionAffinity": "None"},
+                 "ports": expected_ports(https_port, grpc_port), "sessionAffinity": "None"},
     }
 
 
-def expected_subsets(advertise: str, port: int) -> list[Obj]:
+def expected_subsets(advertise: str, https_port: int, grpc_port: int) -> list[Obj]:
     return [{"addresses": [{"ip": advertise}],
-             "ports": [{"name": PORT_NAME, "port": port, "protocol": "TCP"}]}]
+             "ports": [{"name": PORT_NAME, "port": https_port, "protocol": "TCP"},
+                       {"name": GRPC_PORT_NAME, "port": grpc_port, "protocol": "TCP"}]}]
 
 
-def expected_endpoints(advertise: str, port: int) -> Obj:
+def expected_endpoints(advertise: str, https_port: int, grpc_port: int) -> Obj:
     return {
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": NAME, "namespace": NAMESPACE,
                      "labels": {SKIP_MIRROR: "true"}},
-        "subsets": expected_subsets(advertise, port),
+        "subsets": expected_subsets(advertise, https_port, grpc_port),
     }
 
 
@@ -158,12 +167,12 @@ def _port_shape(p: Obj) -> tuple[Any, ...]:
             p.get("targetPort"), p.get("nodePort"))
 
 
-def service_needs_update(svc: Obj, port: int) -> bool:
+def service_needs_update(svc: Obj, https_port: int, grpc_port: int) -> bool:
     """Upstream's checkServiceFormat (ports and type), plus the selector: one added by someone
     would hand the Endpoints to the endpoints controller."""
     spec = svc.get("spec") or {}
     have = [_port_shape(p) for p in spec.get("ports") or []]
-    want = [_port_shape(p) for p in expected_ports(port)]
+    want = [_port_shape(p) for p in expected_ports(https_port, grpc_port)]
     return have != want or spec.get("type") != "ClusterIP" or bool(spec.get("selector"))
 
 
@@ -173,9 +182,9 @@ def _subset_shape(ss: Obj) -> tuple[Any, ...]:
             sorted(_port_shape(p)[:3] for p in ss.get("ports") or []))
 
 
-def endpoints_need_update(ep: Obj, advertise: str, port: int) -> bool:
+def endpoints_need_update(ep: Obj, advertise: str, https_port: int, grpc_port: int) -> bool:
     have = [_subset_shape(s) for s in ep.get("subsets") or []]
-    want = [_subset_shape(s) for s in expected_subsets(advertise, port)]
+    want = [_subset_shape(s) for s in expected_subsets(advertise, https_port, grpc_port)]
     labels = (ep.get("metadata") or {}).get("labels") or {}
     return have != want or labels.get(SKIP_MIRROR) != "true"
 
@@ -185,12 +194,15 @@ def endpoints_need_update(ep: Obj, advertise: str, port: int) -> bool:
 class KubernetesService:
     """Creates and repairs default/kubernetes (Service + Endpoints); see the module docstring."""
 
-    def __init__(self, registry: Registry, cluster_ip: str, advertise: str, port: int,
-                 interval: float = INTERVAL) -> None:
+    def __init__(self, registry: Registry, cluster_ip: str, advertise: str, https_port: int,
+                 grpc_port: int, interval: float = INTERVAL) -> None:
+        """`https_port`: the apiserver's --secure-port; `grpc_port`: its gRPC port for
+        ServiceAccount tokens (--token-port, or --grpc-port when there is none)."""
         self.registry = registry
         self.cluster_ip = cluster_ip
         self.advertise = advertise
-        self.port = port
+        self.https_port = https_port
+        self.grpc_port = grpc_port
         self.interval = interval
         self.services = RESOURCES["services"]
         self.endpoints = RESOURCES["endpoints"]
@@ -206,7 +218,7 @@ class KubernetesService:
             try:
                 svc = await self.registry.get(info, NAMESPACE, NAME)
             except errors.NotFound:
-                body = expected_service(self.cluster_ip, self.port)
+                body = expected_service(self.cluster_ip, self.https_port, self.grpc_port)
                 try:
                     await self.registry.create(info, NAMESPACE, json.dumps(body).encode())
                 except errors.AlreadyExists:
@@ -225,10 +237,10 @@ class KubernetesService:
                 with contextlib.suppress(errors.NotFound, errors.Conflict):
                     await self.registry.delete(info, NAMESPACE, NAME, opts)
                 continue
-            if not service_needs_update(svc, self.port):
+            if not service_needs_update(svc, self.https_port, self.grpc_port):
                 return
             spec = {k: v for k, v in spec.items() if k != "selector"}
-            spec.update(type="ClusterIP", ports=expected_ports(self.port))
+            spec.update(type="ClusterIP", ports=expected_ports(self.https_port, self.grpc_port))
             try:
                 await self.registry.update(info, NAMESPACE, NAME, "",
                                            json.dumps({**svc, "spec": spec}).encode())
@@ -245,25 +257,27 @@ class KubernetesService:
             try:
                 ep = await self.registry.get(info, NAMESPACE, NAME)
             except errors.NotFound:
-                body = expected_endpoints(self.advertise, self.port)
+                body = expected_endpoints(self.advertise, self.https_port, self.grpc_port)
                 try:
                     await self.registry.create(info, NAMESPACE, json.dumps(body).encode())
                 except errors.AlreadyExists:
                     continue
-                log.info("created endpoints %s/%s (%s:%d)", NAMESPACE, NAME, self.advertise,
-                         self.port)
+                log.info("created endpoints %s/%s (%s, ports %d and %d)", NAMESPACE, NAME,
+                         self.advertise, self.https_port, self.grpc_port)
                 return
-            if not endpoints_need_update(ep, self.advertise, self.port):
+            if not endpoints_need_update(ep, self.advertise, self.https_port,
+                                         self.grpc_port):
                 return
             md = dict(ep.get("metadata") or {})
             md["labels"] = {**(md.get("labels") or {}), SKIP_MIRROR: "true"}
-            new = {**ep, "metadata": md, "subsets": expected_subsets(self.advertise, self.port)}
+            new = {**ep, "metadata": md, "subsets": expected_subsets(
+                self.advertise, self.https_port, self.grpc_port)}
             try:
                 await self.registry.update(info, NAMESPACE, NAME, "", json.dumps(new).encode())
             except (errors.Conflict, errors.NotFound):
                 continue
-            log.info("reconciled endpoints %s/%s to %s:%d", NAMESPACE, NAME, self.advertise,
-                     self.port)
+            log.info("reconciled endpoints %s/%s to %s, ports %d and %d", NAMESPACE, NAME,
+                     self.advertise, self.https_port, self.grpc_port)
             return
         log.warning("could not reconcile endpoints %s/%s: too many concurrent writers",
                     NAMESPACE, NAME)

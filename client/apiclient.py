@@ -64,7 +64,7 @@ R = TypeVar("R")
 
 
 def resolve_server(flag: str | None = None) -> str:
-    """`--server` if given, else $TINYKUBE_SERVER, else 127.0.0.1:6443 (the documented order)."""
+    """`--server` if given, else $TINYKUBE_SERVER, else 127.0.0.1:6442 (the documented order)."""
     return flag or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
 
 

@@ -3,15 +3,40 @@
 Upstream clients find their cluster through a kubeconfig (`--kubeconfig`, `$KUBECONFIG`,
 `~/.kube/config`) or, inside a pod, through the ServiceAccount files the kubelet mounts. This
 module reads the same kubeconfig format (so `kubectl config view` knowledge carries over) into a
-`ClientConfig`, the small flat record `ApiClient` builds its gRPC channel from:
+`ClientConfig`, the small flat record `ApiClient` builds its gRPC channel from.
 
+The apiserver has two fronts (docs/deviations.md, "Two TLS ports"): Kubernetes' HTTP API on
+--secure-port (6443), where a kubeconfig's `server: https://HOST:6443` points kubectl and the
+official clients, and gRPC, which tinykube's own clients (this one) speak, on --grpc-port (6442,
+client certificates) and --token-port (6444, bearer tokens). A kubeconfig tinykube writes names
+the gRPC ports in a cluster extension, the way minikube adds one (kubectl ignores extensions it
+does not know):
+
+    clusters:
+    - name: tinykube
+      cluster:
+        server: https://127.0.0.1:6443
+        certificate-authority-data: ...
+        extensions:
+        - name: tinykube.io/grpc
+          extension: {server: 127.0.0.1:6442, token-server: 127.0.0.1:6444}
+
+- the gRPC target (`ClientConfig.server`) is the extension's `server` for a user with a client
+  certificate (or no credentials), its `token-server` for a user with a token (`token`,
+  `tokenFile`); a kubeconfig without the extension (an older one, or one written by hand) is
+  dialled at its `server` URL's host:port, as before the HTTP front existed. The URL itself is
+  kept as `ClientConfig.https_server`;
+- in a pod (`in_cluster`): the host is $KUBERNETES_SERVICE_HOST, the port
+  $KUBERNETES_SERVICE_PORT_GRPC (the `kubernetes` Service's port named `grpc`, which leads to
+  the token port), else $KUBERNETES_SERVICE_PORT as client-go's;
 - lookup: the `kubeconfig` argument (tkctl's `--kubeconfig`), else `$TINYKUBE_CONFIG`, else
-  `~/.tinykube/config` if it exists, else no file: plaintext to `--server`/`$TINYKUBE_SERVER`/
-  127.0.0.1:6443, which only an apiserver started with `--insecure` answers;
-- `--server` overrides the file's server, as kubectl's does; `$TINYKUBE_SERVER` overrides the
-  server of a kubeconfig that was itself found through the environment (`$TINYKUBE_CONFIG`, the
-  default file), never that of one passed explicitly: a flag beats the environment, so a stale
-  export cannot send `--kubeconfig x` (or the test harness) to another cluster;
+  `~/.tinykube/config` if it exists, else no file: plaintext gRPC to `--server`/
+  `$TINYKUBE_SERVER`/127.0.0.1:6442, which only an apiserver started with `--insecure` answers;
+- `--server` overrides the file's gRPC target, as kubectl's overrides its server;
+  `$TINYKUBE_SERVER` overrides that of a kubeconfig that was itself found through the
+  environment (`$TINYKUBE_CONFIG`, the default file), never that of one passed explicitly: a
+  flag beats the environment, so a stale export cannot send `--kubeconfig x` (or the test
+  harness) to another cluster;
 - paths in the file (`certificate-authority`, `client-certificate`, `client-key`, `tokenFile`)
   are relative to the file's directory, as kubectl resolves them.
 
@@ -33,11 +58,14 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-DEFAULT_SERVER = "127.0.0.1:6443"
+DEFAULT_SERVER = "127.0.0.1:6442"  # --grpc-port's default
 SERVER_ENV = "TINYKUBE_SERVER"
 CONFIG_ENV = "TINYKUBE_CONFIG"
 DEFAULT_CONFIG = "~/.tinykube/config"
 SERVICE_ACCOUNT_ROOT = "/var/run/secrets/kubernetes.io/serviceaccount"
+# The cluster extension naming the apiserver's gRPC ports: {server: HOST:PORT (client
+# certificates), token-server: HOST:PORT (bearer tokens)}.
+GRPC_EXTENSION = "tinykube.io/grpc"
 
 # Authentication methods kubeconfig can name that tinykube does not implement: refuse them
 # clearly instead of silently connecting without credentials.
@@ -55,6 +83,9 @@ class ClientConfig:
     `server` is the gRPC target (`host:port`). With `ca_pem` the channel is TLS and the server's
     certificate must chain to it; `cert_pem`/`key_pem` are the client certificate; `token` (or
     `token_file`, re-read so that rotated tokens work) is sent as `authorization: Bearer`.
+    `https_server` is the URL of the apiserver's Kubernetes HTTP API (the kubeconfig's `server`;
+    http:// for an --insecure apiserver), for kubectl and the official clients; None without a
+    kubeconfig.
     """
 
     server: str
@@ -65,6 +96,7 @@ class ClientConfig:
     token_file: str | None = None
     namespace: str | None = None
     tls_server_name: str | None = None
+    https_server: str | None = None
     # Where this came from (a kubeconfig path, "in-cluster", or "" for none), for messages.
     source: str = ""
 
@@ -233,11 +265,17 @@ def load_kubeconfig(path: str) -> ClientConfig:
     cluster = f.entry(doc, "clusters", cluster_name, "cluster")
     user_name = f.text(context, cfield, "user")
     user = f.entry(doc, "users", user_name, "user") if user_name else {}
-    kwargs = _cluster(f, cluster, f'clusters["{cluster_name}"].cluster')
+    field = f'clusters["{cluster_name}"].cluster'
+    kwargs = _cluster(f, cluster, field)
     kwargs.update(_user(f, user, f'users["{user_name}"].user'))
     if kwargs.pop("_https") and kwargs.get("ca_pem") is None:
-        raise f.fail(f'clusters["{cluster_name}"].cluster.certificate-authority-data',
+        raise f.fail(f"{field}.certificate-authority-data",
                      "required for an https server (tinykube does not use system CAs)")
+    extension = kwargs.pop("_grpc")
+    if extension is not None:
+        has_token = kwargs["cert_pem"] is None and bool(kwargs["token"] or kwargs["token_file"])
+        efield = f'{field}.extensions["{GRPC_EXTENSION}"].extension'
+        kwargs["server"] = _grpc_target(f, extension, efield, token=has_token)
     return ClientConfig(namespace=f.text(context, cfield, "namespace"), source=path, **kwargs)
 
 
@@ -268,10 +306,63 @@ def _cluster(f: _File, body: dict[str, Any], field: str) -> dict[str, Any]:
     https = scheme != "http"
     return {
         "server": target,
+        "https_server": server if scheme else f"https://{server}",
         "ca_pem": ca if https else None,
         "tls_server_name": f.text(body, field, "tls-server-name"),
         "_https": https,
+        "_grpc": _grpc_extension(f, body, field),
     }
+
+
+def _grpc_extension(f: _File, body: dict[str, Any], field: str) -> dict[str, str | None] | None:
+    """The `tinykube.io/grpc` extension of a cluster: {"server", "token-server"} (either may be
+    None), or None when the cluster has none."""
+    extensions = body.get("extensions")
+    if extensions is None:
+        return None
+    if not isinstance(extensions, list):
+        raise f.fail(f"{field}.extensions", "must be a list of {name, extension}")
+    for item in extensions:
+        if not isinstance(item, dict) or item.get("name") != GRPC_EXTENSION:
+            continue  # somebody else's (kubectl keeps what it does not know, as do we)
+        efield = f'{field}.extensions["{GRPC_EXTENSION}"].extension'
+        ext = item.get("extension")
+        if not isinstance(ext, dict):
+            raise f.fail(efield, "must be a mapping with server and/or token-server "
+                                 "(HOST:PORT of the apiserver's gRPC ports)")
+        out = {key: _address(f, ext, efield, key) for key in ("server", "token-server")}
+        if out["server"] is None and out["token-server"] is None:
+            raise f.fail(efield, "needs server and/or token-server (HOST:PORT of the "
+                                 "apiserver's gRPC ports)")
+        return out
+    return None
+
+
+def _address(f: _File, body: dict[str, Any], field: str, key: str) -> str | None:
+    """A `HOST:PORT` (`[v6]:PORT`) of the extension, or None when absent."""
+    value = f.text(body, field, key)
+    if value is None:
+        return None
+    want = "want HOST:PORT (e.g. 127.0.0.1:6442)"
+    if "://" in value:
+        raise f.fail(f"{field}.{key}", f'"{value}" is a URL: {want}')
+    host, sep, port = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2
+    if (not sep or not host or not port.isdigit() or not 0 < int(port) < 65536
+            or (":" in host and not bracketed) or any(c.isspace() for c in value)):
+        raise f.fail(f"{field}.{key}", f'"{value}" is not an address: {want}')
+    return value
+
+
+def _grpc_target(f: _File, extension: dict[str, str | None], field: str, *, token: bool) -> str:
+    """The gRPC port for the user: `token-server` for a user with a token (and no client
+    certificate: the token port asks for none), `server` for everyone else."""
+    key = "token-server" if token else "server"
+    target = extension[key]
+    if target is None:
+        who = "a user with a token" if token else "a user with a client certificate"
+        raise f.fail(f"{field}.{key}", f"required for {who} (this context's)")
+    return target
 
 
 def _user(f: _File, body: dict[str, Any], field: str) -> dict[str, Any]:
@@ -318,12 +409,15 @@ def _check_key(f: _File, pem: bytes, field: str) -> None:
 def in_cluster(root: str = SERVICE_ACCOUNT_ROOT) -> ClientConfig:
     """The config of a process in a pod: the ServiceAccount token, CA and namespace the kubelet
     mounts at `root`, and the apiserver from $KUBERNETES_SERVICE_HOST/_PORT (client-go's
-    `rest.InClusterConfig`). The token file is re-read by the client, so rotation works."""
+    `rest.InClusterConfig`), where gRPC is $KUBERNETES_SERVICE_PORT_GRPC when the kubelet set
+    it (the `kubernetes` Service's `grpc` port). The token file is re-read by the client, so
+    rotation works."""
     host = os.environ.get("KUBERNETES_SERVICE_HOST")
     port = os.environ.get("KUBERNETES_SERVICE_PORT")
     if not host or not port:
         raise ConfigError("unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST "
                           "and KUBERNETES_SERVICE_PORT must be defined")
+    grpc_port = os.environ.get("KUBERNETES_SERVICE_PORT_GRPC") or port
     base = Path(root)
     token_path = base / "token"
     if not token_path.is_file():
@@ -336,6 +430,7 @@ def in_cluster(root: str = SERVICE_ACCOUNT_ROOT) -> ClientConfig:
         namespace: str | None = (base / "namespace").read_text().strip() or None
     except OSError:
         namespace = None
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return ClientConfig(server=target, ca_pem=ca, token_file=str(token_path),
-                        namespace=namespace, source="in-cluster")
+    where = f"[{host}]" if ":" in host else host
+    return ClientConfig(server=f"{where}:{grpc_port}", ca_pem=ca, token_file=str(token_path),
+                        namespace=namespace, https_server=f"https://{where}:{port}",
+                        source="in-cluster")

@@ -62,7 +62,8 @@ def add_client_flags(p: argparse.ArgumentParser) -> None:
                    help="kubeconfig with the server and this component's credentials "
                         "(default: $TINYKUBE_CONFIG, then ~/.tinykube/config)")
     g.add_argument("-s", "--server", default=None,
-                   help="apiserver address host:port (overrides the kubeconfig's)")
+                   help="the apiserver's gRPC address host:port (overrides the kubeconfig's "
+                        "tinykube.io/grpc extension)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 

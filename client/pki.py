@@ -13,8 +13,15 @@ at-rest encryption key for Secrets, in one directory (`tkctl pki init`):
     encryption-config.yaml, admin.conf scheduler.conf controller-manager.conf proxy.conf
     netagent.conf, nodes/<name>/kubelet.conf kubelet.crt kubelet.key
 
+Every kubeconfig names the apiserver twice (client/config.py): `server: https://HOST:6443`, its
+Kubernetes HTTP API (kubectl, the official clients), and the cluster extension
+`tinykube.io/grpc` with the gRPC addresses tinykube's own clients dial, `server: HOST:6442`
+(client certificates) and `token-server: HOST:6444` (bearer tokens); by default both beside the
+URL's host on the apiserver's default ports.
+
 Keys are EC P-256 in PKCS#8 PEM, written 0600 (certificates 0644). Running it again keeps what
 exists (reported "exists"), so scripts can call it every time; `force=True` makes everything anew.
+A kubeconfig naming other apiserver addresses than those asked for is made anew.
 
 It lives in `client/` because both tkctl (which creates the files) and the test harness (which
 makes ad-hoc users with `kubeconfig_for`) need it, and they may import only `api` and `client`.
@@ -30,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import yaml
@@ -39,7 +47,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-DEFAULT_SERVER_URL = "https://127.0.0.1:6443"
+DEFAULT_SERVER_URL = "https://127.0.0.1:6443"  # the apiserver's --secure-port
+DEFAULT_GRPC_PORT = 6442  # --grpc-port: gRPC with client certificates
+DEFAULT_TOKEN_PORT = 6444  # --token-port: gRPC with bearer tokens
+GRPC_EXTENSION = "tinykube.io/grpc"  # the cluster extension naming them (client/config.py)
 DEFAULT_DIR = ".tinykube/pki"
 CA_VALIDITY = timedelta(days=3650)
 LEAF_VALIDITY = timedelta(days=365)
@@ -246,11 +257,49 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def default_grpc_servers(server_url: str) -> tuple[str, str]:
+    """The gRPC addresses beside an apiserver URL, on the default ports:
+    `https://h:6443` → ("h:6442", "h:6444")."""
+    host = urlsplit(server_url if "://" in server_url else f"https://{server_url}").hostname
+    host = host or "127.0.0.1"
+    where = f"[{host}]" if ":" in host else host
+    return f"{where}:{DEFAULT_GRPC_PORT}", f"{where}:{DEFAULT_TOKEN_PORT}"
+
+
+class Servers(NamedTuple):
+    """Where a kubeconfig sends its user: the HTTP API's URL and the two gRPC addresses."""
+
+    url: str
+    grpc: str | None
+    token: str | None
+
+    @classmethod
+    def of(cls, server_url: str, grpc_server: str | None = None,
+           token_server: str | None = None) -> Servers:
+        """`server_url` with the given gRPC addresses, each defaulting to the URL's host and
+        the apiserver's default port."""
+        grpc, token = default_grpc_servers(server_url)
+        return cls(server_url, grpc_server or grpc, token_server or token)
+
+
+def cluster_entry(server_url: str, ca_pem: bytes, grpc_server: str | None = None,
+                  token_server: str | None = None) -> dict[str, Any]:
+    """A kubeconfig's `clusters[].cluster`: the URL, the CA and, with either gRPC address, the
+    `tinykube.io/grpc` extension."""
+    cluster: dict[str, Any] = {"server": server_url, "certificate-authority-data": _b64(ca_pem)}
+    ext = {k: v for k, v in (("server", grpc_server), ("token-server", token_server)) if v}
+    if ext:
+        cluster["extensions"] = [{"name": GRPC_EXTENSION, "extension": ext}]
+    return cluster
+
+
 def write_kubeconfig(
     path: Path, *, server_url: str, ca_pem: bytes, user: str, cert: CertKey | None = None,
-    token: str | None = None, namespace: str | None = None,
+    token: str | None = None, namespace: str | None = None, grpc_server: str | None = None,
+    token_server: str | None = None,
 ) -> None:
-    """A kubeconfig (kubeadm's shape: certificates inlined as `*-data`), written 0600."""
+    """A kubeconfig (kubeadm's shape: certificates inlined as `*-data`), written 0600, with the
+    `tinykube.io/grpc` extension when a gRPC address is given (none is derived here)."""
     creds: dict[str, str] = {}
     if cert is not None:
         creds["client-certificate-data"] = _b64(cert.cert_pem)
@@ -264,8 +313,8 @@ def write_kubeconfig(
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CLUSTER_NAME, "cluster": {
-            "server": server_url, "certificate-authority-data": _b64(ca_pem)}}],
+        "clusters": [{"name": CLUSTER_NAME, "cluster": cluster_entry(
+            server_url, ca_pem, grpc_server, token_server)}],
         "users": [{"name": user, "user": creds}],
         "contexts": [{"name": context_name, "context": context}],
         "current-context": context_name,
@@ -276,17 +325,19 @@ def write_kubeconfig(
 
 def kubeconfig_for(
     directory: Path, user_cn: str, organizations: Sequence[str] = (), *,
-    server_url: str = DEFAULT_SERVER_URL, path: Path, validity: timedelta = LEAF_VALIDITY,
+    server_url: str = DEFAULT_SERVER_URL, grpc_server: str | None = None,
+    token_server: str | None = None, path: Path, validity: timedelta = LEAF_VALIDITY,
     not_after: datetime | None = None,
 ) -> Path:
     """Issue a client certificate for `user_cn` (groups `organizations`) from the CA in
-    `directory` and write a kubeconfig for it at `path`."""
+    `directory` and write a kubeconfig for it at `path` (gRPC addresses: `Servers.of`)."""
     directory = Path(directory)
     ca = CertKey.load(directory / "ca.crt", directory / "ca.key")
     cert = issue(ca, user_cn, organizations=organizations, client=True, validity=validity,
                  not_after=not_after)
-    write_kubeconfig(Path(path), server_url=server_url, ca_pem=ca.cert_pem, user=user_cn,
-                     cert=cert)
+    servers = Servers.of(server_url, grpc_server, token_server)
+    write_kubeconfig(Path(path), server_url=servers.url, ca_pem=ca.cert_pem, user=user_cn,
+                     cert=cert, grpc_server=servers.grpc, token_server=servers.token)
     return Path(path)
 
 
@@ -366,13 +417,15 @@ class _Run:
         self._done([crt, key], "created")
 
     def kubeconfig(self, name: str, ca: CertKey, user: str, groups: Sequence[str],
-                   server_url: str) -> None:
+                   servers: Servers) -> None:
         path = self.dir / name
-        if self._keep([path], "ca") and _kubeconfig_trusts(path, ca):
+        if (self._keep([path], "ca") and _kubeconfig_trusts(path, ca)
+                and _kubeconfig_servers(path) == servers):
             self._done([path], "exists")
             return
         cert = issue(ca, user, organizations=groups, client=True, validity=self.validity)
-        write_kubeconfig(path, server_url=server_url, ca_pem=ca.cert_pem, user=user, cert=cert)
+        write_kubeconfig(path, server_url=servers.url, ca_pem=ca.cert_pem, user=user, cert=cert,
+                         grpc_server=servers.grpc, token_server=servers.token)
         self._done([path], "created")
 
     def secret_file(self, name: str, make: bytes) -> None:
@@ -393,10 +446,10 @@ class _Run:
         _write(pub, pub_pem, 0o644)
         self._done([key, pub], "created")
 
-    def node(self, ca: CertKey, name: str, ips: Sequence[str], server_url: str) -> None:
+    def node(self, ca: CertKey, name: str, ips: Sequence[str], servers: Servers) -> None:
         base = f"nodes/{name}"
         self.kubeconfig(f"{base}/kubelet.conf", ca, f"system:node:{name}", ("system:nodes",),
-                        server_url)
+                        servers)
         # With no address given the kubelet is local (the single-host lab): loopback names.
         sans = [name, *ips] if ips else [name, "localhost", "127.0.0.1"]
         self.leaf(f"{base}/kubelet", ca, "ca", name, sans=sans, server=True)
@@ -427,30 +480,50 @@ def _kubeconfig_trusts(path: Path, ca: CertKey) -> bool:
     return ca_pem == ca.cert_pem and issued_by(cert_pem, ca)
 
 
-def _server_url_sans(server_url: str) -> list[str]:
-    """The host of the kubeconfig's server URL must be in the apiserver certificate."""
-    host = urlsplit(server_url).hostname
-    return [host] if host else []
+def _kubeconfig_servers(path: Path) -> Servers | None:
+    """The URL and gRPC addresses of a kubeconfig's first cluster, None if unreadable."""
+    try:
+        cluster = yaml.safe_load(path.read_text())["clusters"][0]["cluster"]
+        ext: dict[str, Any] = {}
+        for item in cluster.get("extensions") or []:
+            if item.get("name") == GRPC_EXTENSION:
+                ext = item.get("extension") or {}
+        return Servers(str(cluster["server"]), ext.get("server"), ext.get("token-server"))
+    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+def _server_sans(servers: Servers) -> list[str]:
+    """The hosts of the kubeconfigs' server URL and gRPC addresses must be in the apiserver
+    certificate."""
+    hosts = [urlsplit(servers.url).hostname]
+    hosts += [urlsplit(f"//{a}").hostname for a in (servers.grpc, servers.token) if a]
+    return list(dict.fromkeys(h for h in hosts if h))
 
 
 def init_pki(
-    directory: Path, *, server_url: str = DEFAULT_SERVER_URL, apiserver_sans: Sequence[str] = (),
+    directory: Path, *, server_url: str = DEFAULT_SERVER_URL, grpc_server: str | None = None,
+    token_server: str | None = None, apiserver_sans: Sequence[str] = (),
     etcd_sans: Sequence[str] = (), nodes: Mapping[str, Sequence[str]] | None = None,
     validity: timedelta = LEAF_VALIDITY, force: bool = False,
 ) -> list[Status]:
     """Create the cluster's PKI in `directory` (see the module docstring for the layout).
 
+    The kubeconfigs name `server_url` (Kubernetes' HTTP API) and the gRPC addresses
+    `grpc_server` and `token_server` (default: the URL's host, ports 6442 and 6444).
     Returns (path, "created" | "exists") for every file, in creation order. Existing files are
     kept unless `force`; a certificate is remade when its CA was, or when it lacks a SAN asked
-    for now. `nodes` maps node name -> the node's IP addresses (kubelet serving certificate).
+    for now, a kubeconfig when it names other addresses. `nodes` maps node name -> the node's
+    IP addresses (kubelet serving certificate).
     """
+    servers = Servers.of(server_url, grpc_server, token_server)
     run = _Run(Path(directory), force, validity)
     if not run.dir.exists():
         # Private from the start; an existing directory (`--dir .`) keeps its mode.
         run.dir.mkdir(parents=True, mode=0o700)
     ca = run.ca("ca", "tinykube-ca")
     run.leaf("apiserver", ca, "ca", "kube-apiserver",
-             sans=[*APISERVER_SANS, *_server_url_sans(server_url), *apiserver_sans], server=True)
+             sans=[*APISERVER_SANS, *_server_sans(servers), *apiserver_sans], server=True)
     run.leaf("apiserver-kubelet-client", ca, "ca", "kube-apiserver-kubelet-client",
              organizations=("system:masters",), client=True)
     etcd_ca = run.ca("etcd/ca", "etcd-ca")
@@ -461,40 +534,45 @@ def init_pki(
     run.sa_keys()
     run.secret_file("encryption-config.yaml", encryption_config())
     for name, (user, groups) in COMPONENT_CONFIGS.items():
-        run.kubeconfig(name, ca, user, groups, server_url)
+        run.kubeconfig(name, ca, user, groups, servers)
     for node, ips in (nodes or {}).items():
-        run.node(ca, node, ips, server_url)
+        run.node(ca, node, ips, servers)
     return run.report
 
 
 def add_node(
     directory: Path, name: str, *, ips: Sequence[str] = (), server_url: str | None = None,
+    grpc_server: str | None = None, token_server: str | None = None,
     validity: timedelta = LEAF_VALIDITY, force: bool = False,
 ) -> list[Status]:
     """Add a node's kubelet kubeconfig and serving certificate to an existing PKI.
 
-    `server_url` defaults to the server of the directory's admin.conf.
+    The addresses default to those of the directory's admin.conf (`_servers`).
     """
     directory = Path(directory)
     ca = CertKey.load(*_require_ca(directory))
     run = _Run(directory, force, validity)
-    run.node(ca, name, ips, server_url or _admin_server(directory))
+    run.node(ca, name, ips, _servers(directory, server_url, grpc_server, token_server))
     return run.report
 
 
 def add_user(
     directory: Path, name: str, groups: Sequence[str] = (), *, path: Path,
-    server_url: str | None = None, validity: timedelta = LEAF_VALIDITY,
+    server_url: str | None = None, grpc_server: str | None = None,
+    token_server: str | None = None, validity: timedelta = LEAF_VALIDITY,
 ) -> Path:
     """A kubeconfig for a person (or anything else) named `name` in `groups`, with a client
-    certificate from the cluster CA, like `kubeadm kubeconfig user --client-name`.
+    certificate from the cluster CA, like `kubeadm kubeconfig user --client-name`; the
+    addresses default to those of the directory's admin.conf (`_servers`).
 
     What the user may do is up to RBAC: a fresh user may do nothing but discovery.
     """
     directory = Path(directory)
     _require_ca(directory)
+    servers = _servers(directory, server_url, grpc_server, token_server)
     return kubeconfig_for(directory, name, groups, path=path, validity=validity,
-                          server_url=server_url or _admin_server(directory))
+                          server_url=servers.url, grpc_server=servers.grpc,
+                          token_server=servers.token)
 
 
 def _require_ca(directory: Path) -> tuple[Path, Path]:
@@ -506,10 +584,14 @@ def _require_ca(directory: Path) -> tuple[Path, Path]:
     return ca_crt, ca_key
 
 
-def _admin_server(directory: Path) -> str:
-    """The server URL of the directory's admin.conf, or the default one."""
-    try:
-        doc = yaml.safe_load((directory / "admin.conf").read_text())
-        return str(doc["clusters"][0]["cluster"]["server"]) or DEFAULT_SERVER_URL
-    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError):
-        return DEFAULT_SERVER_URL
+def _servers(directory: Path, server_url: str | None, grpc_server: str | None,
+             token_server: str | None) -> Servers:
+    """The addresses for a new kubeconfig: with `server_url`, it and the gRPC addresses given
+    or beside it (`Servers.of`); without, those of the directory's admin.conf (its gRPC
+    addresses replaced by those given), or the defaults when it has none."""
+    if server_url:
+        return Servers.of(server_url, grpc_server, token_server)
+    admin = _kubeconfig_servers(directory / "admin.conf")
+    if admin is None or not admin.url:
+        return Servers.of(DEFAULT_SERVER_URL, grpc_server, token_server)
+    return Servers(admin.url, grpc_server or admin.grpc, token_server or admin.token)

@@ -10,9 +10,12 @@ and restart it like any real component. `Cluster` is both, plus a connected admi
             ...
 
 A Cluster is secure like a real one (issue 7): it makes its own PKI (`tkctl pki init`'s layout, in
-its temporary directory), etcd requires client certificates, the apiserver serves TLS with client
-certificates on its port and bearer tokens on `token_address`, writes an audit log and encrypts
-Secrets at rest. `Cluster(insecure=True)` is the plaintext `--insecure` setup instead.
+its temporary directory), etcd requires client certificates, the apiserver serves Kubernetes' HTTP
+API at `https_url` (client certificates or bearer tokens: kubectl and the `kubernetes` Python
+client, with the admin kubeconfig `kubeconfig`), gRPC with client certificates at `server` (what
+`client` and the components use) and gRPC with bearer tokens at `token_address`, writes an audit
+log and encrypts Secrets at rest. `Cluster(insecure=True)` is the plaintext `--insecure` setup
+instead (`https_url` is then http://).
 
 Nothing here is an in-memory stand-in: it is the same etcd and apiserver the lab runs.
 """
@@ -35,7 +38,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 
 import grpc
 
@@ -173,6 +176,8 @@ class Etcd:
 class ApiServer:
     """`python -m apiserver` as a child process; killable and restartable on the same ports.
 
+    Three free ports: `secure_port` (Kubernetes' HTTP API, `https_url`), `grpc_port` (gRPC,
+    `address`) and `token_port` (gRPC with bearer tokens, `token_address`; 0 when insecure).
     With `pki` (a `tkctl pki init` directory) it runs secure with every flag a real one has:
     serving certificate, client CA, token port, etcd client certificate (for an https etcd URL),
     ServiceAccount keys, audit log (`audit_log`) and encryption at rest (`encryption_config`,
@@ -185,7 +190,8 @@ class ApiServer:
         self.etcd_url = etcd_url
         self.args = list(args)
         self.pki = Path(pki) if pki is not None else None
-        self.port = free_port()
+        self.secure_port = free_port()
+        self.grpc_port = free_port()
         self.token_port = free_port() if pki is not None else 0
         self.metrics_port = free_port()
         # Its log and audit log outlive stop() (a test restarts it, or reads them after): a
@@ -199,11 +205,18 @@ class ApiServer:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        """The gRPC address (client certificates; plaintext when insecure)."""
+        return f"127.0.0.1:{self.grpc_port}"
 
     @property
     def token_address(self) -> str:
+        """The gRPC address for bearer tokens."""
         return f"127.0.0.1:{self.token_port}"
+
+    @property
+    def https_url(self) -> str:
+        """Kubernetes' HTTP API: `https://127.0.0.1:PORT` (http:// when insecure)."""
+        return f"{'https' if self.pki is not None else 'http'}://127.0.0.1:{self.secure_port}"
 
     def security_args(self) -> list[str]:
         if self.pki is None:
@@ -230,14 +243,17 @@ class ApiServer:
     async def start(self) -> None:
         cmd = [
             sys.executable, "-m", "apiserver", "--etcd-servers", self.etcd_url,
-            "--bind-address", "127.0.0.1", "--port", str(self.port),
+            "--bind-address", "127.0.0.1", "--secure-port", str(self.secure_port),
+            "--grpc-port", str(self.grpc_port),
             "--metrics-port", str(self.metrics_port), *self.security_args(), *self.args,
         ]
         self.proc = subprocess.Popen(
             cmd, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parent.parent,
         )
-        await _wait_port(self.port, self.proc, "apiserver", self.log)
+        # gRPC first: the HTTP front starts after it, so both answer once the second does.
+        await _wait_port(self.grpc_port, self.proc, "apiserver", self.log)
+        await _wait_port(self.secure_port, self.proc, "apiserver", self.log)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -301,13 +317,23 @@ class Component:
         return _tail(self.log, lines)
 
 
+class KubeconfigServers(TypedDict):
+    """Keyword arguments of client.pki's kubeconfig writers (`Cluster.kubeconfig_servers`)."""
+
+    server_url: str
+    grpc_server: str
+    token_server: str | None
+
+
 class Cluster:
     """etcd + apiserver + an admin client: the fixture integration tests and benchmarks share.
 
-    `client` is the admin (`kubernetes-admin`, group system:masters, from `kubeconfig`);
-    `client_as(user, groups)` a client with a fresh certificate for any identity; `pki` the
-    certificate directory; `token_address` the apiserver's bearer-token port; `audit_log` its
-    audit log. All of them are None/absent with `insecure=True`.
+    `client` is the admin (`kubernetes-admin`, group system:masters, from `kubeconfig`), over
+    gRPC at `server`; `client_as(user, groups)` a client with a fresh certificate for any
+    identity; `kubeconfig` (and `kubeconfig_as`) also work with kubectl and the `kubernetes`
+    Python client, which go to `https_url`; `pki` the certificate directory; `token_address`
+    the apiserver's bearer-token gRPC port; `audit_log` its audit log. All but `https_url` and
+    `server` are None/absent with `insecure=True`.
     """
 
     def __init__(self, *apiserver_args: str, insecure: bool = False,
@@ -340,14 +366,27 @@ class Cluster:
         return self.apiserver.address
 
     @property
-    def server_url(self) -> str:
-        return f"{'http' if self.insecure else 'https'}://{self.server}"
+    def https_url(self) -> str:
+        """Kubernetes' HTTP API (kubectl, the `kubernetes` client): `https://127.0.0.1:PORT`,
+        http:// when insecure."""
+        assert self.apiserver is not None, "Cluster not started"
+        return self.apiserver.https_url
+
+    @property
+    def kubeconfig_servers(self) -> KubeconfigServers:
+        """Where this cluster's kubeconfigs point, as keyword arguments of client.pki's
+        writers (`init_pki(dir, **c.kubeconfig_servers)`): `server_url` (the HTTPS API),
+        `grpc_server` (gRPC, client certificates), `token_server` (gRPC, bearer tokens)."""
+        assert self.apiserver is not None, "Cluster not started"
+        return KubeconfigServers(
+            server_url=self.https_url, grpc_server=self.server,
+            token_server=self.apiserver.token_address if self.apiserver.token_port else None)
 
     @property
     def host_server(self) -> str:
-        """The apiserver's address as nodes inside harness.netns hosts reach it."""
+        """The apiserver's gRPC address as nodes inside harness.netns hosts reach it."""
         assert self.apiserver is not None and self.listen_on, "Cluster(listen_on=...) only"
-        return f"{self.listen_on}:{self.apiserver.port}"
+        return f"{self.listen_on}:{self.apiserver.grpc_port}"
 
     @property
     def token_address(self) -> str:
@@ -386,8 +425,8 @@ class Cluster:
         assert self.pki is not None, "an insecure Cluster has no CA"
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", user)
         path = self.dir / "users" / f"{safe}-{len(list(self.dir.glob('users/*')))}.conf"
-        kubeconfig_for(self.pki, user, tuple(groups), server_url=self.server_url, path=path,
-                       **kwargs)
+        kubeconfig_for(self.pki, user, tuple(groups), path=path,
+                       **{**self.kubeconfig_servers, **kwargs})
         return str(path)
 
     def client_as(self, user: str, groups: Sequence[str] = (), **kwargs: Any) -> ApiClient:
@@ -482,7 +521,7 @@ class Cluster:
         assert self.pki is not None, "a kubelet needs the cluster's PKI (not insecure=True)"
         node_ip = host.ip if host is not None else "127.0.0.1"
         server = ["--server", self.host_server] if host is not None else []
-        add_node(self.pki, node_name, ips=[node_ip], server_url=self.server_url)
+        add_node(self.pki, node_name, ips=[node_ip], **self.kubeconfig_servers)
         base = self.dir / "nodes" / node_name
         root, bin_dir, conf_dir = base / "root", base / "cni-bin", base / "cni-conf"
         cache_dir, ipam_dir = base / "cni-cache", base / "cni-ipam"
@@ -590,7 +629,7 @@ class Cluster:
                                    parent=self.dir)
         if self.pki is not None:
             sans = [self.listen_on] if self.listen_on else []
-            await asyncio.to_thread(init_pki, self.pki, server_url=self.server_url,
+            await asyncio.to_thread(init_pki, self.pki, **self.kubeconfig_servers,
                                     apiserver_sans=sans)
         await self.etcd.start()
         await self.apiserver.start()

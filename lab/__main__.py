@@ -30,7 +30,11 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"worker nodes (default {DEFAULT_WORKERS})")
         if verb == "up":
             v.add_argument("--api-port", type=_positive, default=None, metavar="PORT",
-                           help="the apiserver's port on 127.0.0.1 (default 16443, or any free)")
+                           help="the apiserver's HTTPS port (Kubernetes' HTTP API, kubectl) on "
+                                "127.0.0.1 (default 16443, or any free)")
+            v.add_argument("--grpc-port", type=_positive, default=None, metavar="PORT",
+                           help="its gRPC port (tkctl) on 127.0.0.1 (default 16442, or any "
+                                "free)")
     sub.add_parser("status", help="containers, components, nodes and timings")
     sub.add_parser("down", help="remove the lab's containers (running or stopped), volumes, "
                                 "network and state; nothing to do for no lab")
@@ -66,10 +70,11 @@ def main(argv: list[str] | None = None) -> int:
             # lab/lab's first call, before its minutes of preparation (install, image builds):
             # the user's mistakes now, not after.
             if args.verb in ("up", "demo"):
-                commands.check_up(lab, args.workers, getattr(args, "api_port", None))
+                commands.check_up(lab, args.workers, getattr(args, "api_port", None),
+                                  getattr(args, "grpc_port", None))
             return 0
         if args.verb == "up":
-            commands.up(lab, args.workers, args.api_port)
+            commands.up(lab, args.workers, args.api_port, args.grpc_port)
             commands.kubeconfig(lab)
         elif args.verb == "demo":
             commands.demo(lab, args.workers)

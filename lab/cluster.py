@@ -4,17 +4,18 @@ A lab is named (`tk` unless `--name` or `$TK_LAB_NAME` says otherwise): its cont
 `NAME-etcd`, `NAME-control-plane`, `NAME-worker-1` ..., its docker-compose project and network
 are named after it, and its state lives in `.tinykube/lab/NAME/`:
 
-    lab.env         the settings docker-compose reads (subnet, published port, timings, ...)
+    lab.env         the settings docker-compose reads (subnet, published ports, timings, ...)
     pki/            the cluster's certificates (`tkctl pki init`), mounted into etcd and the
                     control plane
     nodes/W/        what worker W gets (its kubelet's kubeconfig and serving certificate, the
                     CA certificate, tk-proxy's and tk-netagent's kubeconfigs), mounted read-only
     images/         the pod images (`docker save`), loaded into every worker's dockerd at start
-    kubeconfig      the admin's kubeconfig, pointing at the apiserver published on the host
+    kubeconfig      the admin's kubeconfig, pointing at the apiserver's ports published on the
+                    host (HTTPS for kubectl, gRPC for tkctl in its tinykube.io/grpc extension)
     workers.yml     the extra workers' services, when there are more than two
 
 Several labs can run side by side (tests give each their own name): each picks a free /24 in
-172.29.0.0/16 and a free port for its apiserver.
+172.29.0.0/16 and free ports for its apiserver (Kubernetes' HTTP API and gRPC).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ STATE_ROOT = REPO / ".tinykube" / "lab"
 NODE_IMAGE = "tinykube/node:1"
 POD_IMAGES = ("tinykube/pause:1", "tinykube/busybox:1", "tinykube/serve-hostname:1")
 DEFAULT_NAME = "tk"
-DEFAULT_API_PORT = 16443
+DEFAULT_API_PORT = 16443  # the apiserver's HTTPS port (6443) on 127.0.0.1
+DEFAULT_GRPC_PORT = 16442  # its gRPC port (6442) on 127.0.0.1
 DEFAULT_WORKERS = 2
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
 CONTROL_PLANE_IP = 10  # the last octet of each container's address on the underlay
@@ -102,21 +104,22 @@ class Settings:
 
     name: str
     subnet: str  # the first three octets, "172.29.0"
-    api_port: int
+    api_port: int  # the apiserver's HTTPS port, published on 127.0.0.1
     workers: int
     timings: dict[str, str] = field(default_factory=lambda: {k: v for k, v, *_ in TIMINGS})
+    grpc_port: int = 0  # its gRPC port, published on 127.0.0.1 (0: a lab from before it was)
 
     def env(self, state: Path) -> dict[str, str]:
         return {"TK_LAB": self.name, "TK_LAB_SUBNET": self.subnet,
-                "TK_LAB_API_PORT": str(self.api_port), "TK_LAB_STATE": str(state),
-                "TK_LAB_WORKERS": str(self.workers), "TK_LAB_IMAGE": NODE_IMAGE,
-                **self.timings}
+                "TK_LAB_API_PORT": str(self.api_port), "TK_LAB_GRPC_PORT": str(self.grpc_port),
+                "TK_LAB_STATE": str(state), "TK_LAB_WORKERS": str(self.workers),
+                "TK_LAB_IMAGE": NODE_IMAGE, **self.timings}
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Settings:
         timings = {k: env.get(k, v) for k, v, *_ in TIMINGS}
         return cls(env["TK_LAB"], env["TK_LAB_SUBNET"], int(env["TK_LAB_API_PORT"]),
-                   int(env["TK_LAB_WORKERS"]), timings)
+                   int(env["TK_LAB_WORKERS"]), timings, int(env.get("TK_LAB_GRPC_PORT", "0")))
 
 
 def parse_env_file(text: str) -> dict[str, str]:

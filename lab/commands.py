@@ -12,13 +12,16 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import yaml
 
+from client.config import GRPC_EXTENSION
 from lab.cluster import (
     DEFAULT_API_PORT,
+    DEFAULT_GRPC_PORT,
     DEFAULT_NAME,
     NODE_IMAGE,
     POD_IMAGES,
@@ -45,12 +48,12 @@ READY_TIMEOUT = 180.0
 # --- up ----------------------------------------------------------------------------------------
 
 
-def up(lab: Lab, workers: int, api_port: int | None) -> Settings:
+def up(lab: Lab, workers: int, api_port: int | None, grpc_port: int | None = None) -> Settings:
     if workers < 1:
         raise LabError(f"--workers {workers}: a lab needs at least one worker")
     _require_images(lab)
     _remove_orphaned_containers(lab)
-    s = _settings_for_up(lab, workers, api_port)
+    s = _settings_for_up(lab, workers, api_port, grpc_port)
     lab.write_settings(s)
     _write_pki(lab, s)
     _save_pod_images(lab)
@@ -70,21 +73,29 @@ def up(lab: Lab, workers: int, api_port: int | None) -> Settings:
     return s
 
 
-def check_up(lab: Lab, workers: int, api_port: int | None) -> None:
+def check_up(lab: Lab, workers: int, api_port: int | None,
+             grpc_port: int | None = None) -> None:
     """What `up` would refuse, said before lab/lab spends time preparing: a running lab of
-    another size or apiserver port. Without an answering Docker engine (lab/lab starts one
-    next) there is nothing to compare with."""
+    another size or apiserver ports, or the same port twice. Without an answering Docker engine
+    (lab/lab starts one next) there is nothing to compare with."""
+    _check_ports(api_port, grpc_port)
     try:
         rows = lab.containers()
     except LabError:
         return
     old = lab.settings()
     if old is not None and rows:
-        _check_same_lab(lab, old, rows, workers, api_port)
+        _check_same_lab(lab, old, rows, workers, api_port, grpc_port)
+
+
+def _check_ports(api_port: int | None, grpc_port: int | None) -> None:
+    if api_port and api_port == grpc_port:
+        raise LabError(f"--grpc-port {grpc_port}: it is --api-port too; the apiserver's HTTPS "
+                       "and gRPC ports need one each")
 
 
 def _check_same_lab(lab: Lab, old: Settings, rows: list[dict[str, str]], workers: int,
-                    api_port: int | None) -> None:
+                    api_port: int | None, grpc_port: int | None = None) -> None:
     running = any(c["state"] == "running" for c in rows)
     if old.workers != workers:
         # Growing or shrinking a lab would renumber nothing but is not worth the surprises
@@ -95,6 +106,9 @@ def _check_same_lab(lab: Lab, old: Settings, rows: list[dict[str, str]], workers
     if running and api_port and api_port != old.api_port:
         raise LabError(f"--api-port {api_port}: lab {lab.name!r} runs with its apiserver "
                        f"on {old.api_port}; `lab/lab down` first to change it")
+    if running and grpc_port and old.grpc_port and grpc_port != old.grpc_port:
+        raise LabError(f"--grpc-port {grpc_port}: lab {lab.name!r} runs with its apiserver's "
+                       f"gRPC on {old.grpc_port}; `lab/lab down` first to change it")
 
 
 def _require_images(lab: Lab) -> None:
@@ -118,16 +132,23 @@ def _remove_orphaned_containers(lab: Lab) -> None:
     run([lab.docker, "network", "rm", f"{lab.name}-underlay"], check=False)
 
 
-def _settings_for_up(lab: Lab, workers: int, api_port: int | None) -> Settings:
+def _settings_for_up(lab: Lab, workers: int, api_port: int | None,
+                     grpc_port: int | None = None) -> Settings:
+    _check_ports(api_port, grpc_port)
     old = lab.settings()
     rows = lab.containers()
     if old is not None and rows:
-        _check_same_lab(lab, old, rows, workers, api_port)
+        _check_same_lab(lab, old, rows, workers, api_port, grpc_port)
         if any(c["state"] == "running" for c in rows):
-            return old
+            if old.grpc_port:
+                return old
+            # Up from before the gRPC port was published: its control plane is re-created
+            # with both (the HTTPS port stays).
+            return replace(old, grpc_port=_grpc_port(grpc_port, None, old.api_port))
     port = free_port(api_port or (old.api_port if old else DEFAULT_API_PORT))
     if api_port and port != api_port:
         raise LabError(f"--api-port {api_port}: the port is taken on 127.0.0.1")
+    gport = _grpc_port(grpc_port, old, port)
     # The lab's own network may be left from an interrupted run (or hold its stopped
     # containers): its subnet is ours to reuse. Otherwise create it here, before
     # docker-compose: a subnet that looked free may be taken by another lab's `up` meanwhile,
@@ -145,13 +166,25 @@ def _settings_for_up(lab: Lab, workers: int, api_port: int | None) -> Settings:
         else:
             raise LabError("no free /24 in 172.29.0.0/16 for the lab's network "
                            "(`docker network ls` shows who has them)")
-    return Settings(lab.name, subnet, port, workers)
+    return Settings(lab.name, subnet, port, workers, grpc_port=gport)
+
+
+def _grpc_port(asked: int | None, old: Settings | None, api_port: int) -> int:
+    """The published gRPC port: `--grpc-port`, else the lab's earlier one, else 16442, else a
+    free one; never the HTTPS port."""
+    preferred = asked or (old.grpc_port if old and old.grpc_port else DEFAULT_GRPC_PORT)
+    port = free_port(preferred)
+    while port == api_port:  # the kernel's pick may be the port just chosen (and released)
+        port = free_port(0)
+    if asked and port != asked:
+        raise LabError(f"--grpc-port {asked}: the port is taken on 127.0.0.1")
+    return port
 
 
 def _write_pki(lab: Lab, s: Settings) -> None:
     """The cluster's certificates (kept across runs; `tkctl pki init` is idempotent)."""
     pki = lab.state / "pki"
-    server = "https://control-plane:6443"
+    server = "https://control-plane:6443"  # gRPC: control-plane:6442 and :6444 beside it
     cp_ip = f"{s.subnet}.10"
     # The certificates name the nodes' addresses: made for another subnet (the lab's network
     # was gone and its old subnet taken), they are of no use; `pki init` keeps existing files.
@@ -170,10 +203,13 @@ def _write_pki(lab: Lab, s: Settings) -> None:
              "--dir", str(pki)])
         copy_node_files(pki, lab.state / "nodes" / node, node)
     stamp.write_text(s.subnet + "\n")
-    # The admin's kubeconfig for this machine: the apiserver as published on the host.
+    # The admin's kubeconfig for this machine: the apiserver as published on the host, its
+    # HTTPS port for kubectl and its gRPC port for tkctl (the token port is not published).
     config = yaml.safe_load((pki / "admin.conf").read_text())
     for cluster in config["clusters"]:
         cluster["cluster"]["server"] = f"https://127.0.0.1:{s.api_port}"
+        cluster["cluster"]["extensions"] = [{"name": GRPC_EXTENSION, "extension": {
+            "server": f"127.0.0.1:{s.grpc_port}"}}]
     lab.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
     lab.kubeconfig.chmod(0o600)
 
@@ -195,7 +231,8 @@ def _save_pod_images(lab: Lab) -> None:
 def wait_ready(lab: Lab, s: Settings, timeout: float = READY_TIMEOUT) -> None:
     """Until the apiserver answers, every worker's Node is Ready, its netagent published its
     VTEP and its tk-proxy wrote KUBE-SERVICES: the lab works, not merely runs."""
-    say(f"waiting for the apiserver on 127.0.0.1:{s.api_port}")
+    say(f"waiting for the apiserver on 127.0.0.1:{s.api_port} (HTTPS) and "
+        f"127.0.0.1:{s.grpc_port} (gRPC)")
     wait_until("the apiserver (see `lab/lab logs control-plane apiserver`)",
                lambda: lab.tkctl("get", "namespaces", check=False).returncode == 0, timeout)
     names = lab.worker_names(s.workers)
@@ -248,7 +285,8 @@ def status(lab: Lab) -> int:
         lab.require_settings()  # raises: no lab of that name
     if s is not None:
         print(f"lab {lab.name!r}: {s.workers} worker(s), network {s.subnet}.0/24, apiserver "
-              f"https://127.0.0.1:{s.api_port}, state {_rel(lab.state)}")
+              f"https://127.0.0.1:{s.api_port} (gRPC 127.0.0.1:{s.grpc_port}), "
+              f"state {_rel(lab.state)}")
     print(f"\n{'CONTAINER':<28} {'STATE':<10} STATUS")
     for c in rows:
         print(f"{c['name']:<28} {c['state']:<10} {c['status']}")
@@ -275,9 +313,10 @@ def status(lab: Lab) -> int:
 
 def kubeconfig(lab: Lab) -> None:
     s = lab.require_settings()
-    print(f"# lab {lab.name!r}: the apiserver is published at https://127.0.0.1:{s.api_port};\n"
-          f"# this admin kubeconfig (cluster-admin: keep it private) points tkctl at it.\n"
-          f"# Use it with: eval \"$(lab/lab kubeconfig)\"\n"
+    print(f"# lab {lab.name!r}: the apiserver is published at https://127.0.0.1:{s.api_port} "
+          f"(Kubernetes' HTTP API)\n# and 127.0.0.1:{s.grpc_port} (gRPC); this admin kubeconfig "
+          f"(cluster-admin: keep it private) is for\n# tkctl and for kubectl (--kubeconfig). "
+          f"Use it with: eval \"$(lab/lab kubeconfig)\"\n"
           f"export TINYKUBE_CONFIG={lab.kubeconfig}")
 
 

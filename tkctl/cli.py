@@ -95,8 +95,9 @@ def add_global_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--namespace", default=argparse.SUPPRESS,
                    help="If present, the namespace scope for this CLI request")
     p.add_argument("-s", "--server", default=argparse.SUPPRESS,
-                   help="The address of the apiserver; overrides the kubeconfig's server "
-                        "(default $TINYKUBE_SERVER)")
+                   help="The apiserver's gRPC address (HOST:PORT); overrides the kubeconfig's "
+                        "(default $TINYKUBE_SERVER). For `pki`, the URL written into the "
+                        "kubeconfigs")
     p.add_argument("--kubeconfig", default=argparse.SUPPRESS,
                    help="Path to the kubeconfig file to use (default $TINYKUBE_CONFIG, else "
                         "~/.tinykube/config)")

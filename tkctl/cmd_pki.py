@@ -30,6 +30,14 @@ _FORCE_HELP = ("Make every file anew, even if it exists (a new CA: every kubecon
 def _common_flags(p: argparse.ArgumentParser, force_help: str = _FORCE_HELP) -> None:
     p.add_argument("--dir", default=pki.DEFAULT_DIR,
                    help=f"The directory of the cluster's PKI (default {pki.DEFAULT_DIR})")
+    p.add_argument("--grpc-server", default=None, metavar="HOST:PORT",
+                   help="The apiserver's gRPC address for client certificates, written into "
+                        "the kubeconfigs' tinykube.io/grpc extension (default: the --server "
+                        f"host, port {pki.DEFAULT_GRPC_PORT}; without --server, add-node and "
+                        "user take admin.conf's)")
+    p.add_argument("--token-server", default=None, metavar="HOST:PORT",
+                   help="Its gRPC address for bearer tokens (default: the --server host, port "
+                        f"{pki.DEFAULT_TOKEN_PORT}; the same way)")
     p.add_argument("--validity", default=DEFAULT_VALIDITY,
                    help="How long leaf certificates are valid, as a duration (default "
                         f"{DEFAULT_VALIDITY}); CAs are valid for 10 years")
@@ -74,6 +82,22 @@ def _server_url(args: argparse.Namespace) -> str | None:
     if not server:
         return None
     return server if "://" in server else f"https://{server}"
+
+
+_ADDRESS = re.compile(r"([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})")
+
+
+def _grpc_servers(args: argparse.Namespace) -> dict[str, str | None]:
+    """`--grpc-server` and `--token-server`, checked: HOST:PORT."""
+    out: dict[str, str | None] = {}
+    for flag, key in (("--grpc-server", "grpc_server"), ("--token-server", "token_server")):
+        value: str | None = getattr(args, key)
+        m = _ADDRESS.fullmatch(value) if value is not None else None
+        if value is not None and (m is None or not 0 < int(m.group(2)) < 65536):
+            raise UsageError(f'invalid argument "{value}" for "{flag}" flag: expected HOST:PORT '
+                             "(e.g. 127.0.0.1:6442)")
+        out[key] = value
+    return out
 
 
 def _ip(text: str, flag: str) -> str:
@@ -131,8 +155,9 @@ async def run_init(ctx: Context, args: argparse.Namespace) -> None:
     server_url = _server_url(args) or pki.DEFAULT_SERVER_URL
     try:
         statuses = await asyncio.to_thread(
-            pki.init_pki, Path(args.dir), server_url=server_url, apiserver_sans=apiserver_sans,
-            etcd_sans=etcd_sans, nodes=nodes, validity=validity, force=args.force,
+            pki.init_pki, Path(args.dir), server_url=server_url, **_grpc_servers(args),
+            apiserver_sans=apiserver_sans, etcd_sans=etcd_sans, nodes=nodes, validity=validity,
+            force=args.force,
         )
     except OSError as e:
         raise UsageError(f"cannot write the PKI in {args.dir}: {e.strerror}: "
@@ -149,7 +174,7 @@ async def run_add_node(ctx: Context, args: argparse.Namespace) -> None:
     try:
         statuses = await asyncio.to_thread(
             pki.add_node, Path(args.dir), args.name, ips=ips, server_url=_server_url(args),
-            validity=validity, force=args.force,
+            **_grpc_servers(args), validity=validity, force=args.force,
         )
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
@@ -185,7 +210,7 @@ async def run_user(ctx: Context, args: argparse.Namespace) -> None:
     try:
         path = await asyncio.to_thread(
             pki.add_user, Path(args.dir), args.name, args.group, path=out,
-            server_url=_server_url(args), validity=validity)
+            server_url=_server_url(args), **_grpc_servers(args), validity=validity)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
     except OSError as e:
@@ -207,7 +232,9 @@ _INIT_HELP = (
     "Create the cluster CA and every certificate, key and kubeconfig in --dir (kept if they "
     "exist). Then: start the apiserver with them (scripts/up does) and "
     "`export TINYKUBE_CONFIG=<dir>/admin.conf`. The global --server sets the apiserver URL "
-    f"written into the kubeconfigs (default {pki.DEFAULT_SERVER_URL})."
+    f"written into the kubeconfigs (default {pki.DEFAULT_SERVER_URL}), for kubectl; tkctl and "
+    "the components dial the gRPC addresses of their tinykube.io/grpc extension "
+    "(--grpc-server, --token-server)."
 )
 
 COMMANDS = [
@@ -216,7 +243,8 @@ COMMANDS = [
             configure=lambda p: None,
             run=run_pki, group="Settings Commands", needs_server=False),
     Command(name="pki init", summary=_INIT_HELP,
-            usage="tkctl pki init [--dir DIR] [--server URL] [--apiserver-san SAN]... "
+            usage="tkctl pki init [--dir DIR] [--server URL] [--grpc-server HOST:PORT] "
+                  "[--token-server HOST:PORT] [--apiserver-san SAN]... "
                   "[--node NAME[=IP,...]]... [--force]",
             configure=configure_init, run=run_init, group="Settings Commands",
             needs_server=False),

@@ -22,7 +22,7 @@ from typing import TextIO
 
 from api import errors
 from client.apiclient import ApiClient
-from client.config import ClientConfig, ConfigError, load_config
+from client.config import DEFAULT_SERVER, ClientConfig, ConfigError, load_config
 from tkctl import (
     cli,
     cmd_apply,
@@ -122,7 +122,7 @@ def _client(command: Command, args: argparse.Namespace) -> ApiClient:
     if command.needs_server:
         config = load_config(getattr(args, "kubeconfig", None), server)
     else:
-        config = ClientConfig(server=server or "127.0.0.1:6443")
+        config = ClientConfig(server=server or DEFAULT_SERVER)
     return ApiClient(config=config, user_agent="tkctl",
                      impersonate_user=user, impersonate_groups=groups)
 

@@ -138,6 +138,13 @@ def _tls_hint(message: str, config: ClientConfig | None) -> str:
                     f".tinykube/pki/admin.conf; {_PKI_HINT}")
         return ""
     where = f"the kubeconfig {config.source}" if config.source else "the client configuration"
+    if "alpn" in msg:
+        # TLS worked, HTTP/2 was not offered: an HTTPS server, most likely the apiserver's
+        # Kubernetes HTTP API, dialled instead of its gRPC port.
+        return (f"the server speaks TLS but not gRPC (the apiserver's HTTPS port, for "
+                f"kubectl?); tkctl dials its gRPC port (--grpc-port, default 6442), which "
+                f"{where} names in its cluster extension tinykube.io/grpc, or pass "
+                f"--server HOST:PORT")
     if "wrong_version_number" in msg:
         return (f"the server does not speak TLS (an apiserver started with --insecure?); "
                 f"{where} expects https")
@@ -153,7 +160,7 @@ def _tls_hint(message: str, config: ClientConfig | None) -> str:
     if ("socket closed" in msg or "handshake" in msg) and config.cert_pem is None:
         return (f"the server closed the connection during the TLS handshake: it requires a "
                 f"client certificate, and {where} has none (a ServiceAccount token is for the "
-                f"token port); {_PKI_HINT}")
+                f"token port, the token-server of its tinykube.io/grpc extension); {_PKI_HINT}")
     if "socket closed" in msg or "handshake" in msg:
         return (f"the server closed the connection during the TLS handshake: most likely it "
                 f"did not accept the client certificate of {where} (expired, or signed by "

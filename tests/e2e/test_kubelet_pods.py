@@ -423,6 +423,10 @@ async def test_service_environment_variables(kubelet_cluster: Cluster, kl_namesp
         "KUBERNETES_SERVICE_PORT_HTTPS": "443", "KUBERNETES_PORT": f"tcp://{kip}:443",
         "KUBERNETES_PORT_443_TCP": f"tcp://{kip}:443", "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
         "KUBERNETES_PORT_443_TCP_PORT": "443", "KUBERNETES_PORT_443_TCP_ADDR": kip,
+        # The `kubernetes` Service's second port, gRPC (docs/deviations.md, "Two TLS ports").
+        "KUBERNETES_SERVICE_PORT_GRPC": "6444", "KUBERNETES_PORT_6444_TCP": f"tcp://{kip}:6444",
+        "KUBERNETES_PORT_6444_TCP_PROTO": "tcp", "KUBERNETES_PORT_6444_TCP_PORT": "6444",
+        "KUBERNETES_PORT_6444_TCP_ADDR": kip,
     }
     # enableServiceLinks: false drops the namespace's Services, never the apiserver's.
     assert outs["unlinked"] == {k: v for k, v in outs["linked"].items()

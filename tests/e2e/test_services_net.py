@@ -677,20 +677,26 @@ asyncio.run(main())
 async def test_in_cluster_clients_reach_the_apiserver_through_the_kubernetes_service(
         net_cluster: NetCluster, net_namespace: str, tmp_path: Path) -> None:
     """default/kubernetes, which the apiserver writes itself, is an ordinary Service to
-    tk-proxy: every host DNATs 10.96.0.1:443 to the advertise address and the port that takes
-    ServiceAccount tokens, and a client built the way a pod builds one (the env variables the
-    kubelet sets, the token it mounts) is served there, as its ServiceAccount (the
-    apiserver's certificate names 10.96.0.1)."""
+    tk-proxy: every host DNATs 10.96.0.1:443 (`https`) to the advertise address and the
+    apiserver's HTTPS port, and 10.96.0.1:6444 (`grpc`) to its gRPC port that takes
+    ServiceAccount tokens; a client built the way a pod builds one (the env variables the
+    kubelet sets, KUBERNETES_SERVICE_PORT_GRPC included, the token it mounts) is served there,
+    as its ServiceAccount (the apiserver's certificate names 10.96.0.1)."""
     nc, ns = net_cluster, net_namespace
-    assert nc.c.apiserver is not None and nc.c.apiserver.token_port
-    target = f"{nc.c.listen_on}:{nc.c.apiserver.token_port}"
+    api = nc.c.apiserver
+    assert api is not None and api.token_port
+    https, grpc = f"{nc.c.listen_on}:{api.secure_port}", f"{nc.c.listen_on}:{api.token_port}"
     ep = await nc.c.client.get("endpoints", "kubernetes", "default")
     assert ep["subsets"] == [{"addresses": [{"ip": nc.c.listen_on}], "ports": [
-        {"name": "https", "port": nc.c.apiserver.token_port, "protocol": "TCP"}]}]
+        {"name": "https", "port": api.secure_port, "protocol": "TCP"},
+        {"name": "grpc", "port": api.token_port, "protocol": "TCP"}]}]
     for node in nc.nodes:
         def programmed(host: Host = nc.hosts[node]) -> bool:
-            return service_chains(iptables_save(host, "nat"), "10.96.0.1", 443)[2] == {target}
-        await until(programmed, timeout=NET_TIMEOUT, what=f"10.96.0.1:443 → {target} on {node}")
+            nat = iptables_save(host, "nat")
+            return (service_chains(nat, "10.96.0.1", 443)[2] == {https}
+                    and service_chains(nat, "10.96.0.1", 6444)[2] == {grpc})
+        await until(programmed, timeout=NET_TIMEOUT,
+                    what=f"10.96.0.1:443 → {https} and :6444 → {grpc} on {node}")
 
     await nc.c.client.create("serviceaccounts", {
         "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "in-pod"}}, ns)
@@ -703,7 +709,8 @@ async def test_in_cluster_clients_reach_the_apiserver_through_the_kubernetes_ser
     host = nc.hosts[nc.nodes[0]]
     r = await asyncio.to_thread(
         host.run, "env", "KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443",
-        sys.executable, "-c", _IN_CLUSTER_WHOAMI, str(tmp_path), check=False, timeout=60)
+        "KUBERNETES_SERVICE_PORT_GRPC=6444", sys.executable, "-c", _IN_CLUSTER_WHOAMI,
+        str(tmp_path), check=False, timeout=60)
     assert (r.returncode, r.stdout.strip()) == (0, f"system:serviceaccount:{ns}:in-pod"), \
         r.stderr
 

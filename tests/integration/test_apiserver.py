@@ -718,7 +718,9 @@ async def test_events_expire_after_event_ttl() -> None:
     (["--etcd-servers", "foo://x"], "--etcd-servers: not an etcd URL"),
     (["--service-cluster-ip-range", "10.0.0.0/33"], "--service-cluster-ip-range: '10.0.0.0/33'"),
     (["--service-node-port-range", "3-2"], "--service-node-port-range"),
-    (["--port", "99999"], "--port: 99999 is not a TCP port"),
+    (["--grpc-port", "99999"], "--grpc-port: 99999 is not a TCP port"),
+    (["--secure-port", "7000", "--grpc-port", "7000"], "--grpc-port: 7000 is --secure-port too"),
+    (["--port", "6443"], "unrecognized arguments: --port"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_bad_flags_give_one_clear_line(args: list[str], message: str) -> None:

@@ -37,15 +37,28 @@ async def ks_cluster() -> AsyncIterator[Cluster]:
         yield c
 
 
-def _port(c: Cluster) -> int:
-    """The port behind 10.96.0.1:443: the token port (what pods can use), else the secure one."""
+def _https_port(c: Cluster) -> int:
+    """The port behind 10.96.0.1:443 (`https`): Kubernetes' HTTP API, as upstream's."""
     assert c.apiserver is not None
-    return c.apiserver.token_port or c.apiserver.port
+    return c.apiserver.secure_port
+
+
+def _grpc_port(c: Cluster) -> int:
+    """The port behind 10.96.0.1:6444 (`grpc`): gRPC with tokens (what pods carry), else the
+    gRPC port of an insecure apiserver."""
+    assert c.apiserver is not None
+    return c.apiserver.token_port or c.apiserver.grpc_port
+
+
+def expected_ports(c: Cluster) -> list[dict[str, Any]]:
+    return [{"name": "https", "protocol": "TCP", "port": 443, "targetPort": _https_port(c)},
+            {"name": "grpc", "protocol": "TCP", "port": 6444, "targetPort": _grpc_port(c)}]
 
 
 def expected_subsets(c: Cluster) -> list[dict[str, Any]]:
     return [{"addresses": [{"ip": ADVERTISE}],
-             "ports": [{"name": "https", "port": _port(c), "protocol": "TCP"}]}]
+             "ports": [{"name": "https", "port": _https_port(c), "protocol": "TCP"},
+                       {"name": "grpc", "port": _grpc_port(c), "protocol": "TCP"}]}]
 
 
 async def kubernetes_service(c: Cluster) -> dict[str, Any] | None:
@@ -58,8 +71,7 @@ async def kubernetes_service(c: Cluster) -> dict[str, Any] | None:
     ok = (spec.get("type") == "ClusterIP" and spec.get("clusterIP") == "10.96.0.1"
           and spec.get("clusterIPs") == ["10.96.0.1"] and not spec.get("selector")
           and spec.get("sessionAffinity") == "None"
-          and spec.get("ports") == [{"name": "https", "protocol": "TCP", "port": 443,
-                                     "targetPort": _port(c)}]
+          and spec.get("ports") == expected_ports(c)
           and svc["metadata"].get("labels") == {"component": "apiserver",
                                                 "provider": "kubernetes"})
     return svc if ok else None
@@ -77,17 +89,17 @@ async def test_created_at_start(cluster: Cluster) -> None:
     """Any apiserver has them as soon as it serves (the shared cluster: never changed here)."""
     svc = await cluster.client.get("services", "kubernetes", "default")
     assert svc["spec"]["clusterIP"] == "10.96.0.1"
-    assert svc["spec"]["ports"][0]["port"] == 443
-    assert svc["spec"]["ports"][0]["targetPort"] == _port(cluster)
+    assert svc["spec"]["ports"] == expected_ports(cluster)
     ep = await cluster.client.get("endpoints", "kubernetes", "default")
-    assert [p["port"] for p in ep["subsets"][0]["ports"]] == [_port(cluster)]
+    assert {p["name"]: p["port"] for p in ep["subsets"][0]["ports"]} == {
+        "https": _https_port(cluster), "grpc": _grpc_port(cluster)}
     # The harness binds 127.0.0.1: the default is then this machine's own address.
     assert ep["subsets"][0]["addresses"] == [{"ip": choose_advertise_address("127.0.0.1")}]
 
 
 async def test_shape(ks_cluster: Cluster) -> None:
     svc = await until(lambda: kubernetes_service(ks_cluster), what="default/kubernetes")
-    assert "nodePort" not in svc["spec"]["ports"][0]
+    assert all("nodePort" not in p for p in svc["spec"]["ports"])
     ep = await until(lambda: kubernetes_endpoints(ks_cluster), what="its Endpoints")
     assert ep["metadata"]["labels"] == {"endpointslice.kubernetes.io/skip-mirror": "true"}
 
@@ -135,7 +147,11 @@ async def test_ports_and_type_repaired(ks_cluster: Cluster) -> None:
         "default")
     svc = await until(lambda: kubernetes_service(ks_cluster), timeout=30,
                       what="ports and type put back")
-    assert "nodePort" not in svc["spec"]["ports"][0]
+    assert all("nodePort" not in p for p in svc["spec"]["ports"])
+    # One of the two ports removed: put back too.
+    await c.patch("services", "kubernetes", {"spec": {"ports": svc["spec"]["ports"][:1]}},
+                  "default")
+    await until(lambda: kubernetes_service(ks_cluster), timeout=30, what="grpc port put back")
 
 
 async def test_selector_removed(ks_cluster: Cluster) -> None:
@@ -216,6 +232,15 @@ async def _exists(c: Cluster, name: str) -> bool:
     except errors.NotFound:
         return False
     return True
+
+
+async def test_insecure_grpc_port() -> None:
+    """Without a token port (--insecure), `grpc` leads to the plaintext gRPC port."""
+    async with Cluster(insecure=True) as c:
+        assert c.apiserver is not None and c.apiserver.token_port == 0
+        svc = await c.client.get("services", "kubernetes", "default")
+        assert svc["spec"]["ports"] == expected_ports(c)
+        assert svc["spec"]["ports"][1]["targetPort"] == c.apiserver.grpc_port
 
 
 async def test_other_range() -> None:

@@ -162,7 +162,7 @@ async def test_create_token_for_a_missing_service_account(cluster: Cluster,
 
 async def test_certificate_of_another_cluster_is_refused(cluster: Cluster,
                                                          tmp_path: Path) -> None:
-    pki.init_pki(tmp_path / "other", server_url=cluster.server_url)
+    pki.init_pki(tmp_path / "other", **cluster.kubeconfig_servers)
     r = await tk("get", "pods", kubeconfig=str(tmp_path / "other" / "admin.conf"))
     assert r.code == 1 and r.err.count("\n") == 1, r
     assert "not signed by the certificate authority" in r.err and "tkctl pki init" in r.err, r

@@ -58,28 +58,53 @@ def test_choose_advertise_address_on_this_machine() -> None:
     assert ip.version == 4
 
 
+def test_two_ports_https_first() -> None:
+    """`https` 443 → the secure port (upstream's, first: KUBERNETES_SERVICE_PORT stays 443),
+    then `grpc` 6444 → the gRPC port for tokens."""
+    svc = ks.expected_service("10.96.0.1", 6443, 6444)
+    assert svc["spec"]["ports"] == [
+        {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443},
+        {"name": "grpc", "port": 6444, "protocol": "TCP", "targetPort": 6444}]
+    ep = ks.expected_endpoints("10.0.0.1", 6443, 6444)
+    assert ep["subsets"] == [{"addresses": [{"ip": "10.0.0.1"}], "ports": [
+        {"name": "https", "port": 6443, "protocol": "TCP"},
+        {"name": "grpc", "port": 6444, "protocol": "TCP"}]}]
+
+
 def test_service_needs_update() -> None:
-    svc = ks.expected_service("10.96.0.1", 6443)
-    assert not ks.service_needs_update(svc, 6443)
-    assert ks.service_needs_update(svc, 6444)
+    svc = ks.expected_service("10.96.0.1", 6443, 6444)
+    assert not ks.service_needs_update(svc, 6443, 6444)
+    assert ks.service_needs_update(svc, 6445, 6444)
+    assert ks.service_needs_update(svc, 6443, 6442)
+    https, grpc = ks.expected_ports(6443, 6444)
     for change in ({"type": "NodePort"}, {"selector": {"a": "b"}},
-                   {"ports": [{**ks.expected_ports(6443)[0], "nodePort": 30000}]},
-                   {"ports": ks.expected_ports(6443) * 2}):
-        assert ks.service_needs_update({**svc, "spec": {**svc["spec"], **change}}, 6443), change
+                   {"ports": [{**https, "nodePort": 30000}, grpc]},
+                   {"ports": [https]}, {"ports": [grpc, https]},
+                   {"ports": [https, grpc, https]}):
+        assert ks.service_needs_update({**svc, "spec": {**svc["spec"], **change}}, 6443,
+                                       6444), change
     # Defaults the apiserver fills in are no change.
     assert not ks.service_needs_update({**svc, "spec": {
-        **svc["spec"], "internalTrafficPolicy": "Cluster", "selector": {}}}, 6443)
+        **svc["spec"], "internalTrafficPolicy": "Cluster", "selector": {}}}, 6443, 6444)
 
 
 def test_endpoints_need_update() -> None:
-    good = ks.expected_endpoints("10.0.0.1", 6443)
-    assert not ks.endpoints_need_update(good, "10.0.0.1", 6443)
-    assert ks.endpoints_need_update(good, "10.0.0.2", 6443)
-    assert ks.endpoints_need_update(good, "10.0.0.1", 6444)
-    assert ks.endpoints_need_update({**good, "metadata": {}}, "10.0.0.1", 6443)
+    good = ks.expected_endpoints("10.0.0.1", 6443, 6444)
+    assert not ks.endpoints_need_update(good, "10.0.0.1", 6443, 6444)
+    assert ks.endpoints_need_update(good, "10.0.0.2", 6443, 6444)
+    assert ks.endpoints_need_update(good, "10.0.0.1", 6444, 6444)
+    assert ks.endpoints_need_update(good, "10.0.0.1", 6443, 6442)
+    assert ks.endpoints_need_update({**good, "metadata": {}}, "10.0.0.1", 6443, 6444)
     extra = {**good, "subsets": [{**good["subsets"][0], "addresses": [
         {"ip": "10.0.0.1"}, {"ip": "10.0.0.9"}]}]}
-    assert ks.endpoints_need_update(extra, "10.0.0.1", 6443)
+    assert ks.endpoints_need_update(extra, "10.0.0.1", 6443, 6444)
+    one_port = {**good, "subsets": [{**good["subsets"][0],
+                                     "ports": good["subsets"][0]["ports"][:1]}]}
+    assert ks.endpoints_need_update(one_port, "10.0.0.1", 6443, 6444)
+    # The order of a subset's ports is no change (the registry may sort them).
+    swapped = {**good, "subsets": [{**good["subsets"][0],
+                                    "ports": good["subsets"][0]["ports"][::-1]}]}
+    assert not ks.endpoints_need_update(swapped, "10.0.0.1", 6443, 6444)
 
 
 def test_flags() -> None:
@@ -91,3 +116,33 @@ def test_flags() -> None:
                 ["--endpoint-reconciler-interval", "0s"]):
         with pytest.raises(SystemExit):
             parse(bad)
+
+
+def test_port_flags() -> None:
+    cfg = parse([])
+    assert (cfg.secure_port, cfg.grpc_port, cfg.token_port) == (6443, 6442, 6444)
+    cfg = parse(["--secure-port", "7443", "--grpc-port", "7442", "--token-port", "0"])
+    assert (cfg.secure_port, cfg.grpc_port, cfg.token_port) == (7443, 7442, 0)
+    # --insecure has no token port, so the default 6444 is no conflict there.
+    cfg = parse(["--insecure", "--grpc-port", "6444"])
+    assert (cfg.grpc_port, cfg.token_port) == (6444, 0)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--secure-port", "0"], "--secure-port: 0 is not a TCP port"),
+    (["--secure-port", "65536"], "--secure-port: 65536 is not a TCP port"),
+    (["--grpc-port", "-1"], "--grpc-port: -1 is not a TCP port"),
+    (["--grpc-port", "6443"], "--grpc-port: 6443 is --secure-port too"),
+    (["--token-port", "70000"], "--token-port: 70000 is not a TCP port"),
+    (["--token-port", "6442"], "--token-port: 6442 is --grpc-port too"),
+    (["--token-port", "6443"], "--token-port: 6443 is --secure-port too"),
+    (["--port", "6443"], "unrecognized arguments: --port"),
+])
+def test_bad_port_flags_name_the_flag(args: list[str], message: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        parse(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tk-apiserver: error: ") and message in err, err
+    assert err.count("\n") == 1, err

@@ -47,7 +47,7 @@ def write(tmp_path: Path, doc: Any, name: str = "config") -> str:
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var in ("TINYKUBE_CONFIG", "TINYKUBE_SERVER", "KUBERNETES_SERVICE_HOST",
-                "KUBERNETES_SERVICE_PORT"):
+                "KUBERNETES_SERVICE_PORT", "KUBERNETES_SERVICE_PORT_GRPC"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
@@ -60,6 +60,7 @@ def test_inline_data(tmp_path: Path) -> None:
         "cluster": "c", "user": "u", "namespace": "team"})))
     assert cfg == ClientConfig(server="10.0.0.1:6443", ca_pem=CA.cert_pem, cert_pem=LEAF.cert_pem,
                                key_pem=LEAF.key_pem, namespace="team",
+                               https_server="https://10.0.0.1:6443",
                                source=str(tmp_path / "config"))
     assert cfg.secure
 
@@ -166,7 +167,7 @@ def named(tmp_path: Path, name: str, server: str) -> str:
 
 
 def test_precedence_flag_env_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert load_config() == ClientConfig(server="127.0.0.1:6443")  # nothing at all
+    assert load_config() == ClientConfig(server="127.0.0.1:6442")  # nothing at all
     home = tmp_path / "home/.tinykube"
     home.mkdir(parents=True)
     named(home, "config", "https://default:1")
@@ -204,7 +205,14 @@ def test_in_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = in_cluster(str(tmp_path))
     assert cfg == ClientConfig(server="10.96.0.1:6444", ca_pem=CA.cert_pem,
                                token_file=str(tmp_path / "token"), namespace="apps",
-                               source="in-cluster")
+                               https_server="https://10.96.0.1:6444", source="in-cluster")
+    # What the kubelet sets for the `kubernetes` Service: `https` 443 first, then `grpc`.
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT_GRPC", "6444")
+    cfg = in_cluster(str(tmp_path))
+    assert (cfg.server, cfg.https_server) == ("10.96.0.1:6444", "https://10.96.0.1:443")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "fd00::1")
+    assert in_cluster(str(tmp_path)).server == "[fd00::1]:6444"
     (tmp_path / "token").unlink()
     with pytest.raises(ConfigError, match="no ServiceAccount token"):
         in_cluster(str(tmp_path))
@@ -254,3 +262,112 @@ def test_yaml_syntax_error_never_echoes_the_key(tmp_path: Path) -> None:
         load_kubeconfig(path)
     assert str(e.value) == (f"{path}: not valid YAML: mapping values are not allowed here "
                             f"(line 4, column {len('    client-key-data: ' + key) + 2})")
+
+
+# --- the tinykube.io/grpc extension: where gRPC is, beside the HTTPS server ------------------
+
+
+def with_grpc(extension: Any, user: dict[str, Any] | None = None,
+              server: str = "https://10.0.0.1:6443") -> dict[str, Any]:
+    return kubeconfig(cluster={
+        "server": server, "certificate-authority-data": b64(CA.cert_pem),
+        "extensions": [{"name": "someone.else/x", "extension": {"server": "no"}},
+                       {"name": "tinykube.io/grpc", "extension": extension}]}, user=user)
+
+
+GRPC = {"server": "10.0.0.1:6442", "token-server": "10.0.0.1:6444"}
+
+
+def test_extension_certificate_user_dials_server(tmp_path: Path) -> None:
+    cfg = load_kubeconfig(write(tmp_path, with_grpc(GRPC)))
+    assert (cfg.server, cfg.https_server) == ("10.0.0.1:6442", "https://10.0.0.1:6443")
+    assert cfg.secure and cfg.cert_pem == LEAF.cert_pem
+
+
+@pytest.mark.parametrize("user", [{"token": "abc"}, {"tokenFile": "tok"}])
+def test_extension_token_user_dials_token_server(tmp_path: Path, user: dict[str, Any]) -> None:
+    (tmp_path / "tok").write_text("abc")
+    cfg = load_kubeconfig(write(tmp_path, with_grpc(GRPC, user=user)))
+    assert (cfg.server, cfg.https_server) == ("10.0.0.1:6444", "https://10.0.0.1:6443")
+
+
+def test_extension_user_with_both_dials_server(tmp_path: Path) -> None:
+    """A client certificate is what the certificate port checks; the token rides along."""
+    user = {"client-certificate-data": b64(LEAF.cert_pem), "client-key-data": b64(LEAF.key_pem),
+            "token": "abc"}
+    assert load_kubeconfig(write(tmp_path, with_grpc(GRPC, user=user))).server == "10.0.0.1:6442"
+
+
+def test_extension_user_without_credentials_dials_server(tmp_path: Path) -> None:
+    assert load_kubeconfig(write(tmp_path, with_grpc(GRPC, user={}))).server == "10.0.0.1:6442"
+
+
+def test_extension_ipv6_and_insecure(tmp_path: Path) -> None:
+    cfg = load_kubeconfig(write(tmp_path, with_grpc({"server": "[fd00::1]:6442"})))
+    assert cfg.server == "[fd00::1]:6442"
+    plain = load_kubeconfig(write(tmp_path, kubeconfig(cluster={
+        "server": "http://127.0.0.1:8080",
+        "extensions": [{"name": "tinykube.io/grpc", "extension": {"server": "127.0.0.1:9090"}}]},
+        user={}), "plain"))
+    assert (plain.server, plain.https_server, plain.secure) == (
+        "127.0.0.1:9090", "http://127.0.0.1:8080", False)
+
+
+def test_without_extension_the_url_is_the_grpc_target(tmp_path: Path) -> None:
+    cfg = load_kubeconfig(write(tmp_path, kubeconfig(user={"token": "abc"})))
+    assert (cfg.server, cfg.https_server) == ("10.0.0.1:6443", "https://10.0.0.1:6443")
+
+
+def test_server_flag_overrides_the_extension(tmp_path: Path) -> None:
+    path = write(tmp_path, with_grpc(GRPC))
+    cfg = load_config(path, "10.9.9.9:1")
+    assert (cfg.server, cfg.https_server) == ("10.9.9.9:1", "https://10.0.0.1:6443")
+
+
+def test_written_by_pki_and_read_back(tmp_path: Path) -> None:
+    pki.write_kubeconfig(tmp_path / "a.conf", server_url="https://h:6443", ca_pem=CA.cert_pem,
+                         user="u", cert=LEAF, grpc_server="h:6442", token_server="h:6444")
+    pki.write_kubeconfig(tmp_path / "t.conf", server_url="https://h:6443", ca_pem=CA.cert_pem,
+                         user="sa", token="abc", grpc_server="h:6442", token_server="h:6444")
+    assert load_kubeconfig(str(tmp_path / "a.conf")).server == "h:6442"
+    assert load_kubeconfig(str(tmp_path / "t.conf")).server == "h:6444"
+
+
+EXT = 'clusters["c"].cluster.extensions["tinykube.io/grpc"].extension'
+BAD_EXTENSIONS = [
+    ({"extensions": {"name": "tinykube.io/grpc"}}, None,
+     'clusters["c"].cluster.extensions: must be a list'),
+    ({"extensions": [{"name": "tinykube.io/grpc", "extension": "10.0.0.1:6442"}]}, None,
+     f"{EXT}: must be a mapping with server and/or token-server"),
+    ({"extensions": [{"name": "tinykube.io/grpc", "extension": {}}]}, None,
+     f"{EXT}: needs server and/or token-server"),
+    ({"extensions": [{"name": "tinykube.io/grpc", "extension": {"server": 6442}}]}, None,
+     f"{EXT}.server: must be a string"),
+    ({"extensions": [{"name": "tinykube.io/grpc",
+                      "extension": {"server": "https://10.0.0.1:6442"}}]}, None,
+     f'{EXT}.server: "https://10.0.0.1:6442" is a URL: want HOST:PORT'),
+    ({"extensions": [{"name": "tinykube.io/grpc", "extension": {"server": "10.0.0.1"}}]}, None,
+     f'{EXT}.server: "10.0.0.1" is not an address: want HOST:PORT'),
+    ({"extensions": [{"name": "tinykube.io/grpc", "extension": {"server": "h:99999"}}]}, None,
+     f'{EXT}.server: "h:99999" is not an address'),
+    ({"extensions": [{"name": "tinykube.io/grpc", "extension": {"server": "::1:6442"}}]}, None,
+     f'{EXT}.server: "::1:6442" is not an address'),
+    ({"extensions": [{"name": "tinykube.io/grpc", "extension": {"token-server": ":6444"}}]},
+     None, f'{EXT}.token-server: ":6444" is not an address'),
+    ({"extensions": [{"name": "tinykube.io/grpc", "extension": {"token-server": "h:6444"}}]},
+     None, f"{EXT}.server: required for a user with a client certificate"),
+    ({"extensions": [{"name": "tinykube.io/grpc", "extension": {"server": "h:6442"}}]},
+     {"token": "abc"}, f"{EXT}.token-server: required for a user with a token"),
+]
+
+
+@pytest.mark.parametrize("extra,user,message", BAD_EXTENSIONS)
+def test_bad_extension(tmp_path: Path, extra: dict[str, Any], user: dict[str, Any] | None,
+                       message: str) -> None:
+    path = write(tmp_path, kubeconfig(cluster={
+        "server": "https://10.0.0.1:6443", "certificate-authority-data": b64(CA.cert_pem),
+        **extra}, user=user))
+    with pytest.raises(ConfigError) as e:
+        load_kubeconfig(path)
+    assert str(e.value).startswith(path + ": ")
+    assert message in str(e.value), str(e.value)

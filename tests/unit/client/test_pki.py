@@ -171,7 +171,11 @@ def test_component_kubeconfigs(pkidir: Path, name: str, user: str, groups: list[
     assert (got_user, got_groups) == (user, groups)
     assert doc["kind"] == "Config" and doc["current-context"] == f"{user}@tinykube"
     assert doc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
+    # The gRPC ports beside it, for tinykube's clients (kubectl ignores the extension).
+    assert doc["clusters"][0]["cluster"]["extensions"] == [{"name": "tinykube.io/grpc",
+        "extension": {"server": "127.0.0.1:6442", "token-server": "127.0.0.1:6444"}}]
     cfg = load_config(str(pkidir / name))
+    assert (cfg.server, cfg.https_server) == ("127.0.0.1:6442", "https://127.0.0.1:6443")
     assert cfg.ca_pem == (pkidir / "ca.crt").read_bytes()
     assert cfg.cert_pem is not None
     assert signed_by(x509.load_pem_x509_certificate(cfg.cert_pem), cert_of(pkidir / "ca.crt"))
@@ -225,11 +229,14 @@ def test_lost_ca_remakes_what_it_signed(tmp_path: Path) -> None:
 
 
 def test_add_node(tmp_path: Path) -> None:
-    pki.init_pki(tmp_path, server_url="https://10.0.0.1:6443")
+    pki.init_pki(tmp_path, server_url="https://10.0.0.1:6443", grpc_server="10.0.0.2:7442")
     report = pki.add_node(tmp_path, "w1", ips=["10.0.0.7"])
     assert {s for _, s in report} == {"created"}
     doc = yaml.safe_load((tmp_path / "nodes/w1/kubelet.conf").read_text())
     assert doc["clusters"][0]["cluster"]["server"] == "https://10.0.0.1:6443"
+    # admin.conf's addresses, the gRPC ones included.
+    assert doc["clusters"][0]["cluster"]["extensions"][0]["extension"] == {
+        "server": "10.0.0.2:7442", "token-server": "10.0.0.1:6444"}
     assert pki.cert_sans((tmp_path / "nodes/w1/kubelet.crt").read_bytes()) == {"w1", "10.0.0.7"}
     assert {s for _, s in pki.add_node(tmp_path, "w1", ips=["10.0.0.7"])} == {"exists"}
     with pytest.raises(FileNotFoundError, match="tkctl pki init"):
@@ -241,8 +248,53 @@ def test_kubeconfig_for(pkidir: Path, tmp_path: Path) -> None:
                               path=tmp_path / "alice.conf")
     user, groups, _ = kubeconfig_identity(path)
     assert (user, groups) == ("alice", ["dev", "qa"])
-    assert load_config(str(path)).server == "x:1"
+    cfg = load_config(str(path))
+    assert (cfg.server, cfg.https_server) == ("x:6442", "https://x:1")  # the default gRPC port
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path = pki.kubeconfig_for(pkidir, "bob", server_url="https://x:1", grpc_server="y:2",
+                              token_server="y:3", path=tmp_path / "bob.conf")
+    assert load_config(str(path)).server == "y:2"
+
+
+def test_default_grpc_servers() -> None:
+    assert pki.default_grpc_servers("https://10.0.0.1:6443") == ("10.0.0.1:6442", "10.0.0.1:6444")
+    assert pki.default_grpc_servers("https://[fd00::1]:6443") == ("[fd00::1]:6442",
+                                                                  "[fd00::1]:6444")
+    assert pki.default_grpc_servers("api.lab:6443") == ("api.lab:6442", "api.lab:6444")
+
+
+def test_kubeconfigs_pointing_elsewhere_are_made_anew(tmp_path: Path) -> None:
+    """Addresses asked for now win over those of an existing kubeconfig (one written before the
+    gRPC extension existed, say); everything else is kept."""
+    pki.init_pki(tmp_path)
+    old = yaml.safe_load((tmp_path / "admin.conf").read_text())
+    del old["clusters"][0]["cluster"]["extensions"]
+    (tmp_path / "admin.conf").write_text(yaml.safe_dump(old))
+    report = dict(pki.init_pki(tmp_path))
+    assert report[str(tmp_path / "admin.conf")] == "created"
+    assert report[str(tmp_path / "scheduler.conf")] == "exists"
+    assert load_config(str(tmp_path / "admin.conf")).server == "127.0.0.1:6442"
+    report = dict(pki.init_pki(tmp_path, token_server="127.0.0.1:7444"))
+    assert {s for p, s in report.items() if p.endswith(".conf")} == {"created"}
+    assert {s for p, s in report.items() if not p.endswith(".conf")} == {"exists"}
+
+
+def test_add_user_addresses(tmp_path: Path) -> None:
+    pki.init_pki(tmp_path, server_url="https://10.0.0.1:6443")
+    conf = pki.add_user(tmp_path, "jane", path=tmp_path / "jane.conf")
+    ext = yaml.safe_load(conf.read_text())["clusters"][0]["cluster"]["extensions"][0]
+    assert ext["extension"] == {"server": "10.0.0.1:6442", "token-server": "10.0.0.1:6444"}
+    conf = pki.add_user(tmp_path, "joe", path=tmp_path / "joe.conf",
+                        server_url="https://api.lab:443")
+    cfg = load_config(str(conf))
+    assert (cfg.server, cfg.https_server) == ("api.lab:6442", "https://api.lab:443")
+
+
+def test_grpc_hosts_are_in_the_serving_certificate(tmp_path: Path) -> None:
+    pki.init_pki(tmp_path, server_url="https://api.lab:6443", grpc_server="grpc.lab:6442",
+                 token_server="[fd00::7]:6444")
+    assert {"api.lab", "grpc.lab", "fd00::7"} <= pki.cert_sans(
+        (tmp_path / "apiserver.crt").read_bytes())
 
 
 # --- real mutual TLS ------------------------------------------------------------------------
@@ -278,8 +330,12 @@ async def tls_server(pkidir: Path) -> AsyncIterator[str]:
 
 
 def rewrite_server(src: Path, dst: Path, url: str, **cluster: str) -> Path:
+    """A copy of a kubeconfig pointing at the gRPC server `url` (its gRPC extension too)."""
     doc = yaml.safe_load(src.read_text())
     doc["clusters"][0]["cluster"]["server"] = url
+    address = url.split("://", 1)[1]
+    doc["clusters"][0]["cluster"]["extensions"] = [{"name": "tinykube.io/grpc", "extension": {
+        "server": address, "token-server": address}}]
     doc["clusters"][0]["cluster"].update(cluster)
     dst.write_text(yaml.safe_dump(doc))
     return dst
@@ -337,6 +393,7 @@ async def test_foreign_ca_and_expired_certs_are_refused(pkidir: Path, tls_server
     foreign.write_text(yaml.safe_dump(doc))
     now = datetime.now(UTC)
     expired = pki.kubeconfig_for(pkidir, "old", server_url=tls_server, path=tmp_path / "e.conf",
+                                 grpc_server=tls_server.split("://")[1],
                                  not_after=now - timedelta(hours=1))
     for conf in (foreign, expired):
         async with ApiClient(config=load_config(str(conf))) as c:

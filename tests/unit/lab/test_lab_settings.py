@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab import commands
 from lab.cluster import (
+    COMPOSE_FILE,
     TIMINGS,
     Lab,
     LabError,
@@ -26,12 +28,13 @@ def test_parse_env_file_skips_comments_and_blank_lines_and_keeps_equals_in_value
 
 def test_settings_round_trip_through_lab_env(tmp_path: Path) -> None:
     lab = Lab("h4", state_root=tmp_path)
-    s = Settings("h4", "172.29.7", 40123, 3)
+    s = Settings("h4", "172.29.7", 40123, 3, grpc_port=40122)
     s.timings["TK_NODE_MONITOR_GRACE"] = "30s"
     lab.write_settings(s)
     text = lab.env_file.read_text()
     assert text.startswith("#")
     assert f"TK_LAB_STATE={tmp_path / 'h4'}" in text
+    assert "TK_LAB_API_PORT=40123\n" in text and "TK_LAB_GRPC_PORT=40122\n" in text
     assert lab.settings() == s
     # Every timing goes to docker-compose's environment.
     env = parse_env_file(text)
@@ -52,6 +55,33 @@ def test_settings_from_an_older_lab_env_take_default_timings() -> None:
     s = Settings.from_env({"TK_LAB": "a", "TK_LAB_SUBNET": "172.29.0", "TK_LAB_API_PORT": "1",
                            "TK_LAB_WORKERS": "2"})
     assert s.timings == {k: v for k, v, *_ in TIMINGS}
+    assert s.grpc_port == 0  # from before the gRPC port was published: `up` picks one
+
+
+def test_compose_publishes_the_https_and_grpc_ports() -> None:
+    doc = yaml.safe_load(COMPOSE_FILE.read_text())
+    cp = doc["services"]["control-plane"]
+    assert cp["ports"] == ["127.0.0.1:${TK_LAB_API_PORT}:6443",
+                           "127.0.0.1:${TK_LAB_GRPC_PORT}:6442"]
+    # The components speak gRPC.
+    assert doc["x-node"]["environment"]["APISERVER"] == "${TK_LAB_SUBNET}.10:6442"
+
+
+def test_port_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = {16442}
+    monkeypatch.setattr(commands, "free_port", lambda p: 40000 if p in taken or not p else p)
+    assert commands._grpc_port(None, None, 16443) == 40000  # 16442 is taken
+    taken.clear()
+    assert commands._grpc_port(None, None, 16443) == 16442
+    assert commands._grpc_port(17000, None, 16443) == 17000
+    old = Settings("h4", "172.29.7", 40123, 2, grpc_port=40122)
+    assert commands._grpc_port(None, old, 40123) == 40122
+    taken.add(17000)
+    with pytest.raises(LabError, match="--grpc-port 17000: the port is taken"):
+        commands._grpc_port(17000, None, 16443)
+    with pytest.raises(LabError, match="--grpc-port 16443: it is --api-port too"):
+        commands._check_ports(16443, 16443)
+    commands._check_ports(None, 16443)
 
 
 def test_pick_subnet_takes_the_first_free_24() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,9 +66,31 @@ async def test_pki_init_server_url_and_validity(tmp_path: Path) -> None:
     assert (code, err) == (0, "")
     doc = yaml.safe_load((d / "admin.conf").read_text())
     assert doc["clusters"][0]["cluster"]["server"] == "https://10.1.1.1:7443"
+    # tkctl's gRPC addresses beside it, on the apiserver's default ports.
+    assert doc["clusters"][0]["cluster"]["extensions"] == [{"name": "tinykube.io/grpc",
+        "extension": {"server": "10.1.1.1:6442", "token-server": "10.1.1.1:6444"}}]
     assert "10.1.1.1" in pki.cert_sans((d / "apiserver.crt").read_bytes())
     cert = pki.CertKey.load(d / "apiserver.crt", d / "apiserver.key").cert
     assert cert.not_valid_after_utc < datetime.now(UTC) + timedelta(hours=49)
+
+
+async def test_pki_grpc_addresses(tmp_path: Path) -> None:
+    d = tmp_path / "pki"
+    code, _, err = await run("pki", "init", "--dir", str(d), "--grpc-server", "grpc.lab:7442",
+                             "--token-server", "[fd00::1]:7444")
+    assert (code, err) == (0, "")
+    ext = yaml.safe_load((d / "admin.conf").read_text())["clusters"][0]["cluster"]["extensions"]
+    assert ext[0]["extension"] == {"server": "grpc.lab:7442", "token-server": "[fd00::1]:7444"}
+    assert {"grpc.lab", "fd00::1"} <= pki.cert_sans((d / "apiserver.crt").read_bytes())
+    # add-node and user take admin.conf's, or what they are told.
+    code, _, err = await run("pki", "add-node", "w1", "--dir", str(d))
+    assert (code, err) == (0, "")
+    assert yaml.safe_load((d / "nodes/w1/kubelet.conf").read_text())["clusters"][0]["cluster"][
+        "extensions"] == ext
+    code, _, err = await run("pki", "user", "jo", "--dir", str(d), "--grpc-server", "o:1")
+    assert (code, err) == (0, "")
+    assert yaml.safe_load((d / "jo.conf").read_text())["clusters"][0]["cluster"]["extensions"][
+        0]["extension"] == {"server": "o:1", "token-server": "[fd00::1]:7444"}
 
 
 async def test_pki_add_node(tmp_path: Path) -> None:
@@ -96,6 +119,10 @@ async def test_pki_needs_no_kubeconfig(tmp_path: Path, monkeypatch: pytest.Monke
     (["pki", "add-node"], "error: NAME is required"),
     (["pki", "add-node", "w1", "--ip", "x"], 'invalid argument "x" for "--ip" flag'),
     (["pki", "add-node", "w1", "--dir", "/nonexistent/pki"], "run `tkctl pki init` first"),
+    (["pki", "init", "--grpc-server", "https://h:1"],
+     'invalid argument "https://h:1" for "--grpc-server" flag: expected HOST:PORT'),
+    (["pki", "init", "--token-server", "h"], 'invalid argument "h" for "--token-server" flag'),
+    (["pki", "user", "x", "--grpc-server", "h:0"], 'invalid argument "h:0" for "--grpc-server"'),
     (["pki", "frob"], 'error: unknown command "frob" for "tkctl pki"'),
     (["auth", "frob"], 'error: unknown command "frob" for "tkctl auth"'),
 ])
@@ -197,7 +224,7 @@ async def plain_server() -> AsyncIterator[str]:
 async def test_expired_client_certificate_says_so(pkidir: Path, tls_server: str,
                                                   tmp_path: Path) -> None:
     conf = pki.kubeconfig_for(pkidir, "old", server_url=f"https://{tls_server}",
-                              path=tmp_path / "old.conf",
+                              grpc_server=tls_server, path=tmp_path / "old.conf",
                               not_after=datetime.now(UTC) - timedelta(hours=1))
     code, _, err = await run("--kubeconfig", str(conf), "get", "pods", "--request-timeout", "20s")
     assert code == 1 and err.count("\n") == 1, err
@@ -209,7 +236,7 @@ async def test_expired_client_certificate_says_so(pkidir: Path, tls_server: str,
 async def test_kubeconfig_without_a_certificate_says_so(pkidir: Path, tls_server: str,
                                                         tmp_path: Path) -> None:
     conf = pki.kubeconfig_for(pkidir, "jane", server_url=f"https://{tls_server}",
-                              path=tmp_path / "jane.conf")
+                              grpc_server=tls_server, path=tmp_path / "jane.conf")
     stripped = tmp_path / "no-cert.conf"
     stripped.write_text("".join(line for line in conf.read_text().splitlines(keepends=True)
                                 if "client-" not in line))
@@ -220,10 +247,45 @@ async def test_kubeconfig_without_a_certificate_says_so(pkidir: Path, tls_server
 
 async def test_foreign_ca_says_so(pkidir: Path, tls_server: str, tmp_path: Path) -> None:
     other = tmp_path / "other"
-    pki.init_pki(other, server_url=f"https://{tls_server}")
+    pki.init_pki(other, server_url=f"https://{tls_server}", grpc_server=tls_server)
     code, _, err = await run("--kubeconfig", str(other / "admin.conf"), "get", "pods")
     assert code == 1 and err.count("\n") == 1, err
     assert "not signed by the certificate authority in the kubeconfig" in err
+
+
+@pytest.fixture
+async def https_server(pkidir: Path) -> AsyncIterator[str]:
+    """An HTTPS server (no HTTP/2), as the apiserver's Kubernetes HTTP API is to gRPC."""
+    from aiohttp import web
+
+    app = web.Application()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pkidir / "apiserver.crt", pkidir / "apiserver.key")
+    runner = web.AppRunner(app)
+    await runner.setup()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx)
+    await site.start()
+    yield f"127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_kubeconfig_without_grpc_extension_at_the_https_port_says_so(
+        pkidir: Path, https_server: str, tmp_path: Path) -> None:
+    """A kubeconfig whose only address is Kubernetes' HTTP API (written by hand, or by another
+    tool): tkctl's gRPC gets TLS but no HTTP/2, and says where gRPC is."""
+    doc = yaml.safe_load((pkidir / "admin.conf").read_text())
+    doc["clusters"][0]["cluster"]["server"] = f"https://{https_server}"
+    del doc["clusters"][0]["cluster"]["extensions"]
+    conf = tmp_path / "kubectl-only.conf"
+    conf.write_text(yaml.safe_dump(doc))
+    code, _, err = await run("--kubeconfig", str(conf), "get", "pods", "--request-timeout", "20s")
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"cannot talk to the server at {https_server}: the server speaks TLS but not gRPC" \
+        in err, err
+    assert "tinykube.io/grpc" in err and "--server HOST:PORT" in err and str(conf) in err
 
 
 async def test_tls_to_plaintext_server_says_so(pkidir: Path, plain_server: str) -> None:
