@@ -4,7 +4,9 @@ kubectl asks for `application/json;as=Table;v=v1;g=meta.k8s.io,application/json`
 table, client-go's metadata informers for `...;as=PartialObjectMetadataList`, and the
 discovery client for `application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList`,
 each with a plain `application/json` fallback. Bodies come as JSON or YAML (`kubectl create
---raw` and curl users send YAML), patches in one of four patch media types. Pure: no I/O.
+--raw` and curl users send YAML) or Kubernetes protobuf (kubectl's typed clientset: `create
+configmap`, `auth can-i`, ...; see api.protobuf), patches in one of four patch media types. Pure:
+no I/O.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from api import errors
+from api import errors, protobuf
 
 # Patch media types → the registry's patch types.
 PATCH_TYPES = {
@@ -92,13 +94,16 @@ def mime_of(content_type: str) -> str:
 
 
 def decode_body(raw: bytes, content_type: str) -> bytes:
-    """A request body as the registry's JSON bytes: JSON passes through, YAML is converted.
-    A malformed body or an unknown Content-Type is a clean 4xx naming what is wrong."""
+    """A request body as the registry's JSON bytes: JSON passes through, YAML and protobuf are
+    converted. A malformed body or an unknown Content-Type is a clean 4xx naming what is wrong."""
     mime = mime_of(content_type)
+    if mime == protobuf.MEDIA_TYPE:
+        return json.dumps(protobuf.decode(raw)).encode()
     if mime not in _BODY_TYPES:
         raise errors.UnsupportedMediaType(
             message=f'the body of the request was in an unknown format - accepted media types '
-            f'include: application/json, application/yaml (got "{mime}")')
+            f'include: application/json, application/yaml, {protobuf.MEDIA_TYPE} '
+            f'(got "{mime}")')
     if mime == "application/yaml":
         return json.dumps(load_yaml(raw)).encode()
     return raw
