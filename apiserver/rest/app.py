@@ -27,7 +27,7 @@ from aiohttp import web
 from api import errors
 from api.proto import tinykube_pb2 as pb
 from api.resources import ResourceInfo
-from apiserver.auth import FIELD_VALIDATION, Credentials
+from apiserver.auth import FIELD_MANAGER, FIELD_VALIDATION, FORCE_APPLY, Credentials
 from apiserver.authn import bearer
 from apiserver.handler import VERSION, Answer, RequestHandler
 from apiserver.registry import Result
@@ -133,12 +133,13 @@ def _field_validation(query: Any) -> str:
     return mode
 
 
-def delete_options(query: Any, raw: bytes) -> pb.DeleteOptions:
-    """DeleteOptions from the body (kubectl sends one) and the query parameters."""
+def delete_options(query: Any, raw: bytes, content_type: str = "") -> pb.DeleteOptions:
+    """DeleteOptions from the body (kubectl sends one, JSON or protobuf) and the query
+    parameters."""
     body: dict[str, Any] = {}
     if raw.strip():
         try:
-            body = json.loads(raw)
+            body = json.loads(negotiate.decode_body(raw, content_type))
         except (ValueError, UnicodeDecodeError) as e:
             raise errors.BadRequest(message=f"DeleteOptions: not valid JSON: {e}") from None
         if not isinstance(body, dict):
@@ -233,11 +234,19 @@ class RestFront:
             await self.handler.nonresource(creds, path)
             return self._discovery(request, parts)
         req = paths.parse(request.method, path, request.query.get("watch", ""))
-        token = FIELD_VALIDATION.set(_field_validation(request.query))
+        q = request.query
+        manager = q.get("fieldManager", "")
+        if len(manager) > 128:
+            raise errors.invalid("PatchOptions.meta.k8s.io", "", [errors.Cause(
+                "fieldManager", "Too long: may not be longer than 128")])
+        tokens = (FIELD_VALIDATION.set(_field_validation(q)), FIELD_MANAGER.set(manager),
+                  FORCE_APPLY.set(q.get("force", "") in _TRUE))
         try:
             return await self._resource(request, creds, req)
         finally:
-            FIELD_VALIDATION.reset(token)
+            FIELD_VALIDATION.reset(tokens[0])
+            FIELD_MANAGER.reset(tokens[1])
+            FORCE_APPLY.reset(tokens[2])
 
     async def _health(self, path: str) -> web.Response:
         # Unauthenticated, as upstream's system:public-info-viewer lets anyone ask (load
@@ -250,6 +259,15 @@ class RestFront:
     def _openapi(self, request: web.Request, path: str) -> web.Response:
         from apiserver import openapi  # generated on first use, then cached
         if path.rstrip("/") == "/openapi/v2":
+            # kubectl/client-go < 1.29 ask for gnostic's protobuf only and decode it as such;
+            # the first Accept entry that is either protobuf or JSON-like decides.
+            for mt in negotiate.parse_accept(request.headers.get("Accept", "")):
+                if mt.mime in openapi.V2_PROTOBUF_TYPES:
+                    doc = openapi.document_bytes("v2-protobuf")
+                    assert doc is not None
+                    return _cached(request, *doc, openapi.V2_PROTOBUF_CONTENT_TYPE)
+                if mt.mime in (_JSON, "application/*", "*/*"):
+                    break
             doc = openapi.document_bytes("v2")
         elif path.rstrip("/") == "/openapi/v3":
             doc = openapi.document_bytes("v3")
@@ -309,7 +327,7 @@ class RestFront:
         elif verb == "create":
             answer = await self._create(request, creds, req)
         elif verb == "update":
-            body = negotiate.decode_body(await request.read(), request.headers.get("Content-Type", ""))
+            body = await _body(request)
             answer = await self.handler.update(creds, pb.UpdateRequest(
                 resource=info.name, namespace=ns, name=name, subresource=sub, object=body,
                 dry_run=_dry_run(q)))
@@ -318,16 +336,18 @@ class RestFront:
         elif verb == "delete":
             answer = await self.handler.delete(creds, pb.DeleteRequest(
                 resource=info.name, namespace=ns, name=name,
-                options=delete_options(q, await request.read())))
+                options=delete_options(q, await request.read(),
+                                       request.headers.get("Content-Type", ""))))
         else:  # deletecollection
             answer = await self.handler.delete_collection(creds, pb.DeleteCollectionRequest(
                 resource=info.name, namespace=ns, list_options=list_options(q),
-                options=delete_options(q, await request.read())))
+                options=delete_options(q, await request.read(),
+                                       request.headers.get("Content-Type", ""))))
         return self._answer(request, info, verb, answer, want)
 
     async def _create(self, request: web.Request, creds: Credentials,
                       req: paths.RequestInfo) -> Answer:
-        body = negotiate.decode_body(await request.read(), request.headers.get("Content-Type", ""))
+        body = await _body(request)
         if req.subresource == "binding":
             return await self.handler.bind(creds, pb.BindRequest(
                 namespace=req.namespace, name=req.name, binding=body))
@@ -397,6 +417,11 @@ class RestFront:
             await events.aclose()
         await resp.write_eof()
         return resp
+
+
+async def _body(request: web.Request) -> bytes:
+    """The request's object as JSON (from JSON, YAML or Kubernetes protobuf)."""
+    return negotiate.decode_body(await request.read(), request.headers.get("Content-Type", ""))
 
 
 def _is_discovery(parts: list[str]) -> bool:

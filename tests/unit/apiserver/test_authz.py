@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from api import errors
-from apiserver.auth import Attributes, Decision, UserInfo
+from apiserver.auth import Attributes, Credentials, Decision, UserInfo
 from apiserver.authn import Authenticator, user_from_certificate
 from apiserver.authz import (
     AlwaysAllow,
@@ -180,30 +180,12 @@ def test_certificate_user_is_cn_and_groups_are_o() -> None:
     assert user.groups == ("system:nodes", "system:authenticated")
 
 
-class Ctx:
-    """Enough of a grpc ServicerContext for the authenticator."""
-
-    def __init__(self, auth: dict[str, list[bytes]] | None = None,
-                 metadata: tuple[tuple[str, str], ...] = ()) -> None:
-        self._auth, self._md = auth or {}, metadata
-
-    def auth_context(self) -> dict[str, list[bytes]]:
-        return self._auth
-
-    def invocation_metadata(self) -> tuple[Any, ...]:
-        return self._md
-
-    def peer(self) -> str:
-        return "ipv4:127.0.0.1:1234"
-
-
 async def test_no_credentials_is_unauthorized_and_insecure_is_admin() -> None:
     with pytest.raises(errors.Unauthorized, match="^Unauthorized$"):
-        await Authenticator(tokens=None).authenticate(Ctx())  # type: ignore[arg-type]
-    with pytest.raises(errors.Unauthorized):
-        await Authenticator(tokens=None).authenticate(  # type: ignore[arg-type]
-            Ctx(metadata=(("authorization", "Bearer abc"),)))
-    user = await Authenticator(tokens=None, insecure=True).authenticate(Ctx())  # type: ignore
+        await Authenticator(tokens=None).authenticate(Credentials())
+    with pytest.raises(errors.Unauthorized):  # a token, but no verifier to check it with
+        await Authenticator(tokens=None).authenticate(Credentials(token="abc"))
+    user = await Authenticator(tokens=None, insecure=True).authenticate(Credentials())
     assert user.name == "system:insecure" and user.in_group("system:masters")
 
 
