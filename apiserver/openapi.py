@@ -25,8 +25,10 @@ by that hash. Everything is generated once per process and cached, as the docume
 
 Serving notes for the HTTP front (upstream's kube-openapi handlers do the same):
 - `/openapi/v2`: kubectl and client-go ask with `Accept:` V2_PROTOBUF only and decode the answer
-  as protobuf, with no JSON fallback (client-go discovery `OpenAPISchema`); this module gives
-  JSON only. See `document_bytes`.
+  as protobuf, with no JSON fallback (client-go discovery `OpenAPISchema`): answer
+  `document_bytes("v2-protobuf")` (gnostic's `openapi.v2.Document`, see openapi_pb) with
+  Content-Type V2_PROTOBUF_CONTENT_TYPE when the Accept header names one of V2_PROTOBUF_TYPES,
+  else JSON.
 - `/openapi/v3`: the index, JSON. `/openapi/v3/<path>?hash=H`: JSON; if H is not the current
   ETag answer 301 to the current `serverRelativeURL`, else add `Cache-Control: public,
   immutable`. ETag headers are the hash in double quotes.
@@ -66,9 +68,14 @@ from api.resources import (
     TOKEN_REQUEST_MODEL,
     ResourceInfo,
 )
+from apiserver import openapi_pb
 
 # What client-go sends for /openapi/v2 (the only type it asks for) and for the v3 documents.
 V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+# Both spellings kube-openapi's /openapi/v2 handler serves protobuf for. It answers either with
+# the second as Content-Type: Go's mime.ParseMediaType (client-go's REST client) rejects the `@`.
+V2_PROTOBUF_TYPES = (V2_PROTOBUF, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+V2_PROTOBUF_CONTENT_TYPE = V2_PROTOBUF_TYPES[1]
 V3_PROTOBUF = "application/com.github.proto-openapi.spec.v3@v1.0+protobuf"
 JSON = "application/json"
 
@@ -1045,6 +1052,15 @@ def _v2_bytes() -> tuple[bytes, str]:
 
 
 @functools.cache
+def _v2_protobuf_bytes() -> tuple[bytes, str]:
+    # Encoded from the served JSON (sorted keys), so both say the same. The ETag is the hash of
+    # the protobuf bytes: a client cache that ignores `Vary: Accept` must not answer a protobuf
+    # request with a JSON copy it holds (kube-openapi gives both the JSON's hash).
+    data = openapi_pb.encode_document(json.loads(_v2_bytes()[0]))
+    return data, hashlib.sha512(data).hexdigest().upper()
+
+
+@functools.cache
 def _v3_bytes(doc_path: str) -> tuple[bytes, str] | None:
     doc = _build_v3(doc_path)
     return None if doc is None else _encode(doc)
@@ -1065,21 +1081,24 @@ def _index_bytes() -> tuple[bytes, str]:
 
 
 def document_bytes(kind: str, path: str = "") -> tuple[bytes, str] | None:
-    """The JSON bytes of a document and its ETag (unquoted), cached for the process.
+    """The bytes of a document and its ETag (unquoted), cached for the process.
 
-    kind "v2": `/openapi/v2` (path ignored). kind "v3": the index for path "", else the document
-    of a group version (`api/v1`, `apis/apps/v1`, `apis/apps`, `api`, `apis`, `version`; a
-    leading `/openapi/v3/` or slashes are tolerated). None for an unknown kind or path.
+    kind "v2": `/openapi/v2` as JSON (path ignored). kind "v2-protobuf": the same document as
+    gnostic's protobuf `openapi.v2.Document`, for an `Accept:` of V2_PROTOBUF_TYPES. kind "v3":
+    the index for path "", else the document of a group version (`api/v1`, `apis/apps/v1`,
+    `apis/apps`, `api`, `apis`, `version`; a leading `/openapi/v3/` or slashes are tolerated),
+    JSON. None for an unknown kind or path.
 
-    JSON only. kubectl and client-go ask for `/openapi/v2` with `Accept: V2_PROTOBUF` alone and
-    proto-decode whatever comes back (no JSON fallback), so an answer from these bytes fails
-    there whatever the status: kubectl 1.20, 1.27 and 1.28 then fail `create/apply/replace`
-    (client-side validation, unless `--validate=false`), `diff` and `explain`; 1.29+ only need
-    the v3 documents (they fall back to v2 only for a `kind: List` manifest or
+    kubectl and client-go ask for `/openapi/v2` with `Accept: V2_PROTOBUF` alone and
+    proto-decode whatever comes back (no JSON fallback): kubectl 1.20, 1.27 and 1.28 need the
+    protobuf for `create/apply/replace` (client-side validation), `diff` and `explain`; 1.29+
+    only need the v3 documents (they fall back to v2 only for a `kind: List` manifest or
     `explain --output plaintext-openapiv2`).
     """
     if kind == "v2":
         return _v2_bytes()
+    if kind == "v2-protobuf":
+        return _v2_protobuf_bytes()
     if kind != "v3":
         return None
     path = path.removeprefix("/openapi/v3").strip("/")

@@ -206,15 +206,20 @@ def test_openapi_v2_protobuf_for_kubectl_before_1_29(binary: str, cluster: Clust
                                  f"({p.returncode}):\n{p.stdout}\n{p.stderr}")
         return p
 
-    explain = run("explain", "deployment.spec.replicas").stdout
-    assert "KIND:" in explain and "Deployment" in explain and "replicas" in explain
-    assert "integer" in explain
-    fields = run("explain", "pods.spec").stdout
-    assert "containers" in fields and "<[]Container>" in fields
+    # Their default explain reads v3; plaintext-openapiv2 reads the protobuf definitions and
+    # finds the kind by its x-kubernetes-group-version-kind extension.
+    for output in ("plaintext", "plaintext-openapiv2"):
+        explain = run("explain", "deployment.spec.replicas", f"--output={output}").stdout
+        assert "Deployment" in explain and "replicas <integer>" in explain, explain
+    fields = run("explain", "pods.spec", "--output=plaintext-openapiv2").stdout
+    assert "containers\t<[]Object> -required-" in fields, fields
     f = tmp_path / "nginx.yaml"
     f.write_text(NGINX)
-    out = run("create", "--dry-run=client", "-f", str(f), "-o", "yaml").stdout
-    assert "kind: Deployment" in out and "nginx:1.14.2" in out
+    # Every create/apply/diff first fetches /openapi/v2 (protobuf only) and fails if it cannot
+    # decode it: `proto: cannot parse invalid wire-format data` before.
+    p = run("create", "--dry-run=client", "-f", str(f), "-o", "yaml", "-v=6")
+    assert "kind: Deployment" in p.stdout and "nginx:1.14.2" in p.stdout
+    assert any("/openapi/v2" in line and "200 OK" in line for line in p.stderr.splitlines())
     # Client-side validation (from the v2 document) or the server's, whichever kubectl picks.
     bad = tmp_path / "bad.yaml"
     bad.write_text(NGINX.replace("  replicas: 3", "  replicaz: 3"))

@@ -10,14 +10,16 @@ against a stub server; the end-to-end test belongs with the HTTP front (apiserve
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from api import apps, core, meta
 from api.resources import RESOURCES, ResourceInfo
-from apiserver import openapi
+from apiserver import openapi, openapi_pb
 from apiserver.openapi import (
     INT_OR_STRING,
     MICRO_TIME,
@@ -423,3 +425,217 @@ def test_with_openapi_spec_validator_when_installed() -> None:
     validator.validate(V2)
     for _, doc in v3_docs():
         validator.validate(doc)
+
+
+# --- /openapi/v2 as gnostic's protobuf (kubectl < 1.29 reads only that) ------------------------
+# Field numbers from gnostic's openapiv2/OpenAPIv2.proto, written out again here so that a wrong
+# number in apiserver/openapi_pb.py shows up as a difference, not as an agreement with itself.
+
+
+def pb(data: bytes) -> dict[int, list[Any]]:
+    out: dict[int, list[Any]] = {}
+    for field, value in openapi_pb.iter_fields(data):
+        out.setdefault(field, []).append(value)
+    return out
+
+
+def named(data: bytes, field: int) -> dict[str, bytes]:
+    """A repeated Named* field (name = 1, value = 2) as a dict, in order."""
+    out: dict[str, bytes] = {}
+    for entry in pb(data).get(field, []):
+        f = pb(entry)
+        out[f[1][0].decode()] = f[2][0] if 2 in f else b""
+    return out
+
+
+def extensions(data: bytes, field: int) -> dict[str, Any]:
+    """Vendor extensions (NamedAny → Any.yaml = 2) as kubectl reads them: YAML-decoded."""
+    return {name: yaml.safe_load(pb(value)[2][0].decode())
+            for name, value in named(data, field).items()}
+
+
+def one_of(data: bytes) -> tuple[int, bytes]:
+    ((field, (value,)),) = pb(data).items()
+    return field, value
+
+
+def schema_json(data: bytes) -> dict[str, Any]:
+    """Schema: _ref 1, format 2, description 4, required 19, additional_properties 21, type 22,
+    items 23, properties 25, vendor_extension 31 (the fields our documents use)."""
+    out: dict[str, Any] = {}
+    for f, v in openapi_pb.iter_fields(data):
+        if f in (1, 2, 4):
+            out[{1: "$ref", 2: "format", 4: "description"}[f]] = v.decode()
+        elif f == 19:
+            out.setdefault("required", []).append(v.decode())
+        elif f == 21:
+            which, inner = one_of(v)
+            out["additionalProperties"] = schema_json(inner) if which == 1 else bool(inner)
+        elif f == 22:
+            (typ,) = pb(v)[1]  # TypeItem.value
+            out["type"] = typ.decode()
+        elif f == 23:
+            (item,) = pb(v)[1]  # ItemsItem.schema: kubectl wants exactly one
+            out["items"] = schema_json(item)
+        elif f == 25:
+            out["properties"] = {n: schema_json(s) for n, s in named(v, 1).items()}
+        elif f != 31:
+            raise AssertionError(f"unexpected Schema field {f}")
+    return {**out, **extensions(data, 31)}
+
+
+def parameter_json(data: bytes) -> dict[str, Any]:
+    """ParametersItem.parameter 1 → Parameter{body_parameter 1 | non_body_parameter 2}."""
+    which, param = one_of(data)
+    assert which == 1
+    which, param = one_of(param)
+    if which == 1:  # BodyParameter: name 2, in 3, required 4, schema 5
+        f = pb(param)
+        return {"name": f[2][0].decode(), "in": f[3][0].decode(), "required": f[4] == [1],
+                "schema": schema_json(f[5][0])}
+    where, sub = one_of(param)  # NonBodyParameter: query 3, path 4
+    f = pb(sub)
+    typ, unique = {3: (6, 20), 4: (5, 19)}[where]
+    out = {"in": f[2][0].decode(), "description": f[3][0].decode(), "name": f[4][0].decode(),
+           "type": f[typ][0].decode(), "uniqueItems": f[unique] == [1]}
+    assert out["in"] == {3: "query", 4: "path"}[where]
+    return {**out, "required": True} if f.get(1) == [1] else out
+
+
+def operation_json(data: bytes) -> dict[str, Any]:
+    """Operation: tags 1, description 3, operation_id 5, produces 6, consumes 7,
+    parameters 8, responses 9, schemes 10, vendor_extension 13."""
+    f = pb(data)
+    strings = {k: [s.decode() for s in f.get(n, [])]
+               for k, n in (("tags", 1), ("produces", 6), ("consumes", 7), ("schemes", 10))}
+    out: dict[str, Any] = {**strings, "description": f[3][0].decode(),
+                           "operationId": f[5][0].decode(), "responses": {}}
+    if 8 in f:
+        out["parameters"] = [parameter_json(p) for p in f[8]]
+    for code, value in named(f[9][0], 1).items():  # Responses.response_code
+        which, response = one_of(value)  # ResponseValue.response 1
+        assert which == 1
+        r = pb(response)  # Response: description 1, schema 2 (SchemaItem.schema 1)
+        out["responses"][code] = {"description": r[1][0].decode()}
+        if 2 in r:
+            which, schema = one_of(r[2][0])
+            assert which == 1
+            out["responses"][code]["schema"] = schema_json(schema)
+    return {**out, **extensions(data, 13)}
+
+
+PATH_ITEM_METHODS = {2: "get", 3: "put", 4: "post", 5: "delete", 8: "patch"}
+
+
+def path_item_json(data: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f, v in openapi_pb.iter_fields(data):
+        if f in PATH_ITEM_METHODS:
+            out[PATH_ITEM_METHODS[f]] = operation_json(v)
+        elif f == 9:
+            out.setdefault("parameters", []).append(parameter_json(v))
+        else:
+            raise AssertionError(f"unexpected PathItem field {f}")
+    return out
+
+
+V2_PB = document_bytes("v2-protobuf")
+assert V2_PB is not None
+DOC = pb(V2_PB[0])  # Document: swagger 1, info 2, paths 8, definitions 9, security 12, ... 13
+
+
+def test_v2_protobuf_pod_definition_and_its_group_version_kind() -> None:
+    definitions = named(DOC[9][0], 1)
+    pod = definitions["io.k8s.api.core.v1.Pod"]
+    assert extensions(pod, 31)["x-kubernetes-group-version-kind"] == [
+        {"group": "", "kind": "Pod", "version": "v1"}]
+    assert pb(pb(pod)[22][0])[1] == [b"object"]  # type: TypeItem{value: ["object"]}
+    spec = named(pb(pod)[25][0], 1)["spec"]  # properties
+    assert pb(spec)[1] == [b"#/definitions/io.k8s.api.core.v1.PodSpec"]
+    containers = named(pb(definitions["io.k8s.api.core.v1.PodSpec"])[25][0], 1)["containers"]
+    assert extensions(containers, 31)["x-kubernetes-patch-strategy"] == "merge"
+    assert extensions(containers, 31)["x-kubernetes-patch-merge-key"] == "name"
+    # The YAML text itself, as gnostic writes it (kubectl YAML-decodes it).
+    any_ = named(pod, 31)["x-kubernetes-group-version-kind"]
+    assert pb(any_)[2] == [b"- group: ''\n  kind: Pod\n  version: v1\n"]
+
+
+def test_v2_protobuf_says_what_the_json_says() -> None:
+    assert DOC[1] == [b"2.0"]
+    assert pb(DOC[2][0]) == {1: [b"Kubernetes"], 2: [b"unversioned"]}  # Info: title, version
+    definitions = named(DOC[9][0], 1)
+    assert list(definitions) == sorted(DEFS)
+    for name, data in definitions.items():
+        assert schema_json(data) == DEFS[name], name
+    paths = named(DOC[8][0], 2)  # Paths.path
+    assert list(paths) == sorted(V2["paths"])
+    for path, data in paths.items():
+        assert path_item_json(data) == V2["paths"][path], path
+    # security: SecurityRequirement{NamedStringArray "BearerToken" → StringArray{}}
+    assert named(DOC[12][0], 1) == {"BearerToken": b""}
+    # securityDefinitions: NamedSecurityDefinitionsItem → api_key_security 2
+    which, api_key = one_of(named(DOC[13][0], 1)["BearerToken"])
+    assert which == 2 and pb(api_key) == {1: [b"apiKey"], 2: [b"authorization"], 3: [b"header"],
+                                          4: [b"Bearer Token authentication"]}
+
+
+def test_v2_protobuf_patch_operations_take_field_validation() -> None:
+    """kubectl 1.27/1.28 look for the kind's PATCH operation (by its GVK extension) and its
+    query parameter fieldValidation to skip client-side validation."""
+    item = named(DOC[8][0], 2)["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]
+    patch = operation_json(pb(item)[8][0])
+    assert patch["x-kubernetes-group-version-kind"] == {
+        "group": "apps", "kind": "Deployment", "version": "v1"}
+    assert any(p["name"] == "fieldValidation" and p["in"] == "query"
+               for p in patch["parameters"])
+
+
+def test_v2_protobuf_bytes_are_cached_with_their_own_etag() -> None:
+    assert document_bytes("v2-protobuf") is V2_PB
+    assert openapi_pb.encode_document(openapi_v2()) == V2_PB[0]  # deterministic
+    json_etag = document_bytes("v2")[1]  # type: ignore[index]
+    assert len(V2_PB[1]) == 128 and V2_PB[1] != json_etag
+
+
+def test_v2_protobuf_refuses_what_it_cannot_encode() -> None:
+    with pytest.raises(ValueError, match="nullable"):
+        openapi_pb.encode_document({"swagger": "2.0", "definitions": {
+            "x": {"type": "string", "nullable": True}}})
+    with pytest.raises(ValueError, match="in"):
+        openapi_pb.encode_document({"paths": {"/a": {"get": {"parameters": [
+            {"in": "cookie", "name": "c"}]}}}})
+    assert openapi_pb.yaml_text("merge") == "merge\n"
+    assert openapi_pb.yaml_text("true") == "'true'\n"
+    # A oneof boolean is written even when false; a plain false scalar is left out.
+    ap = openapi_pb.encode_document({"definitions": {"m": {"additionalProperties": False,
+                                                           "uniqueItems": False}}})
+    schema = named(pb(ap)[9][0], 1)["m"]
+    assert pb(schema) == {21: [b"\x10\x00"]}
+
+
+# Answered as kube-openapi does, with the `.v1.0` spelling: client-go's REST client parses the
+# Content-Type with Go's mime.ParseMediaType, which refuses the `@` of the other.
+PB_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+
+
+@pytest.mark.parametrize(("accept", "content_type"), [
+    (openapi.V2_PROTOBUF, PB_TYPE),
+    (PB_TYPE, PB_TYPE),
+    (f"{openapi.V2_PROTOBUF}, application/json", PB_TYPE),
+    ("application/json", "application/json"),
+    (f"application/json, {openapi.V2_PROTOBUF}", "application/json"),
+    ("", "application/json"),
+    ("*/*", "application/json"),
+])
+def test_the_http_front_serves_v2_protobuf_to_who_asks(accept: str, content_type: str) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from apiserver.rest.app import RestFront
+    front = RestFront(typing.cast(Any, None))
+    headers = {"Accept": accept} if accept else {}
+    resp = front._openapi(make_mocked_request("GET", "/openapi/v2", headers=headers),
+                          "/openapi/v2")
+    assert resp.headers["Content-Type"] == content_type
+    want = document_bytes("v2-protobuf" if "protobuf" in content_type else "v2")
+    assert want is not None and resp.body == want[0]
+    assert resp.headers["ETag"] == want[1] and resp.headers["Vary"] == "Accept"
