@@ -673,6 +673,21 @@ async def main() -> None:
 asyncio.run(main())
 """
 
+# The same with the official `kubernetes` client: its InClusterConfigLoader (what
+# load_incluster_config() does, with the token and CA files where this test wrote them) and
+# the HTTPS API behind 10.96.0.1:443.
+_OFFICIAL_IN_CLUSTER_WHOAMI = """
+import os, sys
+from kubernetes import client
+from kubernetes.config.incluster_config import InClusterConfigLoader
+
+InClusterConfigLoader(token_filename=os.path.join(sys.argv[1], "token"),
+                      cert_filename=os.path.join(sys.argv[1], "ca.crt")).load_and_set()
+review = client.AuthenticationV1Api().create_self_subject_review(client.V1SelfSubjectReview())
+pods = client.CoreV1Api().list_namespaced_pod(open(os.path.join(sys.argv[1], "namespace")).read())
+print(review.status.user_info.username, len(pods.items) >= 0)
+"""
+
 
 async def test_in_cluster_clients_reach_the_apiserver_through_the_kubernetes_service(
         net_cluster: NetCluster, net_namespace: str, tmp_path: Path) -> None:
@@ -713,6 +728,29 @@ async def test_in_cluster_clients_reach_the_apiserver_through_the_kubernetes_ser
         str(tmp_path), check=False, timeout=60)
     assert (r.returncode, r.stdout.strip()) == (0, f"system:serviceaccount:{ns}:in-pod"), \
         r.stderr
+    # The official client, as `load_incluster_config()` in a pod: HTTPS through 10.96.0.1:443;
+    # RBAC refuses the ServiceAccount the pod list (403), which proves who it was served as.
+    r = await asyncio.to_thread(
+        host.run, "env", "KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443",
+        sys.executable, "-c", _OFFICIAL_IN_CLUSTER_WHOAMI, str(tmp_path), check=False,
+        timeout=60)
+    assert r.returncode == 1 and "(403)" in r.stderr, r.stderr
+    await nc.c.client.create("rolebindings", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "in-pod-view"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "in-pod", "namespace": ns}]}, ns)
+    for _ in range(10):  # the authorizer sees the binding through its informer, soon
+        r = await asyncio.to_thread(
+            host.run, "env", "KUBERNETES_SERVICE_HOST=10.96.0.1",
+            "KUBERNETES_SERVICE_PORT=443", sys.executable, "-c", _OFFICIAL_IN_CLUSTER_WHOAMI,
+            str(tmp_path), check=False, timeout=60)
+        if r.returncode == 0:
+            break
+        await asyncio.sleep(1)
+    assert (r.returncode, r.stdout.strip()) == (
+        0, f"system:serviceaccount:{ns}:in-pod True"), r.stderr
 
 
 def _names(line: str, mark: str) -> bool:
