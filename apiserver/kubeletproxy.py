@@ -1,4 +1,5 @@
-"""pods/log and pods/exec: the apiserver's side of `tkctl logs` and `tkctl exec`.
+"""pods/log, pods/exec and pods/portforward: the apiserver's side of `logs`, `exec` and
+`port-forward` (tkctl's over gRPC, kubectl's over the HTTP front's WebSockets).
 
 As upstream (pkg/registry/core/pod/strategy.go LogLocation / ExecLocation), the apiserver does
 not run anything itself: it checks the request against the pod (the container must be named
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,8 +177,56 @@ class KubeletProxy:
         finally:
             call.cancel()
 
+    async def forward_target(self, namespace: str, name: str) -> Target:
+        """Where a port-forward of the pod goes: its node's kubelet, in the pod's network
+        namespace, which any container of the pod leads to (the first is named)."""
+        pod = await self.registry.get(RESOURCES["pods"], namespace, name)
+        containers = (pod.get("spec") or {}).get("containers") or []
+        node_name = str((pod.get("spec") or {}).get("nodeName") or "")
+        if not node_name:
+            raise errors.BadRequest(message=f"pod {name} does not have a host assigned",
+                                    kind="pods", name=name)
+        node = await self.registry.get(RESOURCES["nodes"], "", node_name)
+        first = str(containers[0].get("name", "")) if containers else ""
+        return Target(pod, first, node_name, kubelet_address(node))
+
+    async def _bidi(self, target: Target, method: str, start: Any, requests: AsyncIterator[Any],
+                    last: Callable[[Any], bool]) -> AsyncGenerator[Any, None]:
+        """One bidirectional call to the target's kubelet: `start` first, then the client's
+        messages; the kubelet's answers until one that `last` says ends the session.
+
+        The client's messages go on only once the kubelet said the session started (its
+        first, empty message): a write racing the kubelet's refusal would turn the refusal
+        into gRPC's "Internal error from Core" (grpc/grpc#36066)."""
+        started = asyncio.Event()
+        ok = False
+
+        async def upstream() -> AsyncIterator[Any]:
+            yield start
+            await started.wait()
+            if not ok:
+                return
+            async for m in requests:
+                if m.WhichOneof("kind") != "start":  # one start per session
+                    yield m
+
+        call = getattr(self._stub(target), method)(upstream())
+        try:
+            async for resp in call:
+                if not ok:
+                    ok = True
+                    started.set()
+                yield resp
+                if last(resp):
+                    return  # the end: anything after is the kubelet closing the stream
+        except grpc.aio.AioRpcError as e:
+            raise self._error(e, target) from None
+        finally:
+            started.set()
+            call.cancel()
+
     async def exec(self, start: pb.ExecStart, requests: AsyncIterator[pb.ExecRequest]
-                   ) -> AsyncIterator[pb.ExecResponse]:
+                   ) -> AsyncGenerator[pb.ExecResponse, None]:
         """Proxy one exec: `start` (already read from the client) with the container filled
         in, then the client's further messages, to the kubelet; its answers back."""
         if not start.command:
@@ -187,33 +236,24 @@ class KubeletProxy:
         fwd = pb.ExecStart()
         fwd.CopyFrom(start)
         fwd.container = target.container
+        async for resp in self._bidi(target, "Exec", pb.ExecRequest(start=fwd), requests,
+                                     lambda r: bool(r.exited or r.error)):
+            yield resp
 
-        # The client's messages go on only once the kubelet said the command started (its
-        # first, empty message): a write racing the kubelet's refusal would turn the refusal
-        # into gRPC's "Internal error from Core" (grpc/grpc#36066).
-        started = asyncio.Event()
-        ok = False
-
-        async def upstream() -> AsyncIterator[pb.ExecRequest]:
-            yield pb.ExecRequest(start=fwd)
-            await started.wait()
-            if not ok:
-                return
-            async for m in requests:
-                if m.WhichOneof("kind") != "start":  # one start per session
-                    yield m
-
-        call = self._stub(target).Exec(upstream())
-        try:
-            async for resp in call:
-                if not ok:
-                    ok = True
-                    started.set()
-                yield resp
-                if resp.exited or resp.error:
-                    return  # the end: anything after is the kubelet closing the stream
-        except grpc.aio.AioRpcError as e:
-            raise self._error(e, target) from None
-        finally:
-            started.set()
-            call.cancel()
+    async def port_forward(self, start: pb.PortForwardStart,
+                           requests: AsyncIterator[pb.PortForwardRequest],
+                           target: Target | None = None
+                           ) -> AsyncGenerator[pb.PortForwardResponse, None]:
+        """Proxy one TCP connection to a port of a pod: the kubelet's first message (empty)
+        says it is open, or carries the `error` why not; then the pod's bytes, until the pod
+        closes its side. `target`: forward_target's answer, when the caller has it."""
+        if not 0 < start.port < 65536:
+            raise errors.BadRequest(message=f"invalid port {start.port}: must be 1-65535")
+        if target is None:
+            target = await self.forward_target(start.namespace, start.name)
+        fwd = pb.PortForwardStart()
+        fwd.CopyFrom(start)
+        fwd.container = target.container
+        async for resp in self._bidi(target, "PortForward", pb.PortForwardRequest(start=fwd),
+                                     requests, lambda r: bool(r.error)):
+            yield resp

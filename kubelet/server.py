@@ -1,9 +1,15 @@
-"""The kubelet's own gRPC server: container logs and exec, the end of `tkctl logs`/`tkctl exec`.
+"""The kubelet's own gRPC server: container logs, exec and port-forward, the end of `logs`,
+`exec` and `port-forward` (tkctl's and kubectl's).
 
-Upstream's kubelet serves /containerLogs and /exec over HTTPS on port 10250 and the apiserver
-proxies `pods/log` and `pods/exec` there. tinykube does the same with `service Kubelet { Logs,
-Exec }` (api/proto/tinykube.proto); the apiserver's Logs and Exec RPCs dial it at the address
-and port in the Node's status.
+Upstream's kubelet serves /containerLogs, /exec and /portForward over HTTPS on port 10250 and the
+apiserver proxies `pods/log`, `pods/exec` and `pods/portforward` there. tinykube does the same
+with `service Kubelet { Logs, Exec, PortForward }` (api/proto/tinykube.proto); the apiserver
+dials it at the address and port in the Node's status.
+
+A port-forward connection is opened as upstream's container runtimes open it: to
+localhost:PORT inside the pod's network namespace (entered by a short-lived thread with
+setns(2)), so a port the pod binds to 127.0.0.1 only is reachable too, and no route to the pod
+network is needed.
 
 Security as upstream's kubelet with `--authentication-x509 --authorization-mode=Webhook`:
 - TLS with the kubelet's serving certificate (`--tls-cert-file`, `--tls-private-key-file`), and
@@ -28,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ctypes
 import inspect
 import logging
+import os
 import socket
 import struct
 import threading
@@ -56,6 +64,8 @@ ALLOWED_TTL = 300.0  # upstream --authorization-webhook-cache-authorized-ttl
 DENIED_TTL = 30.0  # upstream --authorization-webhook-cache-unauthorized-ttl
 _QUEUE_CHUNKS = 64  # chunks a stream may run ahead of a slow client
 _READ_SIZE = 32 * 1024
+_CLONE_NEWNET = 0x40000000  # <sched.h>; os.setns only exists from Python 3.12
+_CONNECT_TIMEOUT = 10.0
 
 # resolve(namespace, pod name, container or None, previous) -> container id; raises
 # api.errors.NotFound / BadRequest with upstream's messages (the Kubelet's, H5).
@@ -263,6 +273,112 @@ class _Servicer(pb_grpc.KubeletServicer):
         yield pb.ExecResponse()  # started: the client may send stdin now
         async for resp in session.run(request_iterator):
             yield resp
+
+
+    async def PortForward(self, request_iterator: AsyncIterator[pb.PortForwardRequest],
+                          context: grpc.aio.ServicerContext
+                          ) -> AsyncIterator[pb.PortForwardResponse]:
+        try:
+            await self.s.authorize(context, "create")
+            first = await anext(aiter(request_iterator), None)
+            if first is None or not first.HasField("start"):
+                raise errors.BadRequest(
+                    message="the first message of a port-forward must be `start`")
+            start = first.start
+            if not 0 < start.port < 65536:
+                raise errors.BadRequest(message=f"invalid port {start.port}: must be 1-65535")
+            cid = await self.s.resolve_container(start.namespace, start.name, start.container,
+                                                 False)
+        except errors.ApiError as e:
+            await _abort(context, e)
+        try:
+            reader, writer = await self.s.pod_connection(cid, start.port)
+        except (OSError, errors.ApiError) as e:
+            # Upstream's words (kubelet's portForward), which kubectl prints after "an error
+            # occurred forwarding L -> R: ".
+            why = e.message if isinstance(e, errors.ApiError) else str(e)
+            yield pb.PortForwardResponse(
+                error=f"error forwarding port {start.port} to pod "
+                f"{start.namespace}/{start.name}: failed to connect to localhost:{start.port} "
+                f"inside the pod's network namespace: {why}")
+            return
+        yield pb.PortForwardResponse()  # connected: the client may send now
+        async for resp in pipe_connection(reader, writer, request_iterator):
+            yield resp
+
+
+async def pipe_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          requests: AsyncIterator[pb.PortForwardRequest]
+                          ) -> AsyncIterator[pb.PortForwardResponse]:
+    """Bytes both ways between a client's messages and a TCP connection. The client's `close`
+    (or the end of its messages) half-closes the connection, so a request/response protocol
+    still gets its answer; the pod closing its side ends the stream."""
+    async def upstream() -> None:
+        try:
+            async for m in requests:
+                kind = m.WhichOneof("kind")
+                if kind == "data":
+                    writer.write(m.data)
+                    await writer.drain()
+                elif kind == "close":
+                    break
+            if writer.can_write_eof():
+                writer.write_eof()
+        except (OSError, RuntimeError) as e:  # the pod went away first: its side says so
+            log.debug("port-forward: writing to the pod failed: %s", e)
+
+    task = asyncio.create_task(upstream(), name="port-forward upstream")
+    try:
+        while True:
+            try:
+                data = await reader.read(_READ_SIZE)
+            except OSError as e:
+                yield pb.PortForwardResponse(error=f"error reading from the pod: {e}")
+                return
+            if not data:
+                return
+            yield pb.PortForwardResponse(data=data)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        writer.close()
+
+
+def _connect_in_netns(netns: str, port: int) -> socket.socket:
+    """A TCP connection to localhost:port in the network namespace at `netns`. Runs in a
+    thread of its own, which setns(2) moves into the namespace for good: the thread ends right
+    after, and a socket stays in the namespace it was created in."""
+    fd = os.open(netns, os.O_RDONLY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"entering the pod's network namespace: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+    errors_seen = []
+    for host in ("127.0.0.1", "::1"):  # as upstream's runtimes: IPv4, then IPv6
+        try:
+            return socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT)
+        except OSError as e:
+            errors_seen.append(f"{host}: {e.strerror or e}")
+    raise ConnectionRefusedError(", ".join(errors_seen))
+
+
+async def connect_in_netns(netns: str, port: int) -> socket.socket:
+    fut: concurrent.futures.Future[socket.socket] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            fut.set_result(_connect_in_netns(netns, port))
+        except BaseException as e:
+            fut.set_exception(e)
+
+    # Not the default executor: its threads are reused, and this one leaves its namespace
+    # changed.
+    threading.Thread(target=run, name="port-forward connect", daemon=True).start()
+    return await asyncio.wrap_future(fut)
 
 
 class ExecSession:
@@ -525,6 +641,38 @@ class KubeletServer:
             yield from stream
             return
         yield from res.raw.stream(_READ_SIZE, decode_content=False)
+
+    # --- port-forward -------------------------------------------------------------------
+
+    async def netns_of(self, container_id: str) -> str:
+        """/proc/PID/ns/net of the pod a container belongs to: its sandbox's (app containers
+        join it), so a restarting app container does not matter."""
+        def find() -> str:
+            info = self.api.inspect_container(container_id)
+            mode = str((info.get("HostConfig") or {}).get("NetworkMode") or "")
+            if mode.startswith("container:"):
+                info = self.api.inspect_container(mode.split(":", 1)[1])
+            pid = int((info.get("State") or {}).get("Pid") or 0)
+            if not pid:
+                raise errors.BadRequest(message=f"the sandbox of container "
+                                        f"{container_id[:12]} is not running")
+            return f"/proc/{pid}/ns/net"
+
+        try:
+            return await asyncio.to_thread(find)
+        except docker.errors.NotFound:
+            raise errors.NotFound(message=f'container "{container_id[:12]}" not found',
+                                  kind="containers") from None
+        except docker.errors.APIError as e:
+            raise errors.InternalError(message=f"inspecting container {container_id[:12]}: "
+                                       f"{e.explanation or e}") from None
+
+    async def pod_connection(self, container_id: str, port: int
+                             ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        sock = await connect_in_netns(await self.netns_of(container_id), port)
+        sock.settimeout(None)
+        sock.setblocking(False)
+        return await asyncio.open_connection(sock=sock, limit=_READ_SIZE * 2)
 
     # --- exec -----------------------------------------------------------------------------
 
