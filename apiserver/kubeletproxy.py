@@ -1,5 +1,6 @@
-"""pods/log, pods/exec and pods/portforward: the apiserver's side of `logs`, `exec` and
-`port-forward` (tkctl's over gRPC, kubectl's over the HTTP front's WebSockets).
+"""pods/log, pods/exec, pods/attach and pods/portforward: the apiserver's side of `logs`,
+`exec`, `attach` and `port-forward` (tkctl's over gRPC, kubectl's over the HTTP front's
+WebSockets).
 
 As upstream (pkg/registry/core/pod/strategy.go LogLocation / ExecLocation), the apiserver does
 not run anything itself: it checks the request against the pod (the container must be named
@@ -237,6 +238,18 @@ class KubeletProxy:
         fwd.CopyFrom(start)
         fwd.container = target.container
         async for resp in self._bidi(target, "Exec", pb.ExecRequest(start=fwd), requests,
+                                     lambda r: bool(r.exited or r.error)):
+            yield resp
+
+    async def attach(self, start: pb.ExecStart, requests: AsyncIterator[pb.ExecRequest]
+                     ) -> AsyncGenerator[pb.ExecResponse, None]:
+        """Proxy one attach: as exec, to the container's own process (no command)."""
+        target = await self.target(start.namespace, start.name, start.container)
+        fwd = pb.ExecStart()
+        fwd.CopyFrom(start)
+        fwd.container = target.container
+        del fwd.command[:]
+        async for resp in self._bidi(target, "Attach", pb.ExecRequest(start=fwd), requests,
                                      lambda r: bool(r.exited or r.error)):
             yield resp
 

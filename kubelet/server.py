@@ -1,10 +1,10 @@
-"""The kubelet's own gRPC server: container logs, exec and port-forward, the end of `logs`,
-`exec` and `port-forward` (tkctl's and kubectl's).
+"""The kubelet's own gRPC server: container logs, exec, attach and port-forward, the end of
+`logs`, `exec`, `attach` and `port-forward` (tkctl's and kubectl's).
 
-Upstream's kubelet serves /containerLogs, /exec and /portForward over HTTPS on port 10250 and the
-apiserver proxies `pods/log`, `pods/exec` and `pods/portforward` there. tinykube does the same
-with `service Kubelet { Logs, Exec, PortForward }` (api/proto/tinykube.proto); the apiserver
-dials it at the address and port in the Node's status.
+Upstream's kubelet serves /containerLogs, /exec, /attach and /portForward over HTTPS on port
+10250 and the apiserver proxies `pods/log`, `pods/exec`, `pods/attach` and `pods/portforward`
+there. tinykube does the same with `service Kubelet { Logs, Exec, Attach, PortForward }`
+(api/proto/tinykube.proto); the apiserver dials it at the address and port in the Node's status.
 
 A port-forward connection is opened as upstream's container runtimes open it: to
 localhost:PORT inside the pod's network namespace (entered by a short-lived thread with
@@ -275,6 +275,28 @@ class _Servicer(pb_grpc.KubeletServicer):
             yield resp
 
 
+    async def Attach(self, request_iterator: AsyncIterator[pb.ExecRequest],
+                     context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ExecResponse]:
+        try:
+            await self.s.authorize(context, "create")
+            first = await anext(aiter(request_iterator), None)
+            if first is None or not first.HasField("start"):
+                raise errors.BadRequest(
+                    message="the first message of an attach must be `start`")
+            start = first.start
+            cid = await self.s.resolve_container(start.namespace, start.name, start.container,
+                                                 False)
+            session = await self.s.attach_session(cid, start)
+        except errors.ApiError as e:
+            await _abort(context, e)
+        except Exception as e:
+            log.exception("attach failed")
+            await _abort(context, errors.InternalError(
+                message=f"error attaching to container: {e}"))
+        yield pb.ExecResponse()  # attached: the client may send stdin now
+        async for resp in session.run(request_iterator):
+            yield resp
+
     async def PortForward(self, request_iterator: AsyncIterator[pb.PortForwardRequest],
                           context: grpc.aio.ServicerContext
                           ) -> AsyncIterator[pb.PortForwardResponse]:
@@ -391,11 +413,13 @@ class ExecSession:
         self.sock = sock  # socket.SocketIO over Docker's unix socket (or a socket)
         self.raw: socket.socket = getattr(sock, "_sock", sock)
         self.start = start
+        # Whether Docker sends the output raw (a terminal) or multiplexed.
+        self.tty = start.tty
         self._stdin_closed = False
 
     def _frames(self) -> Iterator[bytes]:
         """Chunks tagged by a one-byte stream prefix (1 stdout, 2 stderr) for thread_stream."""
-        if self.start.tty:
+        if self.tty:
             while True:
                 data = self.raw.recv(_READ_SIZE)
                 if not data:
@@ -418,7 +442,7 @@ class ExecSession:
                 await asyncio.to_thread(self.raw.sendall, req.stdin)
             elif kind == "stdin_close":
                 await self._close_stdin()
-            elif kind == "resize" and self.start.tty:
+            elif kind == "resize" and self.tty:
                 await self._resize(req.resize.width, req.resize.height)
         # The client finished sending (half-closed): that is the end of its stdin too.
         await self._close_stdin()
@@ -472,6 +496,29 @@ class ExecSession:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pump
             self._close()
+
+
+class AttachSession(ExecSession):
+    """`docker attach` to a container's own process: ExecSession's streams, the container's
+    terminal setting, and no exit code (the process outlives a detach)."""
+
+    def __init__(self, api: docker.APIClient, container_id: str, sock: Any,
+                 start: pb.ExecStart, tty: bool) -> None:
+        super().__init__(api, "", sock, start)
+        self.container_id = container_id
+        self.tty = tty
+
+    async def _resize(self, width: int, height: int) -> None:
+        if not width or not height:
+            return
+        try:
+            await asyncio.to_thread(self.api.resize, self.container_id, height=height,
+                                    width=width)
+        except docker.errors.APIError as e:
+            log.debug("attach resize failed: %s", e)
+
+    async def exit_code(self) -> int | None:
+        return 0  # the attach ended; upstream reports Success, whatever the process does
 
 
 class KubeletServer:
@@ -673,6 +720,34 @@ class KubeletServer:
         sock.settimeout(None)
         sock.setblocking(False)
         return await asyncio.open_connection(sock=sock, limit=_READ_SIZE * 2)
+
+    # --- attach ---------------------------------------------------------------------------
+
+    async def attach_session(self, container_id: str, start: pb.ExecStart) -> AttachSession:
+        def attach() -> AttachSession:
+            info = self.api.inspect_container(container_id)
+            config = info.get("Config") or {}
+            if not (info.get("State") or {}).get("Running"):
+                raise errors.BadRequest(message=f'container "{start.container}" in pod '
+                                        f'"{start.name}" is not running')
+            # stdin only where the container has one open (`stdin: true`), as upstream.
+            stdin = bool(start.stdin and config.get("OpenStdin"))
+            sock = self.api.attach_socket(container_id, params={
+                "stdin": int(stdin), "stdout": 1, "stderr": 1, "stream": 1})
+            fwd = pb.ExecStart()
+            fwd.CopyFrom(start)
+            fwd.stdin = stdin
+            return AttachSession(self.api, container_id, sock, fwd, bool(config.get("Tty")))
+
+        try:
+            return await asyncio.to_thread(attach)
+        except docker.errors.NotFound:
+            raise errors.NotFound(message=f'container "{start.container}" not found in pod '
+                                  f'"{start.name}"', kind="pods", name=start.name) from None
+        except docker.errors.APIError as e:
+            raise errors.BadRequest(message=f"unable to attach to container "
+                                    f'"{start.container}" of pod "{start.name}": '
+                                    f"{e.explanation or e}") from None
 
     # --- exec -----------------------------------------------------------------------------
 

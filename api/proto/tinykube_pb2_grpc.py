@@ -574,9 +574,10 @@ class Api:
 
 class KubeletStub:
     """What a kubelet serves on its node (--port, default 10250), over TLS with client certificates:
-    the apiserver's Logs, Exec and port-forward calls end here. Callers are authorized with a
-    SubjectAccessReview for `get` (logs) or `create` (exec, port-forward) on nodes/proxy of this
-    node, as upstream's kubelet authorizes its /containerLogs, /exec and /portForward endpoints.
+    the apiserver's Logs, Exec, attach and port-forward calls end here. Callers are authorized
+    with a SubjectAccessReview for `get` (logs) or `create` (exec, attach, port-forward) on
+    nodes/proxy of this node, as upstream's kubelet authorizes its /containerLogs, /exec,
+    /attach and /portForward endpoints.
     """
 
     def __init__(self, channel):
@@ -595,6 +596,11 @@ class KubeletStub:
                 request_serializer=api_dot_proto_dot_tinykube__pb2.ExecRequest.SerializeToString,
                 response_deserializer=api_dot_proto_dot_tinykube__pb2.ExecResponse.FromString,
                 _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/tinykube.v1.Kubelet/Attach',
+                request_serializer=api_dot_proto_dot_tinykube__pb2.ExecRequest.SerializeToString,
+                response_deserializer=api_dot_proto_dot_tinykube__pb2.ExecResponse.FromString,
+                _registered_method=True)
         self.PortForward = channel.stream_stream(
                 '/tinykube.v1.Kubelet/PortForward',
                 request_serializer=api_dot_proto_dot_tinykube__pb2.PortForwardRequest.SerializeToString,
@@ -604,9 +610,10 @@ class KubeletStub:
 
 class KubeletServicer:
     """What a kubelet serves on its node (--port, default 10250), over TLS with client certificates:
-    the apiserver's Logs, Exec and port-forward calls end here. Callers are authorized with a
-    SubjectAccessReview for `get` (logs) or `create` (exec, port-forward) on nodes/proxy of this
-    node, as upstream's kubelet authorizes its /containerLogs, /exec and /portForward endpoints.
+    the apiserver's Logs, Exec, attach and port-forward calls end here. Callers are authorized
+    with a SubjectAccessReview for `get` (logs) or `create` (exec, attach, port-forward) on
+    nodes/proxy of this node, as upstream's kubelet authorizes its /containerLogs, /exec,
+    /attach and /portForward endpoints.
     """
 
     def Logs(self, request, context):
@@ -617,6 +624,15 @@ class KubeletServicer:
 
     def Exec(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Attach(self, request_iterator, context):
+        """pods/attach: Exec's messages with no command, to the container's own process (its stdin
+        only if the container has `stdin: true`; a terminal only if it has `tty: true`). The end
+        is `exited` with exit_code 0: as upstream, attach reports no exit code.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -641,6 +657,11 @@ def add_KubeletServicer_to_server(servicer, server):
                     request_deserializer=api_dot_proto_dot_tinykube__pb2.ExecRequest.FromString,
                     response_serializer=api_dot_proto_dot_tinykube__pb2.ExecResponse.SerializeToString,
             ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=api_dot_proto_dot_tinykube__pb2.ExecRequest.FromString,
+                    response_serializer=api_dot_proto_dot_tinykube__pb2.ExecResponse.SerializeToString,
+            ),
             'PortForward': grpc.stream_stream_rpc_method_handler(
                     servicer.PortForward,
                     request_deserializer=api_dot_proto_dot_tinykube__pb2.PortForwardRequest.FromString,
@@ -656,9 +677,10 @@ def add_KubeletServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Kubelet:
     """What a kubelet serves on its node (--port, default 10250), over TLS with client certificates:
-    the apiserver's Logs, Exec and port-forward calls end here. Callers are authorized with a
-    SubjectAccessReview for `get` (logs) or `create` (exec, port-forward) on nodes/proxy of this
-    node, as upstream's kubelet authorizes its /containerLogs, /exec and /portForward endpoints.
+    the apiserver's Logs, Exec, attach and port-forward calls end here. Callers are authorized
+    with a SubjectAccessReview for `get` (logs) or `create` (exec, attach, port-forward) on
+    nodes/proxy of this node, as upstream's kubelet authorizes its /containerLogs, /exec,
+    /attach and /portForward endpoints.
     """
 
     @staticmethod
@@ -703,6 +725,33 @@ class Kubelet:
             request_iterator,
             target,
             '/tinykube.v1.Kubelet/Exec',
+            api_dot_proto_dot_tinykube__pb2.ExecRequest.SerializeToString,
+            api_dot_proto_dot_tinykube__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tinykube.v1.Kubelet/Attach',
             api_dot_proto_dot_tinykube__pb2.ExecRequest.SerializeToString,
             api_dot_proto_dot_tinykube__pb2.ExecResponse.FromString,
             options,

@@ -1,23 +1,23 @@
-"""exec and port-forward over WebSocket, as kubectl (1.30+) and the official client libraries
-speak them, bridged to the kubelet proxy's gRPC streams (apiserver/kubeletproxy.py).
+"""exec, attach and port-forward over WebSocket, as kubectl (1.30+) and the official client
+libraries speak them, bridged to the kubelet proxy's gRPC streams (apiserver/kubeletproxy.py).
 
 Why here and not in the kubelet: tinykube's kubelets speak gRPC only, so the apiserver ends the
 client's WebSocket itself, as upstream's apiserver does for `v5.channel.k8s.io` (its
 StreamTranslator) and for port-forward's SPDY-over-WebSocket tunnel, and hands the bytes to the
-same `KubeletProxy.exec` / `port_forward` calls the gRPC front uses, after the same
-authorization (`create pods/exec`, `create pods/portforward`) and the same audit.
+same `KubeletProxy.exec` / `attach` / `port_forward` calls the gRPC front uses, after the
+same authorization (`create pods/exec`, `pods/attach`, `pods/portforward`) and the same audit.
 
 Three wire protocols, learnt from upstream (k8s.io/apimachinery util/httpstream/wsstream,
 util/proxy, client-go tools/remotecommand and tools/portforward); no code of theirs:
 
-- The channel protocols, for exec: every binary message starts with its stream's byte (0 stdin,
-  1 stdout, 2 stderr, 3 error, 4 resize as JSON `{"Width":W,"Height":H}`); `v5.channel.k8s.io`
-  adds 255 + a stream byte to close a stream (kubectl's stdin EOF). At the end the error stream
-  carries a `metav1.Status` as JSON (v4 and v5: Success, or NonZeroExitCode with the exit code
-  in details.causes) or, for the older protocols, the failure's message as text. The
-  `base64.` variants send text messages: the stream as the digit '0'+n, then base64. The
-  subprotocol is the first one the client offers that the server speaks (upstream's rule;
-  clients list the newest first).
+- The channel protocols, for exec and attach: every binary message starts with its stream's
+  byte (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize as JSON `{"Width":W,"Height":H}`);
+  `v5.channel.k8s.io` adds 255 + a stream byte to close a stream (kubectl's stdin EOF). At the
+  end the error stream carries a `metav1.Status` as JSON (v4 and v5: Success, or
+  NonZeroExitCode with the exit code in details.causes; attach reports none) or, for the older
+  protocols, the failure's message as text. The `base64.` variants send text messages: the
+  stream as the digit '0'+n, then base64. The subprotocol is the first one the client offers
+  that the server speaks (upstream's rule; clients list the newest first).
 - Port-forward over the channel protocol (`v4.channel.k8s.io`, the Python client's
   `portforward=True`): the ports are in the query (`ports=8080,9090`), port i gets a data
   stream 2i and an error stream 2i+1, each opened by a message carrying the port as two
@@ -34,7 +34,7 @@ util/proxy, client-go tools/remotecommand and tools/portforward); no code of the
 
 Everything that can be refused is refused before the upgrade, as an ordinary HTTP `Status`
 (not found, forbidden, no command, a bad container, SPDY without WebSocket), so kubectl prints it
-as it prints any API error. attach is not served (a 400 saying so).
+as it prints any API error.
 """
 
 from __future__ import annotations
@@ -87,17 +87,16 @@ T = TypeVar("T")
 
 async def serve(request: web.Request, handler: RequestHandler, creds: Credentials,
                 req: paths.RequestInfo) -> web.StreamResponse:
-    """pods/exec, pods/portforward (and a refusal for pods/attach) over WebSocket."""
+    """pods/exec, pods/attach and pods/portforward over WebSocket."""
     rec = handler.record(creds, "create", "pods", req.namespace, req.name, req.subresource)
     error: errors.ApiError | None = None
     try:
         proxy = await handler.stream_begin(creds, rec)
-        if req.subresource == "exec":
-            return await _exec(request, proxy, req)
+        if req.subresource in ("exec", "attach"):
+            return await _remote_command(request, proxy, req)
         if req.subresource == "portforward":
             return await _port_forward(request, proxy, req)
-        raise errors.BadRequest(message=f"pods/{req.subresource} is not supported by tinykube "
-                                "(exec and port-forward are)")
+        raise errors.NotFound(message="the server could not find the requested resource")
     except errors.ApiError as e:
         error = e
         raise
@@ -241,7 +240,7 @@ class Inbox(Generic[T]):
 
 @dataclass(frozen=True)
 class ExecOptions:
-    """Upstream's PodExecOptions, as the query string carries them."""
+    """Upstream's PodExecOptions (PodAttachOptions: no command), as the query carries them."""
 
     command: list[str]
     container: str
@@ -251,7 +250,7 @@ class ExecOptions:
     tty: bool
 
 
-def exec_options(request: web.Request) -> ExecOptions:
+def exec_options(request: web.Request, attach: bool = False) -> ExecOptions:
     q = request.query
 
     def flag(name: str) -> bool:
@@ -262,8 +261,8 @@ def exec_options(request: web.Request) -> ExecOptions:
         stderr = False  # a terminal has one output stream (upstream drops stderr the same way)
     if not (stdin or stdout or stderr):
         raise errors.BadRequest(message="you must specify at least 1 of stdin, stdout, stderr")
-    command = q.getall("command", [])
-    if not command:
+    command = [] if attach else q.getall("command", [])
+    if not command and not attach:
         raise errors.BadRequest(message="you must specify at least one command for the "
                                 "container")
     return ExecOptions(list(command), q.get("container", ""), stdin, stdout, stderr, tty)
@@ -302,18 +301,20 @@ def failure_status(e: errors.ApiError) -> dict[str, Any]:
     return out
 
 
-async def _exec(request: web.Request, proxy: KubeletProxy,
-                req: paths.RequestInfo) -> web.StreamResponse:
-    opts = exec_options(request)
+async def _remote_command(request: web.Request, proxy: KubeletProxy,
+                          req: paths.RequestInfo) -> web.StreamResponse:
+    """exec, or attach (the same streams, to the container's own process)."""
+    attach = req.subresource == "attach"
+    opts = exec_options(request, attach)
     # The pod and the container first: a kubectl that falls back to SPDY after a refused
     # upgrade must see "not found" rather than "SPDY is not supported".
     await proxy.target(req.namespace, req.name, opts.container)
-    require_websocket(request, "exec")
+    require_websocket(request, req.subresource)
     protocol = choose_protocol(offered_protocols(request), EXEC_PROTOCOLS)
     inbox: Inbox[pb.ExecRequest] = Inbox()
     start = pb.ExecStart(namespace=req.namespace, name=req.name, container=opts.container,
                          command=opts.command, stdin=opts.stdin, tty=opts.tty)
-    responses = proxy.exec(start, inbox)
+    responses = proxy.attach(start, inbox) if attach else proxy.exec(start, inbox)
     try:
         # The kubelet's first answer says the command runs; a refusal (container not
         # running, ...) is still an ordinary HTTP error here.
@@ -327,8 +328,9 @@ async def _exec(request: web.Request, proxy: KubeletProxy,
 
 
 class ExecSession:
-    """One exec over an upgraded WebSocket: client streams in, the command's output out, the
-    exit status on the error stream, then the close handshake."""
+    """One exec (or attach: ExecOptions without a command) over an upgraded WebSocket: client
+    streams in, the command's output out, the exit status on the error stream, then the close
+    handshake."""
 
     def __init__(self, ws: web.WebSocketResponse, channels: Channels, opts: ExecOptions,
                  inbox: Inbox[pb.ExecRequest]) -> None:
@@ -376,6 +378,8 @@ class ExecSession:
                 if r.stderr and self.opts.stderr:
                     await self.channels.send(STDERR, r.stderr)
                 if r.exited:
+                    if not self.opts.command:  # attach: the stream ended, nothing to report
+                        return success_status()
                     return exit_status(self.opts.command, r.exit_code)
                 if r.error:
                     return failure_status(errors.InternalError(

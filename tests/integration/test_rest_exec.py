@@ -102,6 +102,38 @@ async def ns(kubelet_cluster: Cluster) -> AsyncIterator[str]:
         await c.client.delete("namespaces", name)
 
 
+ATTACH_POD = "att"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def att(kubelet_cluster: Cluster, ns: str) -> str:
+    """Pod `att` for attach: `reader` echoes its stdin's lines, `once` too but its stdin closes
+    when the attached client's does (stdinOnce), `ticker` writes a line every 0.2s, `shell` is
+    an interactive sh on a terminal."""
+    c = kubelet_cluster
+    busybox = "tinykube/busybox:1"
+    echo_lines = "while read line; do echo got $line; done"
+    await c.client.create("pods", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": ATTACH_POD},
+        "spec": {"terminationGracePeriodSeconds": 1, "restartPolicy": "Never", "containers": [
+            {"name": "reader", "image": busybox, "stdin": True,
+             "command": ["sh", "-c", echo_lines]},
+            {"name": "once", "image": busybox, "stdin": True, "stdinOnce": True,
+             "command": ["sh", "-c", echo_lines]},
+            {"name": "ticker", "image": busybox, "command": [
+                "sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"]},
+            {"name": "shell", "image": busybox, "stdin": True, "tty": True,
+             "command": ["sh"]}]}}, ns)
+
+    async def running() -> bool:
+        pod = await c.client.get("pods", ATTACH_POD, ns)
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        return len(statuses) == 4 and all("running" in (s.get("state") or {})
+                                          for s in statuses)
+    await until(running, timeout=90, what=f"pod {ATTACH_POD} running")
+    return ATTACH_POD
+
+
 @pytest.fixture(scope="module")
 def api(kubelet_cluster: Cluster) -> Iterator[k8s.CoreV1Api]:
     """The official client, configured from the cluster's admin kubeconfig."""
@@ -171,6 +203,41 @@ async def test_client_exec_tty_and_resize(api: k8s.CoreV1Api, ns: str) -> None:
     assert out == "terminal\r\n30 100\r\n"  # a terminal: CRLF, one output stream
     assert err == ""
     assert ws.returncode == 0
+
+
+def attach_until(api: k8s.CoreV1Api, ns: str, container: str, want: str, *,
+                 stdin: str | None = None, tty: bool = False) -> str:
+    """Attach, send `stdin`, read stdout until it holds `want`; then detach (close)."""
+    ws = stream(api.connect_get_namespaced_pod_attach, ATTACH_POD, ns, container=container,
+                stdin=stdin is not None, stdout=True, stderr=not tty, tty=tty,
+                _preload_content=False)
+    try:
+        if stdin is not None:
+            ws.write_stdin(stdin)
+        out = ""
+        for _ in range(100):
+            ws.update(timeout=0.3)
+            out += ws.read_stdout(timeout=0) if ws.peek_stdout() else ""
+            if want in out or not ws.is_open():
+                break
+        return out
+    finally:
+        ws.close()
+
+
+async def test_client_attach(api: k8s.CoreV1Api, ns: str, att: str) -> None:
+    out = await asyncio.to_thread(attach_until, api, ns, "reader", "got two", stdin="one\ntwo\n")
+    assert out == "got one\ngot two\n"
+    # Output only: what the process writes from now on; detached, it goes on, and a second
+    # client attaches to it.
+    first = await asyncio.to_thread(attach_until, api, ns, "ticker", "\ntick")
+    second = await asyncio.to_thread(attach_until, api, ns, "ticker", "\ntick")
+    assert re.match(r"tick \d+\n", first) and re.match(r"tick \d+\n", second)
+    assert int(second.split()[1]) > int(first.split()[1])
+    # A terminal: the shell reads a line, the terminal echoes it back.
+    out = await asyncio.to_thread(attach_until, api, ns, "shell", "hi-2",
+                                  stdin="echo hi-$((1+1))\n", tty=True)
+    assert "hi-2\r\n" in out
 
 
 # --- the channel protocols by hand ----------------------------------------------------------
@@ -275,8 +342,8 @@ async def test_refusals_are_http_statuses(kubelet_cluster: Cluster, api: k8s.Cor
                                      "v4.channel.k8s.io v4.base64.channel.k8s.io "
                                      "v3.channel.k8s.io v2.channel.k8s.io channel.k8s.io "
                                      "base64.channel.k8s.io]")
-    code, st = await refusal(raw, raw.url(ns, "attach", "container=main&stdout=true"), v5)
-    assert code == 400 and "pods/attach is not supported" in st["message"]
+    code, st = await refusal(raw, raw.url(ns, "attach", "container=main"), v5)
+    assert (code, st["message"]) == (400, "you must specify at least 1 of stdin, stdout, stderr")
 
     # Who may not create pods/exec is told so before anything runs.
     cfg = k8s.Configuration()
@@ -381,6 +448,16 @@ async def test_kubectl_exec_big_streams(kubelet_cluster: Cluster, ns: str,
                                    "sh", "-c", "seq 1 400000")
     assert (code, err) == (0, "")
     assert out == "".join(f"{i}\n" for i in range(1, 400001))
+
+
+@needs_kubectl
+async def test_kubectl_attach(kubelet_cluster: Cluster, ns: str, att: str,
+                              kube_home: str) -> None:
+    """stdinOnce: the container's stdin ends with kubectl's, its loop ends, and so does the
+    attach (Success: exit status 0)."""
+    code, out, _ = await kubectl(kubelet_cluster, kube_home, "-n", ns, "attach", "-i", att,
+                                 "-c", "once", stdin=b"x\ny\n")
+    assert (code, out) == (0, "got x\ngot y\n")
 
 
 def free_port() -> int:
