@@ -358,6 +358,58 @@ async def test_refusals_are_http_statuses(kubelet_cluster: Cluster, api: k8s.Cor
                              f'"pods/exec" in API group "" in the namespace "{ns}"')
 
 
+async def test_client_going_away_mid_command(kubelet_cluster: Cluster, api: k8s.CoreV1Api,
+                                             ns: str) -> None:
+    """A client that vanishes (TCP reset, no close frame) ends its session quietly: the
+    kubelet's stream is cancelled, nothing is logged as a failure, the next exec works."""
+    raw = Raw(api)
+    q = "command=sh&command=-c&command=echo+started%3Bsleep+5&container=main&stdout=true"
+    async with aiohttp.ClientSession() as s:
+        ws = await s.ws_connect(raw.url(ns, "exec", q), protocols=["v5.channel.k8s.io"],
+                                ssl=raw.ssl)
+        got = b""
+        while b"started" not in got:
+            msg = await asyncio.wait_for(ws.receive(), 30)
+            got += msg.data[1:]
+        transport = ws._response.connection.transport  # type: ignore[union-attr]
+        transport.abort()
+    _, out = await ws_exec(raw, ns, "command=echo&command=next&container=main&stdout=true",
+                           ["v5.channel.k8s.io"])
+    assert b"".join(d for st, d in out if st == 1) == b"next\n"
+    assert kubelet_cluster.apiserver is not None
+    log = kubelet_cluster.apiserver.logs()
+    assert "Traceback" not in log and " ERROR " not in log, log
+
+
+async def test_tunnel_by_hand(api: k8s.CoreV1Api, ns: str) -> None:
+    """The SPDY tunnel with our own codec as the client: pings come back, a stream with a bad
+    header is refused (SYN_REPLY with FIN), a pair forwards one connection."""
+    raw = Raw(api)
+    codec = SpdyCodec()
+    frames = []
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(raw.url(ns, "portforward", ""), ssl=raw.ssl,
+                                protocols=["SPDY/3.1+portforward.k8s.io"]) as ws:
+            assert ws.protocol == "SPDY/3.1+portforward.k8s.io"
+            await ws.send_bytes(codec.ping(1))
+            await ws.send_bytes(codec.syn_stream(1, {"streamtype": ["bogus"], "port": ["80"]}))
+            head = {"port": [str(WEB_PORT)], "requestid": ["7"]}
+            await ws.send_bytes(codec.syn_stream(3, {**head, "streamtype": ["error"]}))
+            await ws.send_bytes(codec.syn_stream(5, {**head, "streamtype": ["data"]}))
+            await ws.send_bytes(codec.data(5, b"GET / HTTP/1.0\r\n\r\n", fin=True))
+            async with asyncio.timeout(30):
+                while not any(f.type == 0 and f.stream_id == 5 and f.flags & 1 for f in frames):
+                    msg = await ws.receive()
+                    assert msg.type == aiohttp.WSMsgType.BINARY, msg
+                    frames += codec.feed(msg.data)
+    assert (6, 1) in [(f.type, f.value) for f in frames]  # the ping, back
+    replies = {f.stream_id: f.flags for f in frames if f.type == 2}
+    assert replies == {1: 1, 3: 0, 5: 0}  # the bogus stream refused at once
+    body = b"".join(f.data for f in frames if f.type == 0 and f.stream_id == 5)
+    assert body.startswith(b"HTTP/1.1 200 OK") and body.endswith(POD.encode())
+    assert not b"".join(f.data for f in frames if f.type == 0 and f.stream_id == 3)
+
+
 # --- port-forward: the Python client (v4 channels) -----------------------------------------
 
 
@@ -433,6 +485,25 @@ async def test_kubectl_exec(kubelet_cluster: Cluster, ns: str, kube_home: str) -
     assert (code, out, err) == (7, "out\n", "err\ncommand terminated with exit code 7\n")
     code, _, err = await kubectl(c, kube_home, "-n", ns, "exec", "nope", "--", "true")
     assert (code, err) == (1, 'Error from server (NotFound): pods "nope" not found\n')
+
+
+@needs_kubectl
+@pytest.mark.skipif(shutil.which("script") is None, reason="script (util-linux) is not here")
+async def test_kubectl_exec_terminal(kubelet_cluster: Cluster, ns: str, kube_home: str) -> None:
+    """`exec -it` on a real pseudo-terminal (script(1)): kubectl sends the terminal's size on
+    the resize stream, the command sees it (after a moment: the size follows the start, as
+    upstream's), and its output comes back raw."""
+    assert KUBECTL is not None
+    inner = (f"stty rows 37 cols 91; {KUBECTL} -n {ns} exec -it {POD} -c main -- "
+             "sh -c 'sleep 1; stty size; test -t 0 && echo on-a-tty'")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": kube_home,
+           "KUBECONFIG": kubelet_cluster.kubeconfig, "TERM": "xterm"}
+    proc = await asyncio.create_subprocess_exec(
+        "script", "-qec", inner, "/dev/null", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+    out, _ = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, out
+    assert b"37 91\r\non-a-tty\r\n" in out, out
 
 
 @needs_kubectl
