@@ -522,6 +522,23 @@ async def test_kubectl_exec_big_streams(kubelet_cluster: Cluster, ns: str,
 
 
 @needs_kubectl
+async def test_kubectl_cp(kubelet_cluster: Cluster, ns: str, kube_home: str,
+                          tmp_path: Path) -> None:
+    """kubectl cp is tar through exec: stdin to the pod and its end (v5's close), then back."""
+    c = kubelet_cluster
+    src = tmp_path / "payload.bin"
+    src.write_bytes(os.urandom(200_000))
+    code, _, err = await kubectl(c, kube_home, "-n", ns, "cp", str(src), f"{POD}:/tmp/payload",
+                                 "-c", "main")
+    assert (code, err) == (0, "")
+    back = tmp_path / "back.bin"
+    code, _, err = await kubectl(c, kube_home, "-n", ns, "cp", f"{POD}:/tmp/payload", str(back),
+                                 "-c", "main")
+    assert code == 0, err
+    assert back.read_bytes() == src.read_bytes()
+
+
+@needs_kubectl
 async def test_kubectl_attach(kubelet_cluster: Cluster, ns: str, att: str,
                               kube_home: str) -> None:
     """stdinOnce: the container's stdin ends with kubectl's, its loop ends, and so does the
