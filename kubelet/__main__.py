@@ -16,6 +16,13 @@ from client.flags import Parser, add_client_flags, duration, make_client, run_ma
 from kubelet import labels
 from kubelet.backoff import Backoff
 from kubelet.cni import CNI
+from kubelet.health import (
+    PLEG_RELIST_THRESHOLD,
+    RUNTIME_DOWN_THRESHOLD,
+    RUNTIME_REQUEST_TIMEOUT,
+    HealthThresholds,
+    RuntimeHealth,
+)
 from kubelet.kubelet import Kubelet
 from kubelet.node import NodeManager
 from kubelet.runtime import DockerRuntime
@@ -63,13 +70,23 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, Parser]:
     p.add_argument("--crash-loop-backoff-max", type=duration, default=300.0, metavar="DURATION")
     p.add_argument("--crash-loop-backoff-reset", type=duration, default=600.0,
                    metavar="DURATION")
+    g = p.add_argument_group("runtime health (upstream's values; kubelet/health.py)")
+    g.add_argument("--runtime-request-timeout", type=duration, default=RUNTIME_REQUEST_TIMEOUT,
+                   metavar="DURATION", help="every runtime request but long-running ones")
+    g.add_argument("--runtime-down-threshold", type=duration, default=RUNTIME_DOWN_THRESHOLD,
+                   metavar="DURATION", help="NotReady once no runtime check has succeeded for "
+                   "this long (upstream's maxWaitForContainerRuntime)")
+    g.add_argument("--pleg-relist-threshold", type=duration, default=PLEG_RELIST_THRESHOLD,
+                   metavar="DURATION", help="NotReady once the PLEG has not relisted for this "
+                   "long (upstream's genericPlegRelistThreshold)")
     a = p.parse_args(argv)
     if not 0 <= a.port <= 65535:
         p.error(f"--port: {a.port} is not a port number")
     if a.max_pods < 1:
         p.error("--max-pods: must be at least 1")
     for flag in ("lease_interval", "node_status_update_frequency", "sync_frequency",
-                 "crash_loop_backoff_initial"):
+                 "crash_loop_backoff_initial", "runtime_request_timeout",
+                 "runtime_down_threshold", "pleg_relist_threshold"):
         if not getattr(a, flag) > 0:
             p.error(f"--{flag.replace('_', '-')}: must be positive")
     if a.crash_loop_backoff_max < a.crash_loop_backoff_initial:
@@ -95,7 +112,8 @@ async def _run(a: argparse.Namespace, p: Parser) -> None:
            _read(p, "--client-ca-file", a.client_ca_file))
     client = make_client(p, a, PROG)
     root = Path(a.root_dir)  # absolute (main): the kubelet's instance id is derived from it
-    runtime = DockerRuntime(a.docker_endpoint, kubelet_id=labels.kubelet_id(str(root)))
+    runtime = DockerRuntime(a.docker_endpoint, kubelet_id=labels.kubelet_id(str(root)),
+                            request_timeout=a.runtime_request_timeout)
     cni = CNI(a.cni_conf_dir, [a.cni_bin_dir], a.cni_cache_dir or str(root / "cni-cache"))
     kubelet: Kubelet | None = None
 
@@ -112,7 +130,11 @@ async def _run(a: argparse.Namespace, p: Parser) -> None:
         node = NodeManager(client, a.node_name, runtime, cni, node_ip=a.node_ip,
                            kubelet_port=port, lease_interval=a.lease_interval,
                            status_interval=a.node_status_update_frequency,
-                           labels=a.node_labels, max_pods=a.max_pods, root_dir=str(root))
+                           labels=a.node_labels, max_pods=a.max_pods, root_dir=str(root),
+                           health=RuntimeHealth(HealthThresholds(
+                               runtime_request_timeout=a.runtime_request_timeout,
+                               runtime_down_after=a.runtime_down_threshold,
+                               pleg_relist_threshold=a.pleg_relist_threshold)))
         backoff = Backoff(a.crash_loop_backoff_initial, a.crash_loop_backoff_max,
                           a.crash_loop_backoff_reset)
         kubelet = Kubelet(client, a.node_name, runtime, cni, node,

@@ -229,7 +229,9 @@ class Kubelet:
         self.pods.start()
         await self.pods.wait_for_sync()
         await self.services.wait_for_sync()
+        self.node.health.pleg_started()  # judged from now on: see kubelet/health.py
         await self._relist(initial=True)
+        self.node.health.relisted()
         self._synced.set()
         for uid, st in list(self.states.items()):
             if st.pod is not None or st.ids:
@@ -397,6 +399,7 @@ class Kubelet:
             await asyncio.sleep(self.relist_period)
             try:
                 await self._relist()
+                self.node.health.relisted()  # the PLEG health check's heartbeat
             except RuntimeFailure as e:
                 log.warning("relist: %s", e)
             except Exception:

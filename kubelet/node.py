@@ -8,9 +8,10 @@ and `daemonEndpoints.kubeletEndpoint.Port` for logs and exec. So, as upstream's 
 - `register()` creates the Node (or adopts the existing one after a restart, patching labels)
   and posts a full status;
 - the status is posted every `status_interval`, and at once when Ready flips: Ready is False
-  ("KubeletNotReady") while Docker does not answer or while there is no CNI config, with
-  upstream's messages, so `tkctl describe node` reads like Kubernetes; transition times are
-  kept while a condition does not change;
+  ("KubeletNotReady") while the runtime is judged unhealthy (kubelet/health.py: Docker has not
+  answered a check for 30 s, or the PLEG has not relisted for 3 minutes, as upstream; never on
+  one slow ping) or while there is no CNI config, with upstream's messages, so `tkctl describe
+  node` reads like Kubernetes; transition times are kept while a condition does not change;
 - the Lease (owned by the Node, so the garbage collector removes it with the Node) is renewed
   every `lease_interval` with leaseDurationSeconds 40;
 - the Node is watched (by name) to keep `pod_cidr` fresh: the node IPAM controller assigns it
@@ -37,6 +38,7 @@ from client.apiclient import ApiClient
 from client.informer import SharedInformer
 from client.leaderelection import now_micro
 from kubelet.cni import CNI
+from kubelet.health import RuntimeHealth, go_duration
 from kubelet.runtime import DockerRuntime
 
 log = logging.getLogger("kubelet.node")
@@ -46,10 +48,8 @@ KUBELET_VERSION = "v1.0.0-tinykube"
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION = 40  # seconds: upstream's nodeLeaseDurationSeconds
 DEFAULT_ROOT_DIR = "/var/lib/tinykube/kubelet"
-RUNTIME_TIMEOUT = 5.0  # a Docker ping slower than this counts as "down"
+VERSION_TIMEOUT = 5.0  # the runtime's version is a nicety: never wait long for it
 CHECK_INTERVAL = 1.0  # how often readiness is re-evaluated (a flip is posted at once)
-
-RUNTIME_DOWN = "container runtime is down"
 NETWORK_NOT_READY = ("container runtime network not ready: NetworkReady=false "
                      "reason:NetworkPluginNotReady message:docker: {reason}")
 _PRESSURE_CONDITIONS = (
@@ -115,7 +115,7 @@ class NodeManager:
     def __init__(self, client: ApiClient, node_name: str, runtime: DockerRuntime, cni: CNI, *,
                  node_ip: str | None, kubelet_port: int, lease_interval: float,
                  status_interval: float, labels: dict[str, str], max_pods: int = 110,
-                 root_dir: str = DEFAULT_ROOT_DIR) -> None:
+                 root_dir: str = DEFAULT_ROOT_DIR, health: RuntimeHealth | None = None) -> None:
         self.client = client
         self.name = node_name
         self.runtime = runtime
@@ -127,6 +127,9 @@ class NodeManager:
         self.labels = labels
         self.max_pods = max_pods
         self.root_dir = root_dir
+        # The runtime's health over time (upstream's runtimeState); the Kubelet's PLEG reports
+        # its relists here too.
+        self.health = health if health is not None else RuntimeHealth()
         self._pod_cidr: str | None = None
         self._node: Obj | None = None  # the Node as last read or written
         self._lease: Obj | None = None
@@ -155,6 +158,8 @@ class NodeManager:
 
     async def register(self) -> Obj:
         """Create the Node or adopt the existing one; post its status; create the Lease."""
+        if not self.health.checked:
+            await self.check_runtime()  # the first status then says whether Docker answers
         delay = 0.1
         while True:
             try:
@@ -201,16 +206,40 @@ class NodeManager:
     async def refresh_runtime_version(self) -> None:
         with contextlib.suppress(Exception):
             self._runtime_version = await asyncio.wait_for(self.runtime.version(),
-                                                           RUNTIME_TIMEOUT)
+                                                           VERSION_TIMEOUT)
 
-    async def readiness(self) -> tuple[str, str, str]:
-        """(status, reason, message) of the Ready condition now."""
-        problems = []
+    async def check_runtime(self) -> bool:
+        """One runtime check (upstream's updateRuntimeUp): a ping bounded by the runtime
+        request timeout, its outcome reported to `health`. Never decides Ready by itself."""
+        timeout = self.health.thresholds.runtime_request_timeout
         try:
-            await asyncio.wait_for(self.runtime.ping(), RUNTIME_TIMEOUT)
-        except Exception as e:  # any failure to answer is "down", as upstream
-            log.debug("runtime ping failed: %s", e)
-            problems.append(RUNTIME_DOWN)
+            # The ping's own timeout ends the pool thread; wait_for guards the await too.
+            await asyncio.wait_for(self.runtime.ping(timeout=timeout), timeout + 1.0)
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            self.health.runtime_failed(f"no answer within {go_duration(timeout)}")
+            return False
+        except Exception as e:  # any failure to answer counts as a failed check, as upstream
+            self.health.runtime_failed(str(e) or type(e).__name__)
+            return False
+        self.health.runtime_ok()
+        return True
+
+    async def _runtime_loop(self) -> None:
+        period = self.health.thresholds.runtime_check_period
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.check_runtime()
+            except Exception:
+                log.exception("checking the container runtime")
+
+    def readiness(self) -> tuple[str, str, str]:
+        """(status, reason, message) of the Ready condition now: what the runtime's health
+        says over time (no I/O here, so a slow runtime never delays the status), and the CNI
+        config."""
+        problems = self.health.runtime_errors()
         reason = self.cni.not_ready_reason()
         if reason is not None:
             problems.append(NETWORK_NOT_READY.format(reason=reason))
@@ -256,7 +285,7 @@ class NodeManager:
         """Post the status (merge patch of nodes/status: no resourceVersion conflicts with the
         node lifecycle controller). Unless `force`, only when Ready changed."""
         if ready is None:
-            ready = await self.readiness()
+            ready = self.readiness()
         if not force and not self._stale and self._ready == (ready[0], ready[2]):
             return None
         self._stale = False
@@ -288,7 +317,7 @@ class NodeManager:
             await asyncio.sleep(check)
             due = loop.time() - last_post >= self.status_interval
             try:
-                ready = await self.readiness()
+                ready = self.readiness()
                 if await self.post_status(force=due, ready=ready) is not None:
                     last_post = loop.time()
             except errors.ApiError as e:
@@ -360,7 +389,8 @@ class NodeManager:
             self._stale = True  # e.g. marked Unknown after a pause: correct it at once
 
     async def run(self) -> None:
-        """Lease and status loops plus the watch of the Node, until cancelled."""
+        """Lease, status and runtime-check loops plus the watch of the Node, until
+        cancelled."""
         if not self._registered.is_set():
             await self.register()
         self._informer = SharedInformer(self.client, Node, resource="nodes",
@@ -369,6 +399,6 @@ class NodeManager:
                                          on_update=lambda _old, new: self._node_event(new))
         self._informer.start()
         try:
-            await asyncio.gather(self._lease_loop(), self._status_loop())
+            await asyncio.gather(self._lease_loop(), self._status_loop(), self._runtime_loop())
         finally:
             await self._informer.stop()

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import math
 import os
 import select
 import signal
@@ -367,12 +368,15 @@ class DockerRuntime:
     # starts wait seconds in dockerd under load), plus relist, events and probes; with 16 the
     # pods' calls queued behind each other in the pool, not in dockerd.
     def __init__(self, base_url: str = "unix:///var/run/docker.sock", workers: int = 32,
-                 kubelet_id: str = "") -> None:
+                 kubelet_id: str = "", request_timeout: float = 120.0) -> None:
         # With an id (labels.kubelet_id), every container created carries it and only
         # containers carrying it are listed or watched: other kubelets' are not ours.
         self.kubelet_id = kubelet_id
         self._base_url = base_url
         self._workers = workers
+        # upstream's --runtime-request-timeout: every call but the long-running ones (the SDK
+        # lengthens a stop's by its grace period; streams have none).
+        self._request_timeout = max(1, math.ceil(request_timeout))
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docker")
         self._client: docker.DockerClient | None = None
         self._fallback: docker.DockerClient | None = None
@@ -398,7 +402,8 @@ class DockerRuntime:
             with self._client_lock:
                 if self._fallback is None:
                     self._fallback = docker.DockerClient(
-                        base_url=self._base_url, version=FALLBACK_API_VERSION, timeout=120,
+                        base_url=self._base_url, version=FALLBACK_API_VERSION,
+                        timeout=self._request_timeout,
                         max_pool_size=self._workers + 4)
                 return self._fallback
 
@@ -410,11 +415,12 @@ class DockerRuntime:
                     # kubelet starts (and reports NotReady) while Docker is still down.
                     # The version probe gets the ping's short timeout (a hung dockerd must
                     # not hold this lock, and every caller behind it, for two minutes);
-                    # the calls after it the SDK's usual 120s (a busy dockerd is slow).
+                    # the calls after it the runtime request timeout (a busy dockerd is
+                    # slow).
                     client = docker.DockerClient(
                         base_url=self._base_url, version="auto", timeout=int(PING_TIMEOUT),
                         max_pool_size=self._workers + 4)
-                    client.api.timeout = 120
+                    client.api.timeout = self._request_timeout
                     self._client = client
                 except Exception as e:
                     raise _translate(e) from e
@@ -454,9 +460,8 @@ class DockerRuntime:
     # -- node -----------------------------------------------------------------------------------
 
     async def ping(self, timeout: float = PING_TIMEOUT) -> None:
-        """RuntimeUnavailable unless Docker answers within `timeout`: a hung (not dead) dockerd
-        must turn the node NotReady, and must not hold a pool thread for the SDK's own
-        two-minute timeout on every status tick."""
+        """RuntimeUnavailable unless Docker answers within `timeout`. Whether the node is Ready
+        is not decided here: kubelet/health.py judges the runtime over time."""
         await self._call(lambda c: c.api._result(c.api._get(c.api._url("/_ping"),
                                                             timeout=timeout)))
 
@@ -567,8 +572,9 @@ class DockerRuntime:
                 environment=[f"{k}={v}" for k, v in cfg.env] or None,
                 working_dir=cfg.working_dir or None, labels=self._own(cfg.labels), user=cfg.user,
                 tty=cfg.tty, stdin_open=cfg.stdin, host_config=host_config)
-            if cfg.stdin_once:
-                config["StdinOnce"] = True  # the SDK has no parameter for it
+            # Always set: docker-py defaults StdinOnce to true with stdin_open, which would
+            # close the container's stdin when the first attached client detaches.
+            config["StdinOnce"] = cfg.stdin_once
             resp = c.api.create_container_from_config(config, cfg.name)
             return str(resp["Id"])
 

@@ -20,6 +20,7 @@ from api import errors
 from harness import wait
 from harness.cluster import Cluster
 from kubelet.cni import CNI
+from kubelet.health import HealthThresholds, RuntimeHealth
 from kubelet.node import KUBELET_VERSION, NodeManager
 from kubelet.runtime import DockerRuntime
 
@@ -208,10 +209,14 @@ async def test_ready_follows_the_runtime(cluster: Cluster, tmp_path: Path,
                     "--bridge", "tknm1"], check=True, capture_output=True)
     proxy = DockerProxy(tmp_path / "docker.sock")
     runtime = DockerRuntime(base_url=f"unix://{proxy.path}")
+    # Judged over 2 s instead of upstream's 30 (kubelet/health.py; the unit tests prove that
+    # a shorter outage, or one slow ping, leaves the node Ready).
+    health = RuntimeHealth(HealthThresholds(runtime_down_after=2.0, runtime_check_period=0.2,
+                                            runtime_request_timeout=2.0))
     nm = NodeManager(cluster.client_as(f"system:node:{name}", ["system:nodes"]), name, runtime,
                      CNI(str(conf_dir), [str(bin_dir)], str(tmp_path / "cache")),
                      node_ip="10.0.0.8", kubelet_port=10250, lease_interval=0.3,
-                     status_interval=1.0, labels={}, root_dir=str(tmp_path))
+                     status_interval=1.0, labels={}, root_dir=str(tmp_path), health=health)
     admin = cluster.client
     task: asyncio.Task[None] | None = None
 
