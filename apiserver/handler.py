@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from api import errors
@@ -32,7 +33,7 @@ from apiserver.authn import Authenticator
 from apiserver.authz import require
 from apiserver.kubeletproxy import KubeletProxy
 from apiserver.registry import Registry, Result
-from apiserver.watchcache import WatchCache
+from apiserver.watchcache import WatchCache, WatchEvents
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.0-tinykube.0.1.0",
            "tinykubeVersion": "0.1.0"}
 
 Answer = Result | dict[str, Any]
+
+MIN_REQUEST_TIMEOUT = 1800.0  # seconds: upstream's --min-request-timeout, for watches
 
 
 def resource_info(name: str) -> ResourceInfo:
@@ -235,10 +238,12 @@ class RequestHandler:
             raise
         metrics.REQUESTS.labels("get", "discovery", "200").inc()
 
-    async def watch(self, creds: Credentials, req: pb.ListRequest
-                    ) -> AsyncGenerator[pb.WatchEvent, None]:
+    async def watch(self, creds: Credentials, req: pb.ListRequest) -> WatchEvents:
         """Authorize and register a watch; the events as a stream that ends at the client's
-        timeout or when the server stops. Errors before the first event are raised here."""
+        timeout (timeoutSeconds) or when the server stops. Errors before the first event are
+        raised here. The caller closes the stream when done, from a `finally`: a
+        `watchcache.WatchStream`, whose `aclose()` never suspends and never raises (a stream
+        dropped unclosed is closed when collected)."""
         opts = req.options
         rec = self.record(creds, "watch", req.resource, req.namespace)
         try:
@@ -254,24 +259,11 @@ class RequestHandler:
             self.finish(rec, e)
             raise
         metrics.REQUESTS.labels("watch", req.resource, "200").inc()
-        return self._events(watcher, info, opts)
-
-    async def _events(self, watcher: Any, info: ResourceInfo, opts: pb.ListOptions
-                      ) -> AsyncGenerator[pb.WatchEvent, None]:
-        stream = self.cache.stream(watcher, opts.allow_watch_bookmarks, self.bookmark_interval,
-                                   info.kind, info.api_version)
-        sent = metrics.WATCH_EVENTS_SENT.labels(info.name)
-        unreported = 0  # the counter takes a lock: report in batches, not per event
-        try:
-            async for message in stream:
-                unreported += 1
-                if unreported >= 64:
-                    sent.inc(unreported)
-                    unreported = 0
-                yield message
-        finally:
-            sent.inc(unreported)
-            await stream.aclose()
+        # Every watch ends (upstream: timeoutSeconds, else a random 30-60 minutes from
+        # --min-request-timeout), so a client that lost track of one is not held forever.
+        timeout = opts.timeout_seconds or MIN_REQUEST_TIMEOUT * (1 + random.random())
+        return self.cache.stream(watcher, opts.allow_watch_bookmarks, self.bookmark_interval,
+                                 info.kind, info.api_version, timeout)
 
     # --- streams proxied to the kubelets (apiserver/kubeletproxy.py) ------------------------
 

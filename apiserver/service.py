@@ -8,7 +8,6 @@ plus the Kubernetes `Status` in trailing metadata.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable
@@ -117,20 +116,20 @@ class ApiServicer(pb_grpc.ApiServicer):
             await _abort(context, e)
         return pb.ObjectResponse(object=_dumps(discovery_document()))
 
-    async def Watch(self, request: pb.ListRequest, context: grpc.aio.ServicerContext
-                    ) -> AsyncIterator[pb.WatchEvent]:
+    async def Watch(self, request: pb.ListRequest, context: grpc.aio.ServicerContext) -> None:
+        # A coroutine writing with context.write, not an async generator: grpc then has no
+        # generator of ours to finalize or close from elsewhere, and the stream's end (the
+        # client's timeoutSeconds) is the stream's own deadline, never a cancel scope around a
+        # yield (watchcache.WatchStream says why both broke a watch for good, issue 20).
         try:
             stream = await self.handler.watch(credentials(context), request)
         except errors.ApiError as e:
             await _abort(context, e)
         try:
-            async with asyncio.timeout(request.options.timeout_seconds or None):
-                async for message in stream:
-                    yield message
-        except TimeoutError:
-            return  # the client asked for a bounded watch; ending it is the answer
+            async for message in stream:
+                await context.write(message)
         finally:
-            await stream.aclose()
+            await stream.aclose()  # WatchStream's never suspends: safe while cancelled
 
     # --- streams proxied to the kubelets (apiserver/kubeletproxy.py) ------------------------
 

@@ -17,7 +17,8 @@ Invariants: everything runs on one event loop, so registering a watcher and snap
 happen atomically (no event can fall between replay and live delivery); `rv` only grows; a
 watcher sees events in revision order; an object that stops matching a watcher's selectors
 arrives as DELETED (its previous state, stamped with the new resourceVersion), one that starts
-matching as ADDED.
+matching as ADDED; a watcher is unregistered exactly once, however its stream ends (see
+`WatchStream`).
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ import contextlib
 import json
 import logging
 import random
+import weakref
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from api import errors
 from api.proto import tinykube_pb2 as pb
@@ -140,7 +142,11 @@ class Watcher:
             return None
         if timeout is None:
             return await self.queue.get()
-        return await asyncio.wait_for(self.queue.get(), timeout)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for runs the get() in a task of its
+        # own, which a second cancellation can orphan (its event then lost) and whose result
+        # can swallow a cancellation that arrives with it (the watch then outlives its end).
+        async with asyncio.timeout(timeout):
+            return await self.queue.get()
 
 
 class ResourceCache:
@@ -359,26 +365,119 @@ class WatchCache:
         w.close("client went away")
         metrics.WATCHERS.labels(w.resource).set(len(cache.watchers))
 
-    async def stream(
-        self, w: Watcher, bookmarks: bool, bookmark_interval: float, kind: str, api_version: str
-    ) -> AsyncGenerator[pb.WatchEvent, None]:
-        """Events for one watcher; BOOKMARKs (when asked) whenever it is idle for an interval."""
-        try:
-            while True:
-                try:
-                    item = await w.next(bookmark_interval if bookmarks else None)
-                except TimeoutError:
-                    yield pb.WatchEvent(type="BOOKMARK", object=self._bookmark(kind, api_version))
-                    continue
-                if item is None:
-                    return
-                yield item
-        finally:
-            self.unregister(w)
+    def stream(self, w: Watcher, bookmarks: bool, bookmark_interval: float, kind: str,
+               api_version: str, timeout: float | None = None) -> WatchStream:
+        """Events for one watcher until `timeout` seconds (the client's timeoutSeconds) have
+        passed or the watcher closes; BOOKMARKs (when asked) whenever it is idle for an
+        interval."""
+        return WatchStream(self, w, bookmark_interval if bookmarks else None, kind, api_version,
+                           timeout)
 
-    def _bookmark(self, kind: str, api_version: str) -> bytes:
+    def bookmark(self, kind: str, api_version: str) -> bytes:
         return json.dumps({"apiVersion": api_version, "kind": kind,
                            "metadata": {"resourceVersion": str(self.rv)}}).encode()
+
+
+class WatchEvents(Protocol):
+    """What a front iterates to serve a watch: a `WatchStream`, or an async generator of its
+    own (the HTTP front's one-event ERROR answer). `aclose()` must be safe to call more than
+    once."""
+
+    def __aiter__(self) -> AsyncIterator[pb.WatchEvent]: ...
+
+    def __anext__(self) -> Awaitable[pb.WatchEvent]: ...
+
+    def aclose(self) -> Awaitable[None]: ...
+
+
+class WatchStream:
+    """One client watch's events: an async iterator whose shutdown is safe from anywhere.
+
+    Why a class and not an async generator (issue 20: an informer stopped for good after an
+    overload, and the apiserver logged `aclose(): asynchronous generator is already
+    running`): an async generator is "running" for as long as one `__anext__` is in flight.
+    When the coroutine awaiting it is closed instead of cancelled (a task destroyed while
+    pending, a frame finalized by the garbage collector), that `__anext__` never completes
+    and every later `aclose()` raises, so the `finally` that unregisters the watcher never
+    runs, and with three generators nested (front, handler, cache) each one's `finally`
+    awaited the next one's `aclose()`. Here:
+
+    - `close()` is synchronous, idempotent and callable while a `__anext__` is waiting (the
+      watcher's close wakes it with the end-of-stream sentinel), from any task;
+    - a stream dropped without being closed still unregisters its watcher when it is collected
+      (`weakref.finalize`), so the watcher count cannot leak;
+    - the watch's end (`timeout`, the client's timeoutSeconds) is a deadline checked here,
+      so a front never needs a cancel scope around a `yield`: `asyncio.timeout` around a yield
+      cancels whatever its task is doing at the time, such as gRPC's own write of the
+      previous event, and leaves the generator to be finalized later, elsewhere.
+    """
+
+    _REPORT_EVERY = 64  # the events-sent counter takes a lock: report in batches
+
+    def __init__(self, cache: WatchCache, w: Watcher, bookmark_interval: float | None,
+                 kind: str, api_version: str, timeout: float | None) -> None:
+        self._cache = cache
+        self._w = w
+        self._bookmark_interval = bookmark_interval
+        self._kind, self._api_version = kind, api_version
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + timeout if timeout else None
+        self._closed = False
+        self._sent = metrics.WATCH_EVENTS_SENT.labels(w.resource)
+        self._unreported = 0
+        self._finalizer = weakref.finalize(self, cache.unregister, w)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __aiter__(self) -> WatchStream:
+        return self
+
+    async def __anext__(self) -> pb.WatchEvent:
+        if self._closed:
+            raise StopAsyncIteration
+        wait = self._bookmark_interval
+        until_deadline = False
+        if self._deadline is not None:
+            remaining = self._deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                self.close()
+                raise StopAsyncIteration
+            if wait is None or remaining <= wait:
+                wait, until_deadline = remaining, True
+        try:
+            item = await self._w.next(wait)
+        except TimeoutError:
+            if until_deadline:
+                self.close()  # the client's timeoutSeconds: ending the stream is the answer
+                raise StopAsyncIteration from None
+            item = pb.WatchEvent(type="BOOKMARK",
+                                 object=self._cache.bookmark(self._kind, self._api_version))
+        if item is None:  # the watcher closed (too slow, cache reinitialized, shutdown)
+            self.close()
+            raise StopAsyncIteration
+        self._unreported += 1
+        if self._unreported >= self._REPORT_EVERY:
+            self._report()
+        return item
+
+    def _report(self) -> None:
+        if self._unreported:
+            self._sent.inc(self._unreported)
+            self._unreported = 0
+
+    def close(self) -> None:
+        """End the stream and unregister its watcher (once; any later call does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._report()
+        self._finalizer()
+
+    async def aclose(self) -> None:
+        """`close()`, for callers that treat the stream as an async generator."""
+        self.close()
 
 
 def _parse_rv(rv: str) -> int:
