@@ -10,6 +10,10 @@ and a client certificate, or a bearer token, sent with every call as metadata.
 
 A failed call raises the same `api.errors.ApiError` subclass the server raised (NotFound,
 Conflict, Gone, Invalid with field causes, ...), rebuilt from the Status in trailing metadata.
+A call that got no answer from the apiserver at all (connection refused, a failed TLS
+handshake, a connection lost) raises `Unreachable`: a ServiceUnavailable too, so retry loops
+treat both alike, but one that says the apiserver itself was not reached, which an apiserver
+answering 503 "etcd unavailable" must never be mistaken for.
 """
 
 from __future__ import annotations
@@ -117,11 +121,31 @@ class WatchEvent:
     object: dict[str, Any]
 
 
+class Unreachable(errors.ServiceUnavailable):
+    """No answer from the apiserver: gRPC's UNAVAILABLE without the Status that every answer
+    of the apiserver carries in its trailing metadata (refused, TLS handshake, DNS, a lost
+    connection). The server's own 503s (etcd down, shutting down) are plain
+    ServiceUnavailable."""
+
+
+def _answered(trailing: Any) -> bool:
+    return any(key == errors.STATUS_METADATA_KEY for key, _ in trailing or ())
+
+
+def rpc_error(e: grpc.aio.AioRpcError) -> errors.ApiError:
+    """The ApiError of a failed call: the server's own (from its Status), or `Unreachable`
+    when the apiserver was not reached at all."""
+    trailing = e.trailing_metadata()
+    if e.code() == grpc.StatusCode.UNAVAILABLE and not _answered(trailing):
+        return Unreachable(message=e.details() or "UNAVAILABLE")
+    return errors.from_grpc(e.code(), e.details() or "", trailing)
+
+
 async def _call(fn: Callable[[], Awaitable[R]]) -> R:
     try:
         return await fn()
     except grpc.aio.AioRpcError as e:
-        raise errors.from_grpc(e.code(), e.details() or "", e.trailing_metadata()) from None
+        raise rpc_error(e) from None
 
 
 def _ns(info: ResourceInfo, namespace: str | None) -> str:
@@ -183,15 +207,17 @@ class ApiClient:
         try:
             await asyncio.wait_for(self._channel.channel_ready(), timeout)
         except TimeoutError:
-            raise errors.ServiceUnavailable(
+            raise Unreachable(
                 message=f"the server at {self.server} is not reachable") from None
 
     def resource(self, model: type[T]) -> ResourceClient[T]:
         return ResourceClient(self, model)
 
-    async def _unary(self, rpc: Callable[..., Any], req: Any) -> dict[str, Any]:
-        """One unary call with this client's metadata; server errors as `api.errors`."""
-        resp = await _call(lambda: rpc(req, metadata=self.metadata()))
+    async def _unary(self, rpc: Callable[..., Any], req: Any, timeout: float | None = None
+                     ) -> dict[str, Any]:
+        """One unary call with this client's metadata and an optional deadline (`timeout`
+        seconds: then errors.Timeout); server errors as `api.errors`."""
+        resp = await _call(lambda: rpc(req, metadata=self.metadata(), timeout=timeout))
         return self._object(resp)
 
     def _object(self, resp: pb.ObjectResponse) -> dict[str, Any]:
@@ -227,9 +253,10 @@ class ApiClient:
     async def list(
         self, resource: str, namespace: str | None = None, *, label_selector: str = "",
         field_selector: str = "", limit: int = 0, continue_token: str = "",
-        resource_version: str = "",
+        resource_version: str = "", timeout: float | None = None,
     ) -> dict[str, Any]:
-        """One page: a `<Kind>List` dict with `items` and `metadata.continue` when more remain."""
+        """One page: a `<Kind>List` dict with `items` and `metadata.continue` when more remain.
+        With `timeout`, the call's deadline in seconds (errors.Timeout when it passes)."""
         info = lookup(resource)
         req = pb.ListRequest(
             resource=info.name, namespace=_ns(info, namespace),
@@ -238,19 +265,26 @@ class ApiClient:
                 continue_token=continue_token, resource_version=resource_version,
             ),
         )
-        return await self._unary(self._stub.List, req)
+        return await self._unary(self._stub.List, req, timeout)
 
     async def list_all(
         self, resource: str, namespace: str | None = None, *, label_selector: str = "",
-        field_selector: str = "", page_size: int = 500,
+        field_selector: str = "", page_size: int = 500, timeout: float | None = None,
     ) -> tuple[builtins.list[dict[str, Any]], str]:
-        """Every item, fetched in pages; returns (items, resourceVersion of the snapshot)."""
+        """Every item, fetched in pages; returns (items, resourceVersion of the snapshot).
+        With `timeout`, a deadline in seconds for all the pages together."""
         items: builtins.list[dict[str, Any]] = []
         token = ""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise errors.Timeout(message=f"listing {resource} took longer than "
+                                     f"{timeout:g}s")
             page = await self.list(
                 resource, namespace, label_selector=label_selector,
                 field_selector=field_selector, limit=page_size, continue_token=token,
+                timeout=remaining,
             )
             items.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
@@ -337,9 +371,11 @@ class ApiClient:
     async def watch(
         self, resource: str, namespace: str | None = None, *, resource_version: str = "",
         label_selector: str = "", field_selector: str = "", allow_bookmarks: bool = False,
-        timeout_seconds: int = 0,
+        timeout_seconds: int = 0, request_timeout: float | None = None,
     ) -> AsyncIterator[WatchEvent]:
-        """Stream events until the server ends the watch (timeout, apiserver restart).
+        """Stream events until the server ends the watch (`timeout_seconds`, apiserver
+        restart). `request_timeout` is the call's own deadline, for when the server does not
+        end it (errors.Timeout then): give it more than `timeout_seconds`.
 
         A resourceVersion older than the server's watch cache raises `errors.Gone`: relist.
         """
@@ -352,7 +388,7 @@ class ApiClient:
                 timeout_seconds=timeout_seconds,
             ),
         )
-        call = self._stub.Watch(req, metadata=self.metadata())
+        call = self._stub.Watch(req, metadata=self.metadata(), timeout=request_timeout)
         try:
             async for ev in call:
                 obj = json.loads(ev.object)
@@ -360,7 +396,7 @@ class ApiClient:
                     raise errors.from_status(obj)
                 yield WatchEvent(ev.type, obj)
         except grpc.aio.AioRpcError as e:
-            raise errors.from_grpc(e.code(), e.details() or "", e.trailing_metadata()) from None
+            raise rpc_error(e) from None
         finally:
             call.cancel()
 
@@ -382,7 +418,7 @@ class ApiClient:
             async for chunk in call:
                 yield chunk.data
         except grpc.aio.AioRpcError as e:
-            raise errors.from_grpc(e.code(), e.details() or "", e.trailing_metadata()) from None
+            raise rpc_error(e) from None
         finally:
             call.cancel()
 
@@ -416,7 +452,7 @@ class ApiClient:
                 if resp.exited or resp.error:
                     return  # the session is over (the stream's own end may still be in flight)
         except grpc.aio.AioRpcError as e:
-            raise errors.from_grpc(e.code(), e.details() or "", e.trailing_metadata()) from None
+            raise rpc_error(e) from None
         finally:
             started.set()
             call.cancel()

@@ -30,7 +30,14 @@ from typing import Any, Generic, TypeVar, cast
 
 from api.meta import TypedObject
 from api.resources import for_model
-from client.reflector import Backoff, Delta, DeltaType, ListerWatcher, Reflector
+from client.reflector import (
+    WATCH_PROGRESS_DEADLINE,
+    Backoff,
+    Delta,
+    DeltaType,
+    ListerWatcher,
+    Reflector,
+)
 from client.store import NAMESPACE_INDEX, IndexFunc, Lister, Store, namespace_index
 
 log = logging.getLogger(__name__)
@@ -170,6 +177,7 @@ class SharedInformer(Generic[T]):
         indexers: dict[str, IndexFunc[T]] | None = None,
         backoff: Backoff | None = None,
         watch_timeout_seconds: int | None = None,
+        watch_progress_deadline: float = WATCH_PROGRESS_DEADLINE,
     ) -> None:
         self.model = model
         self.resync_period = resync_period
@@ -181,6 +189,7 @@ class SharedInformer(Generic[T]):
             label_selector=label_selector, field_selector=field_selector,
             on_delta=self._distribute, on_synced=self._mark_synced, backoff=backoff,
             watch_timeout_seconds=watch_timeout_seconds,
+            watch_progress_deadline=watch_progress_deadline,
         )
         self.name = self.reflector.name.replace("reflector", "informer", 1)
         self._handlers: list[ResourceEventHandlerRegistration[T]] = []

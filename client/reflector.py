@@ -5,9 +5,22 @@ actually happens for clients. A Reflector lists a resource (paginated), then wat
 list's resourceVersion, applying every event to its Store and telling its owner (the
 SharedInformer) what changed as a `Delta`. It never gives up:
 
-- the watch stream ends (server timeout, apiserver restart) or fails (connection lost,
-  ServiceUnavailable): re-watch from the last resourceVersion seen, after an exponential back-off
-  with jitter (0.1 s doubling to a 30 s cap; reset as soon as a list or a watch makes progress);
+- every call has a deadline, so no call can hold the reflector for good (issue 20: after an
+  overload a controller-manager's pod watch was gone on the server while its reflector waited
+  on it forever, logging nothing): a list gets `list_timeout` (60 s, upstream's request
+  timeout); a watch asks the server to end it after a random 5-10 minutes (`timeoutSeconds`,
+  as client-go), and the call itself ends `WATCH_DEADLINE_SLACK` later if the server did not;
+- a watch asks for bookmarks, which the apiserver sends whenever the watch is idle, so a
+  watch with no event and no bookmark for `watch_progress_deadline` (60 s) is stalled (a
+  stream the server forgot, a hung apiserver, a half-dead connection): it is abandoned and
+  restarted;
+- the watch stream ends (server timeout, apiserver restart), fails (connection lost,
+  ServiceUnavailable) or stalls: re-watch from the last resourceVersion seen, after an
+  exponential back-off with jitter (0.1 s doubling to a 30 s cap; reset as soon as a list or
+  a watch makes progress); a list that fails is retried the same way, forever;
+- each kind of trouble is logged once: the first failure of a streak at WARNING (a stall, a
+  failed list or watch), repeats at DEBUG, and the recovery at INFO with how long it took;
+  routine ends of a watch at DEBUG;
 - the resourceVersion is too old for the server's watch cache (`Gone`, HTTP 410): relist, replace
   the Store, and emit synthetic deltas for the difference, like client-go's
   `DeltaFIFO.Replace`: ADDED for keys that are new, MODIFIED for keys whose resourceVersion
@@ -25,9 +38,11 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -42,20 +57,54 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=TypedObject)
 
+LIST_TIMEOUT = 60.0  # seconds for a whole (paginated) list: upstream's --request-timeout
+WATCH_TIMEOUT_MIN = 300  # a watch's timeoutSeconds is random in [5, 10) minutes (client-go)
+WATCH_DEADLINE_SLACK = 30.0  # the client ends a watch this long after the server should have
+WATCH_PROGRESS_DEADLINE = 60.0  # no event and no bookmark for this long: the watch is stalled
+
 
 class ListerWatcher(Protocol):
     """What a Reflector needs from the apiserver (client-go's ListerWatcher); ApiClient is one."""
 
     async def list_all(
         self, resource: str, namespace: str | None = None, *, label_selector: str = "",
-        field_selector: str = "", page_size: int = 500,
+        field_selector: str = "", page_size: int = 500, timeout: float | None = None,
     ) -> tuple[list[dict[str, Any]], str]: ...
 
     def watch(
         self, resource: str, namespace: str | None = None, *, resource_version: str = "",
         label_selector: str = "", field_selector: str = "", allow_bookmarks: bool = False,
-        timeout_seconds: int = 0,
+        timeout_seconds: int = 0, request_timeout: float | None = None,
     ) -> AsyncIterator[WatchEvent]: ...
+
+
+class WatchStalled(Exception):
+    """A watch that delivered nothing, not even a bookmark, within its progress deadline, or
+    that outlived the timeout the server was asked to end it at."""
+
+
+class _Streak:
+    """Consecutive failures of one kind of call, logged once (see the module docstring)."""
+
+    def __init__(self, name: str, what: str) -> None:
+        self.name, self.what = name, what
+        self.count = 0
+        self.since = 0.0
+
+    def failed(self, problem: str, level: int = logging.WARNING) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.since = time.monotonic()
+            log.log(level, "%s: %s: %s; retrying with back-off", self.name, self.what, problem)
+        else:
+            log.debug("%s: %s (failure %d in a row): %s", self.name, self.what, self.count,
+                      problem)
+
+    def succeeded(self) -> None:
+        if self.count:
+            log.info("%s: %s works again, after %d failure%s in %.0fs", self.name, self.what,
+                     self.count, "" if self.count == 1 else "s", time.monotonic() - self.since)
+            self.count = 0
 
 
 class DeltaType(enum.StrEnum):
@@ -148,6 +197,8 @@ class Reflector(Generic[T]):
         page_size: int = 500,
         backoff: Backoff | None = None,
         watch_timeout_seconds: int | None = None,
+        watch_progress_deadline: float = WATCH_PROGRESS_DEADLINE,
+        list_timeout: float = LIST_TIMEOUT,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.lw = lw
@@ -165,13 +216,20 @@ class Reflector(Generic[T]):
         # None: a random 5-10 minutes per watch, as client-go does, so that watches of many
         # clients do not all expire together and a half-dead connection is noticed eventually.
         self.watch_timeout_seconds = watch_timeout_seconds
+        self.watch_progress_deadline = watch_progress_deadline
+        self.watch_deadline_slack = WATCH_DEADLINE_SLACK
+        self.list_timeout = list_timeout
         self._sleep = sleep
+        self._list_trouble = _Streak(self.name, "list")
+        self._watch_trouble = _Streak(self.name, "watch")
         self._last_rv = ""
         self._synced = asyncio.Event()
         self._progressed = False
-        # Counters, for tests and metrics: how often we listed and (re)started a watch.
+        # Counters, for tests and metrics: how often we listed and (re)started a watch, and
+        # how many watches were abandoned as stalled.
         self.list_count = 0
         self.watch_count = 0
+        self.stalled_count = 0
 
     # --- state ------------------------------------------------------------------------------
 
@@ -197,6 +255,7 @@ class Reflector(Generic[T]):
             try:
                 if need_list:
                     await self._list_and_replace()
+                    self._list_trouble.succeeded()
                     need_list = False
                     listed = True
                     self.backoff.reset()
@@ -204,9 +263,10 @@ class Reflector(Generic[T]):
                 if self._progressed:
                     # A watch that delivered events and then ended normally (server-side
                     # timeout) is routine: re-watch at once.
+                    log.debug("%s: watch ended; re-watching from %s", self.name, self._last_rv)
                     self.backoff.reset()
                     continue
-                log.debug("%s: watch ended without events; backing off", self.name)
+                self._watch_trouble.failed("it ended without any event", logging.INFO)
             except errors.Gone as e:
                 log.info("%s: resourceVersion %s is too old (%s); relisting",
                          self.name, self._last_rv, e)
@@ -217,11 +277,14 @@ class Reflector(Generic[T]):
                 # cache restarting). Relisting at once would spin, so back off first.
             except asyncio.CancelledError:
                 raise
-            except errors.ServiceUnavailable as e:
-                log.info("%s: apiserver unavailable (%s); retrying", self.name, e)
+            except WatchStalled as e:
+                self.stalled_count += 1
+                self._watch_trouble.failed(f"{e}; abandoning it")
             except Exception as e:
-                log.warning("%s: %s failed: %s: %s", self.name, "list" if need_list else "watch",
-                            type(e).__name__, e)
+                trouble = self._list_trouble if need_list else self._watch_trouble
+                problem = str(e) if isinstance(e, errors.ApiError) and str(e) \
+                    else f"{type(e).__name__}: {e}"
+                trouble.failed(problem)
             if self._progressed:
                 self.backoff.reset()
             await self._sleep(self.backoff.next())
@@ -231,6 +294,7 @@ class Reflector(Generic[T]):
         raw, rv = await self.lw.list_all(
             self.resource, self.namespace, label_selector=self.label_selector,
             field_selector=self.field_selector, page_size=self.page_size,
+            timeout=self.list_timeout,
         )
         objs = [o for o in (self._parse(d) for d in raw) if o is not None]
         deltas = replace_deltas(self.store, objs)
@@ -249,24 +313,50 @@ class Reflector(Generic[T]):
                     log.exception("%s: on_synced failed", self.name)
 
     async def _watch(self) -> None:
+        """One watch from the last resourceVersion, until it ends; WatchStalled when it
+        delivers nothing for the progress deadline or outlives its timeout."""
         self.watch_count += 1
         timeout = self.watch_timeout_seconds
         if timeout is None:
-            timeout = int(300 * (1 + random.random()))
+            timeout = int(WATCH_TIMEOUT_MIN * (1 + random.random()))
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout + self.watch_deadline_slack
+        progress = self.watch_progress_deadline
+
+        def deadline() -> float:
+            return min(end, loop.time() + progress)
+
         stream = self.lw.watch(
             self.resource, self.namespace, resource_version=self._last_rv,
             label_selector=self.label_selector, field_selector=self.field_selector,
             allow_bookmarks=True, timeout_seconds=timeout,
+            request_timeout=timeout + self.watch_deadline_slack,
         )
+        # One timer for the whole watch, moved on by every event (bookmarks included): the
+        # cancellation it delivers on expiry ends the stream's pending read.
+        scope = asyncio.timeout_at(deadline())
         try:
-            async for ev in stream:
-                self._progressed = True
-                self._handle(ev)
+            async with scope:
+                async for ev in stream:
+                    if not self._progressed:
+                        self._progressed = True
+                        self._watch_trouble.succeeded()
+                    self._handle(ev)
+                    scope.reschedule(deadline())
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            if loop.time() >= end:
+                raise WatchStalled(f"the server did not end it after its {timeout}s "
+                                   "timeout") from None
+            raise WatchStalled(f"no event and no bookmark for {progress:g}s") from None
         finally:
-            # Close the stream now (cancels the RPC) rather than whenever it is collected.
+            # Close the stream now (cancels the RPC) rather than whenever it is collected. A
+            # stream that cannot be closed (one already broken) must not stop the reflector.
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
-                await aclose()
+                with contextlib.suppress(RuntimeError):
+                    await aclose()
 
     def _handle(self, ev: WatchEvent) -> None:
         md = ev.object.get("metadata")

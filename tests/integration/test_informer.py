@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import grpc
 import pytest
 
 from api import errors
 from api.core import ConfigMap, Pod
+from api.proto import tinykube_pb2 as pb
 from client.apiclient import ApiClient
 from client.informer import SharedInformer, SharedInformerFactory
 from client.reflector import Backoff
@@ -290,3 +293,89 @@ async def test_compacted_resource_version_is_gone_and_informer_relists() -> None
             await rec.until(lambda: rec.kinds("cm-1")[-1:] == ["delete"])
             assert rec.kinds("cm-new") == ["add"]
             assert rec.kinds("cm-0")[-1] == "update"
+
+
+class ForgetfulProxy:
+    """A gRPC front for the real apiserver's List and Watch that can "forget" a watch: the
+    upstream watch is cancelled (the apiserver counts one watcher fewer) while the client's
+    stream stays open and silent. That is the wedge of issue 20: the server side of the
+    controller-manager's pod watch was gone, the client side waited on it forever."""
+
+    def __init__(self, upstream: ApiClient) -> None:
+        self.upstream = upstream
+        self.server = grpc.aio.server()
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.forget = False  # the next watch event makes its watch forget
+        self.forgotten = 0
+        self.watches = 0
+        handlers = {
+            "List": grpc.unary_unary_rpc_method_handler(
+                self._list, request_deserializer=pb.ListRequest.FromString,
+                response_serializer=pb.ObjectResponse.SerializeToString),
+            "Watch": grpc.unary_stream_rpc_method_handler(
+                self._watch, request_deserializer=pb.ListRequest.FromString,
+                response_serializer=pb.WatchEvent.SerializeToString),
+        }
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("tinykube.v1.Api", handlers),))
+
+    async def _list(self, req: pb.ListRequest, context: grpc.aio.ServicerContext
+                    ) -> pb.ObjectResponse:
+        return await self.upstream._stub.List(req, metadata=self.upstream.metadata())
+
+    async def _watch(self, req: pb.ListRequest, context: grpc.aio.ServicerContext) -> None:
+        self.watches += 1
+        call = self.upstream._stub.Watch(req, metadata=self.upstream.metadata())
+        try:
+            async for ev in call:
+                if self.forget:
+                    self.forget = False
+                    self.forgotten += 1
+                    call.cancel()
+                    await asyncio.Event().wait()  # silent, never ending, until cancelled
+                await context.write(ev)
+        except grpc.aio.AioRpcError as e:
+            await context.abort(e.code(), e.details() or "")
+        finally:
+            call.cancel()
+
+    async def __aenter__(self) -> ForgetfulProxy:
+        await self.server.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.server.stop(0)
+
+
+async def test_informer_recovers_from_a_watch_the_server_forgot(
+        cluster: Cluster, namespace: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Without a progress deadline this informer never saw another change (issue 20); now the
+    silent watch (the shared cluster sends bookmarks every second) is abandoned within the
+    deadline and restarted from its resourceVersion, and nothing in between is missed."""
+    caplog.set_level(logging.INFO, "client.reflector")
+    async with ForgetfulProxy(cluster.client) as proxy, \
+            ApiClient(f"127.0.0.1:{proxy.port}") as via_proxy:
+        inf: SharedInformer[ConfigMap] = SharedInformer(
+            via_proxy, ConfigMap, namespace=namespace, watch_progress_deadline=3.0,
+            backoff=Backoff(initial=0.1, cap=1.0))
+        rec = Recorder()
+        inf.add_event_handler(rec.on_add, rec.on_update, rec.on_delete)
+        inf.start()
+        try:
+            async with asyncio.timeout(10):
+                await inf.wait_for_sync()
+            await cluster.client.create("configmaps", configmap("before"), namespace)
+            await rec.until(lambda: rec.kinds("before") == ["add"])
+
+            proxy.forget = True
+            await eventually(lambda: proxy.forgotten == 1, timeout=10)
+            await cluster.client.create("configmaps", configmap("after"), namespace)
+            await cluster.client.patch("configmaps", "before", {"data": {"k": "x"}}, namespace)
+            await rec.until(lambda: rec.kinds("after") == ["add"]
+                            and rec.kinds("before") == ["add", "update"], timeout=20)
+            assert inf.reflector.stalled_count >= 1 and proxy.watches >= 2
+            assert inf.reflector.list_count == 1, "resumed from its resourceVersion"
+            assert any("no event and no bookmark for 3s" in r.getMessage()
+                       and r.levelno == logging.WARNING for r in caplog.records)
+        finally:
+            await inf.stop()
