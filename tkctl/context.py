@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from api import errors
-from client.apiclient import ApiClient
+from client.apiclient import ApiClient, Unreachable
 from client.config import ClientConfig
 
 DEFAULT_NAMESPACE = "default"
@@ -94,10 +94,11 @@ def _one_line(text: str) -> str:
 
 
 def _is_connection_failure(exc: errors.ApiError) -> bool:
-    if not isinstance(exc, errors.ServiceUnavailable) or exc.kind or exc.name:
-        return False
-    msg = exc.message.lower()
-    return any(w in msg for w in ("connect", "socket", "dns", "unavailable", "refused"))
+    """Whether the apiserver was not reached at all, as opposed to answering with an error
+    of its own. Decided by where the error came from, never by its words: an apiserver whose
+    etcd is down answers 503 "etcd unavailable: ... connection refused", and calling that a
+    refused connection to the server blamed the wrong component (issue 20)."""
+    return isinstance(exc, Unreachable)
 
 
 def format_api_error(

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from api import errors
+from client.apiclient import Unreachable
 from tkctl import cmd_info, cmd_label, cmd_patch, describe, resolve
 from tkctl.context import UsageError, format_api_error
 
@@ -89,8 +90,20 @@ def test_api_error_lines() -> None:
         'The Deployment "web" is invalid: spec.replicas: Invalid value: -1: must be >= 0')
     two = errors.invalid("Pod", "p", [errors.Cause("a", "bad"), errors.Cause("b", "worse")])
     assert format_api_error(two, "s") == 'The Pod "p" is invalid: [a: bad, b: worse]'
-    down = errors.ServiceUnavailable(message="failed to connect to all addresses")
+    down = Unreachable(message="failed to connect to all addresses")
     assert format_api_error(down, "h:1").startswith("error: the server at h:1 is not reachable")
+    refused = Unreachable(message="failed to connect to all addresses; last error: UNKNOWN: "
+                          "ipv4:127.0.0.1:1: Failed to connect to remote host: Connection "
+                          "refused")
+    assert format_api_error(refused, "h:1") == (
+        "The connection to the server h:1 was refused - did you specify the right host or "
+        "port?")
+    # The apiserver answered: its etcd is down. Say that, whatever words the answer has.
+    etcd = errors.ServiceUnavailable(message="etcd unavailable: failed to connect to all "
+                                     "addresses; last error: Connection refused")
+    assert format_api_error(etcd, "h:1") == (
+        "Error from server (ServiceUnavailable): etcd unavailable: failed to connect to all "
+        "addresses; last error: Connection refused")
 
 
 def ts(seconds_ago: int) -> str:
