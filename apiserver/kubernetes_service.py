@@ -17,7 +17,8 @@ ClusterIP is claimed in the allocator in the Service's own transaction):
   leaves its Endpoints alone.
 - Endpoints default/kubernetes: one subset, the --advertise-address with the ports `https` and
   `grpc` = those ports, as upstream's master-count reconciler writes it for one apiserver.
-  Labelled `endpointslice.kubernetes.io/skip-mirror` like upstream's.
+  Labelled `endpointslice.kubernetes.io/skip-mirror` like upstream's; never left with the
+  endpoints controller's trigger-time annotation (`repaired_endpoints` says why).
 
 Both are created at start when missing and reconciled every interval (upstream: 10s): a deleted
 one comes back, ports, type or selector someone changed are put back, and a Service that lost its
@@ -59,6 +60,8 @@ LABELS = {"component": "apiserver", "provider": "kubernetes"}
 # Upstream labels the Endpoints so that the EndpointSlice mirroring controller skips them (the
 # reconciler writes the EndpointSlice itself).
 SKIP_MIRROR = "endpointslice.kubernetes.io/skip-mirror"
+# What the endpoints controller notes on the Endpoints it writes (controllers/endpoints.py).
+TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
 INTERVAL = 10.0  # upstream's DefaultEndpointReconcilerInterval
 
 Obj = dict[str, Any]
@@ -185,8 +188,32 @@ def _subset_shape(ss: Obj) -> tuple[Any, ...]:
 def endpoints_need_update(ep: Obj, advertise: str, https_port: int, grpc_port: int) -> bool:
     have = [_subset_shape(s) for s in ep.get("subsets") or []]
     want = [_subset_shape(s) for s in expected_subsets(advertise, https_port, grpc_port)]
-    labels = (ep.get("metadata") or {}).get("labels") or {}
-    return have != want or labels.get(SKIP_MIRROR) != "true"
+    md = ep.get("metadata") or {}
+    labels = md.get("labels") or {}
+    return (have != want or labels.get(SKIP_MIRROR) != "true"
+            or TRIGGER_TIME in (md.get("annotations") or {}))
+
+
+def repaired_endpoints(ep: Obj, advertise: str, https_port: int, grpc_port: int) -> Obj:
+    """`ep` in the apiserver's shape: its subsets, the skip-mirror label, and without the
+    endpoints controller's trigger-time annotation.
+
+    The annotation can only be there because the Service had a selector for a moment (someone
+    patched one in; the repair takes it off): the endpoints controller then wrote these
+    Endpoints, as upstream's does. It says when the change behind *that* content happened;
+    once the subsets are the apiserver's again it lies, as the endpoints controller itself
+    reasons when it drops a stale one. Upstream's reconciler keeps it, and a leftover of it was
+    what made test_endpoints_controller_leaves_it_alone fail in some test orders (issue 20).
+    Other annotations and labels are left as they are."""
+    md = dict(ep.get("metadata") or {})
+    md["labels"] = {**(md.get("labels") or {}), SKIP_MIRROR: "true"}
+    annotations = {k: v for k, v in (md.get("annotations") or {}).items() if k != TRIGGER_TIME}
+    if annotations:
+        md["annotations"] = annotations
+    else:
+        md.pop("annotations", None)
+    return {**ep, "metadata": md,
+            "subsets": expected_subsets(advertise, https_port, grpc_port)}
 
 
 # --- the reconciler ---------------------------------------------------------------------------
@@ -268,10 +295,7 @@ class KubernetesService:
             if not endpoints_need_update(ep, self.advertise, self.https_port,
                                          self.grpc_port):
                 return
-            md = dict(ep.get("metadata") or {})
-            md["labels"] = {**(md.get("labels") or {}), SKIP_MIRROR: "true"}
-            new = {**ep, "metadata": md, "subsets": expected_subsets(
-                self.advertise, self.https_port, self.grpc_port)}
+            new = repaired_endpoints(ep, self.advertise, self.https_port, self.grpc_port)
             try:
                 await self.registry.update(info, NAMESPACE, NAME, "", json.dumps(new).encode())
             except (errors.Conflict, errors.NotFound):

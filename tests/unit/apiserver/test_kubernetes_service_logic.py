@@ -107,6 +107,33 @@ def test_endpoints_need_update() -> None:
     assert not ks.endpoints_need_update(swapped, "10.0.0.1", 6443, 6444)
 
 
+def test_the_endpoints_controllers_leftover_is_repaired() -> None:
+    """What the endpoints controller writes while someone gave default/kubernetes a selector
+    (no pods: no subsets, the Service's labels, its trigger time) is put back whole: even with
+    the subsets already right again, its trigger-time annotation would describe a change the
+    apiserver has undone (issue 20's flaky test found it left over)."""
+    good = ks.expected_endpoints("10.0.0.1", 6443, 6444)
+    mark = {"endpoints.kubernetes.io/last-change-trigger-time": "2024-01-01T00:00:00Z"}
+    controllers = {**good, "metadata": {
+        "name": "kubernetes", "namespace": "default", "resourceVersion": "7",
+        "labels": {"component": "apiserver", "provider": "kubernetes"},
+        "annotations": {**mark, "note": "keep"}}}
+    controllers.pop("subsets")
+    assert ks.endpoints_need_update(controllers, "10.0.0.1", 6443, 6444)
+    fixed = ks.repaired_endpoints(controllers, "10.0.0.1", 6443, 6444)
+    assert not ks.endpoints_need_update(fixed, "10.0.0.1", 6443, 6444)
+    assert fixed["subsets"] == good["subsets"]
+    assert fixed["metadata"]["annotations"] == {"note": "keep"}
+    assert fixed["metadata"]["labels"] == {"component": "apiserver", "provider": "kubernetes",
+                                           "endpointslice.kubernetes.io/skip-mirror": "true"}
+    assert fixed["metadata"]["resourceVersion"] == "7"  # an update of what was read
+    # Subsets right, annotation left: still a repair, and no empty annotations map after it.
+    only_mark = {**good, "metadata": {**good["metadata"], "annotations": dict(mark)}}
+    assert ks.endpoints_need_update(only_mark, "10.0.0.1", 6443, 6444)
+    assert "annotations" not in ks.repaired_endpoints(
+        only_mark, "10.0.0.1", 6443, 6444)["metadata"]
+
+
 def test_flags() -> None:
     cfg = parse(["--advertise-address", "10.1.2.3", "--endpoint-reconciler-interval", "500ms"])
     assert (cfg.advertise_address, cfg.endpoint_reconciler_interval) == ("10.1.2.3", 0.5)
