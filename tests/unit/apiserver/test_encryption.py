@@ -174,7 +174,10 @@ resources:
         encryption.load(path)
 
 
-def test_storage_encodes_and_decodes_through_the_resource_transformer() -> None:
+async def test_storage_encodes_and_decodes_through_the_resource_transformer() -> None:
+    # async: Storage opens grpc.aio channels, which need a current event loop. A sync test had
+    # one only when an earlier async test on the same xdist worker had left it set, so this
+    # failed in some test orders ("There is no current event loop in thread 'MainThread'").
     cfg = encryption.parse(config(aesgcm(("key1", secret()))))
     storage = Storage("http://127.0.0.1:1", encryption=cfg)
     obj = {"kind": "Secret", "metadata": {"name": "s1", "resourceVersion": "9"},
@@ -187,7 +190,7 @@ def test_storage_encodes_and_decodes_through_the_resource_transformer() -> None:
     assert storage.encode(cm_key, {"metadata": {}}) == b'{"metadata":{}}'
 
 
-def test_storage_tls_flags_go_with_https() -> None:
+async def test_storage_tls_flags_go_with_https() -> None:
     with pytest.raises(ValueError, match="https:// URLs need --etcd-cafile"):
         Storage("https://127.0.0.1:2379")
     with pytest.raises(ValueError, match="mixes http:// and https://"):
