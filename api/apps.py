@@ -10,9 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from api.core import PodTemplateSpec
-from api.meta import K8sModel, LabelSelector, TypedObject
-
-IntOrString = int | str
+from api.meta import Int32, Int64, IntOrString, K8sModel, LabelSelector, TypedObject
 
 
 class ReplicaSetCondition(K8sModel):
@@ -24,18 +22,18 @@ class ReplicaSetCondition(K8sModel):
 
 
 class ReplicaSetSpec(K8sModel):
-    replicas: int | None = None
-    min_ready_seconds: int | None = None
+    replicas: Int32 | None = None
+    min_ready_seconds: Int32 | None = None
     selector: LabelSelector | None = None
     template: PodTemplateSpec | None = None
 
 
 class ReplicaSetStatus(K8sModel):
-    replicas: int | None = None
-    fully_labeled_replicas: int | None = None
-    ready_replicas: int | None = None
-    available_replicas: int | None = None
-    observed_generation: int | None = None
+    replicas: Int32 | None = None
+    fully_labeled_replicas: Int32 | None = None
+    ready_replicas: Int32 | None = None
+    available_replicas: Int32 | None = None
+    observed_generation: Int64 | None = None
     conditions: list[ReplicaSetCondition] | None = None
 
 
@@ -58,14 +56,14 @@ class DeploymentStrategy(K8sModel):
 
 
 class DeploymentSpec(K8sModel):
-    replicas: int | None = None
+    replicas: Int32 | None = None
     selector: LabelSelector | None = None
     template: PodTemplateSpec | None = None
     strategy: DeploymentStrategy | None = None
-    min_ready_seconds: int | None = None
-    revision_history_limit: int | None = None
+    min_ready_seconds: Int32 | None = None
+    revision_history_limit: Int32 | None = None
     paused: bool | None = None
-    progress_deadline_seconds: int | None = None
+    progress_deadline_seconds: Int32 | None = None
 
 
 class DeploymentCondition(K8sModel):
@@ -78,14 +76,14 @@ class DeploymentCondition(K8sModel):
 
 
 class DeploymentStatus(K8sModel):
-    observed_generation: int | None = None
-    replicas: int | None = None
-    updated_replicas: int | None = None
-    ready_replicas: int | None = None
-    available_replicas: int | None = None
-    unavailable_replicas: int | None = None
+    observed_generation: Int64 | None = None
+    replicas: Int32 | None = None
+    updated_replicas: Int32 | None = None
+    ready_replicas: Int32 | None = None
+    available_replicas: Int32 | None = None
+    unavailable_replicas: Int32 | None = None
     conditions: list[DeploymentCondition] | None = None
-    collision_count: int | None = None
+    collision_count: Int32 | None = None
 
 
 class Deployment(TypedObject):

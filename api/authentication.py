@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from api.meta import K8sModel, TypedObject
+from api.meta import Int64, K8sModel, TypedObject
 
 GROUP = "authentication.k8s.io"
 API_VERSION = f"{GROUP}/v1"
@@ -41,7 +41,7 @@ class BoundObjectReference(K8sModel):
 
 class TokenRequestSpec(K8sModel):
     audiences: list[str] | None = None
-    expiration_seconds: int | None = None
+    expiration_seconds: Int64 | None = None
     bound_object_ref: BoundObjectReference | None = None
 
 

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from api.meta import K8sModel, TypedObject
+from api.meta import Int32, K8sModel, TypedObject
 
 
 class ScaleSpec(K8sModel):
-    replicas: int | None = None
+    replicas: Int32 | None = None
 
 
 class ScaleStatus(K8sModel):
-    replicas: int = 0
+    replicas: Int32 = 0
     selector: str | None = None
 
 

@@ -17,7 +17,8 @@ from typing import Any, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
 
-from api.errors import BadRequest, Cause, invalid
+from api.decoding import MAX_DEPTH, LimitError, depth_message, json_type
+from api.errors import BadRequest, Cause, Invalid, invalid
 from api.meta import TypedObject
 from api.resources import ResourceInfo
 from api.validation import fmt_value
@@ -174,7 +175,12 @@ def _causes(model_cls: type[BaseModel], err: ValidationError, data: object) -> l
                 Cause(path, f"Invalid value: {_describe(e.get('input'))}: {msg}",
                       "FieldValueInvalid")
             )
+    valued = {c.field for c in causes}
     for path, (value, names) in type_errors.items():
+        if path in valued:
+            # A union member took the type and refused the value (IntOrString's int32 range);
+            # "must be of type string" from the other member would only confuse.
+            continue
         causes.append(
             Cause(path, f"Invalid value: {_describe(value)}: must be of type "
                   + " or ".join(names), "FieldValueTypeInvalid")
@@ -188,26 +194,24 @@ def _causes(model_cls: type[BaseModel], err: ValidationError, data: object) -> l
 # --------------------------------------------------------------------------------------------
 
 
-def _strip_nulls(data: Any) -> Any:
+def _strip_nulls(data: Any, depth: int = 0, path: str = "") -> Any:
     """Drop `key: null` entries: for Go's decoder a JSON null means "not set" (YAML writes
-    `metadata:` with nothing under it as null), so treat it as an omitted field."""
+    `metadata:` with nothing under it as null), so treat it as an omitted field.
+
+    The one recursive walk every body takes before the models, so it also enforces the nesting
+    limit (api.decoding.MAX_DEPTH) for data that was not decoded by a bounded decoder."""
+    if isinstance(data, dict | list) and depth >= MAX_DEPTH:
+        raise LimitError(f"{_clip(path)}: {depth_message()}")
     if isinstance(data, dict):
-        return {k: _strip_nulls(v) for k, v in data.items() if v is not None}
+        return {k: _strip_nulls(v, depth + 1, _join(path, str(k)))
+                for k, v in data.items() if v is not None}
     if isinstance(data, list):
-        return [_strip_nulls(v) for v in data]
+        return [_strip_nulls(v, depth + 1, f"{path}[{i}]") for i, v in enumerate(data)]
     return data
 
 
-def _json_type(data: object) -> str:
-    if isinstance(data, list):
-        return "array"
-    if isinstance(data, str):
-        return "string"
-    if isinstance(data, bool):
-        return "boolean"
-    if isinstance(data, int | float):
-        return "number"
-    return "null" if data is None else type(data).__name__
+def _clip(path: str) -> str:
+    return path if len(path) <= 120 else path[:117] + "..."
 
 
 def decode(info: ResourceInfo, data: object) -> tuple[TypedObject, list[str]]:
@@ -231,24 +235,28 @@ def decode_model(
     kind = kind or model.KIND
     if not isinstance(data, dict):
         raise BadRequest(
-            message=f"the body of a {kind} must be a JSON object, not {_json_type(data)}",
+            message=f"the body of a {kind} must be a JSON object, not {json_type(data)}",
             kind=kind,
         )
-    got_version = data.get("apiVersion")
+    # The depth limit first: nothing below (not even quoting a value) may recurse without it.
+    try:
+        clean = _strip_nulls(data)
+    except LimitError as e:
+        raise BadRequest(message=f"unable to decode {kind}: {e}", kind=kind) from None
+    got_version = clean.get("apiVersion")
     if got_version is not None and got_version != api_version:
         raise BadRequest(
             message=f"the API version in the data ({fmt_plain(got_version)}) does not match the "
             f"expected API version ({api_version})",
             kind=kind,
         )
-    got_kind = data.get("kind")
+    got_kind = clean.get("kind")
     if got_kind is not None and got_kind != kind:
         raise BadRequest(
             message=f"the kind in the data ({fmt_plain(got_kind)}) does not match the expected "
             f"kind ({kind})",
             kind=kind,
         )
-    clean = _strip_nulls(data)
     warnings = unknown_fields(model, clean)
     try:
         obj = model.model_validate(clean, by_alias=True, by_name=False)
@@ -263,8 +271,18 @@ def decode_model(
     return obj, warnings
 
 
-def fmt_plain(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+def invalid_from(model: type[BaseModel], err: ValidationError, kind: str,
+                 name: str = "") -> Invalid:
+    """A ValidationError raised where a model was validated without decode() (an object built
+    or patched on the server), as the Invalid decode() would have raised: field paths and
+    upstream's wording, never pydantic's text."""
+    return invalid(kind, name, _causes(model, err, None))
+
+
+def fmt_plain(value: object, limit: int = 128) -> str:
+    """A value quoted in a message: strings as they are, the rest as JSON; long ones cut."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def encode(obj: TypedObject) -> bytes:

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from api.meta import K8sModel, TypedObject
+from api.meta import Int32, K8sModel, TypedObject
 
 
 class LeaseSpec(K8sModel):
     holder_identity: str | None = None
-    lease_duration_seconds: int | None = None
+    lease_duration_seconds: Int32 | None = None
     acquire_time: str | None = None  # MicroTime
     renew_time: str | None = None  # MicroTime
-    lease_transitions: int | None = None
+    lease_transitions: Int32 | None = None
 
 
 class Lease(TypedObject):

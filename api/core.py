@@ -15,10 +15,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from api.meta import K8sModel, ObjectMeta, TypedObject
+from api.meta import Int32, Int64, IntOrString, K8sModel, ObjectMeta, TypedObject
 from api.quantity import Quantity
-
-IntOrString = int | str
 
 # --------------------------------------------------------------------------------------------
 # Shared references
@@ -118,7 +116,7 @@ class NodeSystemInfo(K8sModel):
 
 class DaemonEndpoint(K8sModel):
     # Upstream's JSON name really is capitalised: `json:"Port"`.
-    port: int = Field(alias="Port")
+    port: Int32 = Field(alias="Port")
 
 
 class NodeDaemonEndpoints(K8sModel):
@@ -127,7 +125,7 @@ class NodeDaemonEndpoints(K8sModel):
 
 class ContainerImage(K8sModel):
     names: list[str] | None = None
-    size_bytes: int | None = None
+    size_bytes: Int64 | None = None
 
 
 class NodeStatus(K8sModel):
@@ -156,8 +154,8 @@ class Node(TypedObject):
 
 class ContainerPort(K8sModel):
     name: str | None = None
-    container_port: int
-    host_port: int | None = None
+    container_port: Int32
+    host_port: Int32 | None = None
     host_ip: str | None = Field(default=None, alias="hostIP")
     protocol: str | None = None
 
@@ -255,12 +253,12 @@ class Probe(K8sModel):
     tcp_socket: TCPSocketAction | None = None
     # gRPC probes are accepted and kept, not run by tinykube's kubelet.
     grpc: dict[str, Any] | None = None
-    initial_delay_seconds: int | None = None
-    timeout_seconds: int | None = None
-    period_seconds: int | None = None
-    success_threshold: int | None = None
-    failure_threshold: int | None = None
-    termination_grace_period_seconds: int | None = None
+    initial_delay_seconds: Int32 | None = None
+    timeout_seconds: Int32 | None = None
+    period_seconds: Int32 | None = None
+    success_threshold: Int32 | None = None
+    failure_threshold: Int32 | None = None
+    termination_grace_period_seconds: Int64 | None = None
 
 
 class LifecycleHandler(K8sModel):
@@ -283,8 +281,8 @@ class SecurityContext(K8sModel):
     """The container securityContext fields tinykube's kubelet maps onto Docker."""
 
     privileged: bool | None = None
-    run_as_user: int | None = None
-    run_as_group: int | None = None
+    run_as_user: Int64 | None = None
+    run_as_group: Int64 | None = None
     run_as_non_root: bool | None = None
     capabilities: Capabilities | None = None
     read_only_root_filesystem: bool | None = None
@@ -333,20 +331,20 @@ class HostPathVolumeSource(K8sModel):
 class KeyToPath(K8sModel):
     key: str
     path: str
-    mode: int | None = None
+    mode: Int32 | None = None
 
 
 class ConfigMapVolumeSource(K8sModel):
     name: str | None = None
     items: list[KeyToPath] | None = None
-    default_mode: int | None = None
+    default_mode: Int32 | None = None
     optional: bool | None = None
 
 
 class SecretVolumeSource(K8sModel):
     secret_name: str | None = None
     items: list[KeyToPath] | None = None
-    default_mode: int | None = None
+    default_mode: Int32 | None = None
     optional: bool | None = None
 
 
@@ -389,7 +387,7 @@ class NodeSelector(K8sModel):
 
 
 class PreferredSchedulingTerm(K8sModel):
-    weight: int
+    weight: Int32
     preference: NodeSelectorTerm
 
 
@@ -412,7 +410,7 @@ class Toleration(K8sModel):
     operator: str | None = None
     value: str | None = None
     effect: str | None = None
-    toleration_seconds: int | None = None
+    toleration_seconds: Int64 | None = None
 
 
 class HostAlias(K8sModel):
@@ -425,8 +423,8 @@ class PodSpec(K8sModel):
     init_containers: list[Container] | None = None
     containers: list[Container]
     restart_policy: str | None = None
-    termination_grace_period_seconds: int | None = None
-    active_deadline_seconds: int | None = None
+    termination_grace_period_seconds: Int64 | None = None
+    active_deadline_seconds: Int64 | None = None
     dns_policy: str | None = None
     node_selector: dict[str, str] | None = None
     service_account_name: str | None = None
@@ -448,7 +446,7 @@ class PodSpec(K8sModel):
     tolerations: list[Toleration] | None = None
     host_aliases: list[HostAlias] | None = None
     priority_class_name: str | None = None
-    priority: int | None = None
+    priority: Int32 | None = None
     dns_config: dict[str, Any] | None = None
     enable_service_links: bool | None = None
     preemption_policy: str | None = None
@@ -478,8 +476,8 @@ class ContainerStateRunning(K8sModel):
 
 
 class ContainerStateTerminated(K8sModel):
-    exit_code: int
-    signal: int | None = None
+    exit_code: Int32
+    signal: Int32 | None = None
     reason: str | None = None
     message: str | None = None
     started_at: str | None = None
@@ -498,7 +496,7 @@ class ContainerStatus(K8sModel):
     state: ContainerState | None = None
     last_state: ContainerState | None = None
     ready: bool = False
-    restart_count: int = 0
+    restart_count: Int32 = 0
     image: str | None = None
     image_id: str | None = Field(default=None, alias="imageID")
     container_id: str | None = Field(default=None, alias="containerID")
@@ -551,13 +549,13 @@ class ServicePort(K8sModel):
     name: str | None = None
     protocol: str | None = None
     app_protocol: str | None = None
-    port: int
+    port: Int32
     target_port: IntOrString | None = None
-    node_port: int | None = None
+    node_port: Int32 | None = None
 
 
 class ClientIPConfig(K8sModel):
-    timeout_seconds: int | None = None
+    timeout_seconds: Int32 | None = None
 
 
 class SessionAffinityConfig(K8sModel):
@@ -576,7 +574,7 @@ class ServiceSpec(K8sModel):
     load_balancer_source_ranges: list[str] | None = None
     external_name: str | None = None
     external_traffic_policy: str | None = None
-    health_check_node_port: int | None = None
+    health_check_node_port: Int32 | None = None
     publish_not_ready_addresses: bool | None = None
     session_affinity_config: SessionAffinityConfig | None = None
     ip_families: list[str] | None = None
@@ -608,7 +606,7 @@ class EndpointAddress(K8sModel):
 
 class EndpointPort(K8sModel):
     name: str | None = None
-    port: int
+    port: Int32
     protocol: str | None = None
     app_protocol: str | None = None
 
@@ -632,8 +630,8 @@ class Endpoints(TypedObject):
 
 
 class ReplicationControllerSpec(K8sModel):
-    replicas: int | None = None
-    min_ready_seconds: int | None = None
+    replicas: Int32 | None = None
+    min_ready_seconds: Int32 | None = None
     # RCs use a plain equality map, unlike apps/v1's structured LabelSelector.
     selector: dict[str, str] | None = None
     template: PodTemplateSpec | None = None
@@ -648,11 +646,11 @@ class ReplicationControllerCondition(K8sModel):
 
 
 class ReplicationControllerStatus(K8sModel):
-    replicas: int | None = None
-    fully_labeled_replicas: int | None = None
-    ready_replicas: int | None = None
-    available_replicas: int | None = None
-    observed_generation: int | None = None
+    replicas: Int32 | None = None
+    fully_labeled_replicas: Int32 | None = None
+    ready_replicas: Int32 | None = None
+    available_replicas: Int32 | None = None
+    observed_generation: Int64 | None = None
     conditions: list[ReplicationControllerCondition] | None = None
 
 
@@ -684,7 +682,7 @@ class EventSource(K8sModel):
 
 
 class EventSeries(K8sModel):
-    count: int | None = None
+    count: Int32 | None = None
     last_observed_time: str | None = None
 
 
@@ -698,7 +696,7 @@ class Event(TypedObject):
     source: EventSource | None = None
     first_timestamp: str | None = None
     last_timestamp: str | None = None
-    count: int | None = None
+    count: Int32 | None = None
     type: str | None = None
     event_time: str | None = None  # MicroTime
     series: EventSeries | None = None

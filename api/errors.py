@@ -10,12 +10,46 @@ NotFound` works on both sides of the wire.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import grpc
 
 STATUS_METADATA_KEY = "tinykube-status-bin"
+# gRPC clients refuse a response whose metadata exceeds 8 KiB (grpc.max_metadata_size; some
+# refusals start there, all at 16 KiB), and the error then reads "received metadata size
+# exceeds limit" instead of what was wrong. The message (`grpc-message`, percent-encoded: up
+# to 3 bytes per byte) and the Status (base64: 4 bytes per 3) must fit together, whatever a
+# client put into a name or a value that the message quotes: so both are bounded here.
+GRPC_MESSAGE_MAX = 1024  # UTF-8 bytes of grpc-message
+STATUS_METADATA_MAX = 3072  # bytes of the Status JSON
+_CAUSE_PART_MAX = 256  # bytes of a cause's field or message in a clipped Status
+
+
+_QUOTED = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_QUOTED_MAX = 128  # characters of a quoted value kept in a clipped message
+
+
+def _shorten(match: re.Match[str]) -> str:
+    quoted = match.group(0)
+    if len(quoted) <= _QUOTED_MAX:
+        return quoted
+    return f"{quoted[:_QUOTED_MAX - 1]}...\" ({len(quoted) - 2} characters)"
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` in at most `limit` UTF-8 bytes: first the long quoted values it cites
+    (`Invalid value: "aaaa...": must be no more than 253 characters`) are shortened, so that
+    what is wrong stays readable; then, if still too long, the end is cut."""
+    if len(text.encode("utf-8", "surrogatepass")) <= limit:
+        return text
+    text = _QUOTED.sub(_shorten, text)
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= limit:
+        return text
+    suffix = f"... ({len(raw)} bytes in all)"
+    return raw[:max(0, limit - len(suffix))].decode("utf-8", "ignore") + suffix
 
 
 @dataclass
@@ -78,8 +112,46 @@ class ApiError(Exception):
             status["details"] = details
         return status
 
+    def grpc_details(self) -> str:
+        """The message as a gRPC status' details: bounded (see GRPC_MESSAGE_MAX)."""
+        return clip(self.message, GRPC_MESSAGE_MAX)
+
     def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
-        return ((STATUS_METADATA_KEY, json.dumps(self.to_status()).encode()),)
+        """The Status for gRPC's trailing metadata, at most STATUS_METADATA_MAX bytes: as it
+        is when it fits; otherwise with the message, name and causes clipped, and the last
+        causes left out until it fits (the message still names them)."""
+        status = self.to_status()
+        data = _json_bytes(status)
+        if len(data) > STATUS_METADATA_MAX:
+            data = _json_bytes(_bounded(status))
+        return ((STATUS_METADATA_KEY, data),)
+
+
+def _json_bytes(status: dict[str, Any]) -> bytes:
+    # UTF-8, not \u escapes: the key is binary metadata, and its size is what is bounded.
+    return json.dumps(status, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _bounded(status: dict[str, Any]) -> dict[str, Any]:
+    status["message"] = clip(str(status.get("message", "")), GRPC_MESSAGE_MAX)
+    details = status.get("details") or {}
+    for key in ("name", "kind", "group"):
+        if key in details:
+            details[key] = clip(str(details[key]), _CAUSE_PART_MAX)
+    causes = details.pop("causes", None) or []
+    # Whole causes, in order, as many as fit (one pass: each one's size is known alone).
+    room = STATUS_METADATA_MAX - len(_json_bytes(status)) - len(', "causes": []')
+    kept = []
+    for c in causes:
+        c = {**c, "field": clip(str(c.get("field", "")), _CAUSE_PART_MAX),
+             "message": clip(str(c.get("message", "")), _CAUSE_PART_MAX)}
+        room -= len(_json_bytes(c)) + 2
+        if room < 0:
+            break
+        kept.append(c)
+    if kept:
+        details["causes"] = kept
+    return status
 
 
 class BadRequest(ApiError):

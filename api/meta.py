@@ -9,10 +9,59 @@ serialize camelCase with unset optional fields left out (Kubernetes' `omitempty`
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, ClassVar, Self
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError, core_schema
+
+# --------------------------------------------------------------------------------------------
+# Integers with upstream's Go types
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoInt:
+    """The Go integer type an upstream field has (`int32`, `int64`), as pydantic metadata.
+
+    JSON numbers have no size, Python ints neither; Go's decoder refuses a number that does not
+    fit the field (`json: cannot unmarshal number 1180591620717411303424 into Go struct field
+    DeploymentSpec.spec.replicas of type int32`). Every integer field of every model is one of
+    the `Int32` / `Int64` below, so that `replicas: 2^70` is refused at decode, naming the
+    field, on every path into the models (JSON, YAML and protobuf bodies, both fronts), instead
+    of reaching a controller that tries to create that many pods. The OpenAPI documents and the
+    protobuf table read the same marker.
+    """
+
+    name: str
+    min: int
+    max: int
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def check(self, value: int) -> int:
+        if not self.min <= value <= self.max:
+            # The codec words it as a field error: `spec.replicas: Invalid value:
+            # 1180591620717411303424: must be within the int32 range`.
+            raise PydanticCustomError("go_int_range", "must be within the {go_type} range",
+                                      {"go_type": self.name})
+        return value
+
+
+INT32 = GoInt("int32", -(2**31), 2**31 - 1)
+INT64 = GoInt("int64", -(2**63), 2**63 - 1)
+Int32 = Annotated[int, INT32]
+Int64 = Annotated[int, INT64]
+# intstr.IntOrString: its integer is an int32 (maxSurge, targetPort, probe ports).
+IntOrString = Int32 | str
+
+
+def go_int(metadata: Any) -> GoInt | None:
+    """The GoInt among a field's or an `Annotated` type's metadata, if any."""
+    return next((m for m in metadata if isinstance(m, GoInt)), None)
 
 
 class K8sModel(BaseModel):
@@ -63,10 +112,10 @@ class ObjectMeta(K8sModel):
     namespace: str | None = None
     uid: str | None = None
     resource_version: str | None = None
-    generation: int | None = None
+    generation: Int64 | None = None
     creation_timestamp: str | None = None
     deletion_timestamp: str | None = None
-    deletion_grace_period_seconds: int | None = None
+    deletion_grace_period_seconds: Int64 | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
     owner_references: list[OwnerReference] | None = None
@@ -78,7 +127,7 @@ class ListMeta(K8sModel):
     resource_version: str | None = None
     # `continue` is a Python keyword, hence the explicit alias.
     continue_: str | None = Field(default=None, alias="continue")
-    remaining_item_count: int | None = None
+    remaining_item_count: Int64 | None = None
 
 
 class TypedObject(K8sModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from api.meta import K8sModel, TypedObject
+from api.meta import Int64, K8sModel, TypedObject
 
 
 class Preconditions(K8sModel):
@@ -18,7 +18,7 @@ class Preconditions(K8sModel):
 
 
 class DeleteOptions(K8sModel):
-    grace_period_seconds: int | None = None
+    grace_period_seconds: Int64 | None = None
     preconditions: Preconditions | None = None
     propagation_policy: str | None = None
     dry_run: list[str] | None = None

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -47,6 +46,7 @@ from api import (
     autoscaling,
     coordination,
     core,
+    decoding,
     meta,
     policy,
     rbac,
@@ -1405,9 +1405,9 @@ def _raw_extension(raw: bytes, where: str) -> Any:
     if not data:
         return None
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise _bad(where, "embedded object is not JSON") from None
+        return decoding.loads_json(data)
+    except decoding.DecodeError as e:
+        raise _bad(where, f"embedded object is not JSON: {e}") from None
 
 
 def _extra_value(raw: bytes, where: str) -> list[str]:

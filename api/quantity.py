@@ -21,9 +21,11 @@ from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
 QUANTITY_REGEX = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
-# Upstream's two error strings (k8s.io/apimachinery/pkg/api/resource: ErrFormatWrong, ErrSuffix).
+# Upstream's error strings (k8s.io/apimachinery/pkg/api/resource: ErrFormatWrong, ErrSuffix,
+# ErrNumeric).
 ERR_FORMAT_WRONG = f"quantities must match the regular expression '{QUANTITY_REGEX}'"
 ERR_SUFFIX = "unable to parse quantity's suffix"
+ERR_NUMERIC = "unable to parse numeric part of quantity"
 
 _RE = re.compile(QUANTITY_REGEX)
 _NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
@@ -38,6 +40,11 @@ _DECIMAL: dict[str, int] = {
 _MAX_EXPONENT = 100
 
 _CTX = decimal.Context(prec=60, Emax=1000, Emin=-1000)
+# Orders of magnitude a quantity may have: far beyond any resource (1e18 is an exabyte), and far
+# enough inside _CTX that the helpers' arithmetic (x1000, x2^60) cannot overflow it. A longer
+# number (`cpu: 999...9` with 2,000 digits) is refused here rather than raising
+# decimal.Overflow somewhere downstream.
+_MAX_MAGNITUDE = 200
 
 
 class QuantityError(ValueError):
@@ -45,7 +52,19 @@ class QuantityError(ValueError):
 
 
 def parse_quantity(value: str | int | float | Decimal) -> Decimal:
-    """Parse a Kubernetes quantity into its exact decimal value (`"250m"` -> `Decimal("0.25")`)."""
+    """Parse a Kubernetes quantity into its exact decimal value (`"250m"` -> `Decimal("0.25")`).
+    QuantityError (upstream's words) for anything else, including numbers beyond
+    _MAX_MAGNITUDE orders of magnitude."""
+    try:
+        out = _parse(value)
+    except decimal.DecimalException:
+        raise QuantityError(ERR_NUMERIC) from None
+    if out and not -_MAX_MAGNITUDE <= out.adjusted() <= _MAX_MAGNITUDE:
+        raise QuantityError(ERR_NUMERIC)
+    return out
+
+
+def _parse(value: str | int | float | Decimal) -> Decimal:
     if isinstance(value, bool):
         raise QuantityError(ERR_FORMAT_WRONG)
     if isinstance(value, Decimal):

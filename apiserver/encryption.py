@@ -37,6 +37,7 @@ import yaml
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from api import decoding
 from api.resources import RESOURCES
 from client.config import yaml_error
 
@@ -149,7 +150,7 @@ def load(path: str | Path) -> EncryptionConfig:
     except OSError as e:
         raise ConfigError(f"{FLAG}: cannot read {path}: {e.strerror or e}") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = decoding.load_yaml(text)
     except yaml.YAMLError as e:
         # yaml_error: never str(e), which quotes the offending line (here: a key's secret).
         raise ConfigError(f"{FLAG}: {path} is not valid YAML: {yaml_error(e)}") from None

@@ -60,6 +60,7 @@ from api import (
     policy,
     rbac,
 )
+from api.meta import GoInt, go_int
 from api.quantity import Quantity
 from api.resources import (
     BINDING_MODEL,
@@ -306,12 +307,6 @@ _MICRO_TIMES: frozenset[tuple[type[BaseModel], str]] = frozenset({
     (coordination.LeaseSpec, "acquireTime"), (coordination.LeaseSpec, "renewTime"),
     (core.Event, "eventTime"), (core.EventSeries, "lastObservedTime"),
 })
-# Integer fields that are int64 upstream (the rest are int32).
-_INT64 = frozenset({
-    "generation", "observedGeneration", "deletionGracePeriodSeconds", "remainingItemCount",
-    "terminationGracePeriodSeconds", "activeDeadlineSeconds", "runAsUser", "runAsGroup",
-    "tolerationSeconds", "sizeBytes", "expirationSeconds", "gracePeriodSeconds",
-})
 # Descriptions of the fields every kind has, from Kubernetes' API conventions.
 _CONVENTIONS = {
     "apiVersion": "APIVersion defines the versioned schema of this representation of an "
@@ -415,6 +410,12 @@ def _patch_extensions(pm: PatchMetaLike) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 
 
+def _go_int(gi: GoInt) -> dict[str, Any]:
+    """An integer with its upstream Go type, as upstream's schemas give it (api.meta.GoInt:
+    the same marker that bounds the value at decode)."""
+    return {"type": "integer", "format": gi.name}
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": _V2_REF + name}
 
@@ -514,8 +515,8 @@ class _Definitions:
                 schema = _ref(MICRO_TIME)
             elif alias.endswith(_TIME_SUFFIXES) or alias in _TIME_NAMES:
                 schema = _ref(TIME)
-        elif schema.get("type") == "integer" and alias in _INT64:
-            schema = {"type": "integer", "format": "int64"}
+        elif gi := go_int(info.metadata):  # a required `x: Int32`: pydantic moved it here
+            schema = _go_int(gi)
         description = info.description or _CONVENTIONS.get(alias)
         if description:
             schema = {**schema, "description": description}
@@ -530,10 +531,14 @@ class _Definitions:
         if origin is typing.Annotated:
             if tuple(args[1:]) == _QUANTITY_METADATA:
                 return _ref(QUANTITY)
+            if gi := go_int(args[1:]):
+                return _go_int(gi)
             return self._type(args[0])
         if origin in (typing.Union, types.UnionType):
             members = [a for a in args if a is not type(None)]
-            if set(members) == {int, str}:
+            bare = {typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a
+                    for a in members}
+            if bare == {int, str}:  # api.meta.IntOrString
                 return _ref(INT_OR_STRING)
             if len(members) == 1:
                 return self._type(members[0])

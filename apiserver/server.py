@@ -34,7 +34,6 @@ from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from api import errors
-from api.proto import tinykube_pb2_grpc as pb_grpc
 from api.resources import RESOURCES
 from apiserver import authz, bootstrap_policy, encryption, kubernetes_service, metrics
 from apiserver.admission import Admission
@@ -49,7 +48,7 @@ from apiserver.rbac import EscalationCheck, RBACAuthorizer
 from apiserver.registry import Registry
 from apiserver.rest import app as rest_app
 from apiserver.rest.app import RestFront
-from apiserver.service import ApiServicer
+from apiserver.service import ApiServicer, add_to_server
 from apiserver.storage import EtcdTLS, Storage, parse_endpoints, read_flag_file
 from apiserver.tokens import TokenIssuer, TokenVerifier, load_public_keys
 from apiserver.watchcache import WatchCache
@@ -324,7 +323,7 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
     kubelets = KubeletProxy(registry, m.kubelet_tls)
     handler = RequestHandler(registry, cache, cfg.bookmark_interval, authenticator=authenticator,
                              authorizer=authorizer, audit=audit, kubelets=kubelets)
-    pb_grpc.add_ApiServicer_to_server(ApiServicer(handler), server)
+    add_to_server(ApiServicer(handler), server)  # tolerant of undecodable requests
     rest = RestFront(handler, server_address=f"{advertise}:{cfg.secure_port}",
                      ready=lambda: _etcd_ok(storage))
     health_servicer = health.aio.HealthServicer()

@@ -58,6 +58,8 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from api import decoding
+
 DEFAULT_SERVER = "127.0.0.1:6442"  # --grpc-port's default
 SERVER_ENV = "TINYKUBE_SERVER"
 CONFIG_ENV = "TINYKUBE_CONFIG"
@@ -247,7 +249,8 @@ def load_kubeconfig(path: str) -> ClientConfig:
     """Read one kubeconfig file (its current context) into a ClientConfig."""
     f = _File(path)
     try:
-        doc = yaml.safe_load(_expand(path, path).read_text())
+        # Bounded (api.decoding): a kubeconfig may come from anywhere, and is YAML.
+        doc = decoding.load_yaml(_expand(path, path).read_text())
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the kubeconfig: {e.strerror}") from None
     except UnicodeDecodeError:  # a binary file (a key or a certificate in DER, say)

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from api import errors
+from api import decoding, errors
 from tkctl import cli, printers
 from tkctl.context import Command, Context, UsageError
 from tkctl.resolve import Query, Target, fetch, parse_targets, ref, targets_from_files
@@ -61,7 +61,7 @@ def read_patch(args: argparse.Namespace) -> Any:
         raise UsageError("must specify --patch or --patch-file containing the contents of the "
                          "patch")
     try:
-        doc = yaml.safe_load(text)
+        doc = decoding.load_yaml(text)  # bounded: a patch is input like any manifest
     except yaml.YAMLError as e:
         raise UsageError(f"unable to parse {text!r}: {_yaml_problem(e)}") from None
     if not isinstance(doc, dict | list):

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from api import errors, protobuf
+from api import decoding, errors, protobuf
 
 # Patch media types → the registry's patch types.
 PATCH_TYPES = {
@@ -106,18 +106,28 @@ def decode_body(raw: bytes, content_type: str) -> bytes:
             f'(got "{mime}")')
     if mime == "application/yaml":
         return json.dumps(load_yaml(raw)).encode()
+    try:
+        # Parsed later (the request handler, or DeleteOptions here); bounded now, so that no
+        # parse of it meets a nesting beyond Python's recursion.
+        decoding.check_json_depth(raw)
+    except decoding.LimitError as e:
+        raise errors.BadRequest(message=f"the body is not valid JSON: {e}") from None
     return raw
 
 
 def load_yaml(raw: bytes) -> Any:
+    """A YAML (or JSON) body as JSON data: api.decoding's bounded loader (depth, aliases,
+    only what JSON can hold); BadRequest saying what is wrong and where otherwise."""
     try:
-        data = yaml.safe_load(raw)
+        data = decoding.load_yaml(raw)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
+        problem, _ = decoding.yaml_problem(e)
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise errors.BadRequest(message=f"the body is not valid YAML{where}") from None
+        raise errors.BadRequest(message=f"the body is not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
-        raise errors.BadRequest(message="the body must be a YAML mapping (an object)")
+        raise errors.BadRequest(message="the body must be a YAML mapping (an object), not "
+                                f"{decoding.json_type(data)}")
     return data
 
 
