@@ -60,7 +60,12 @@ def parse(argv: list[str]) -> Config:
     p.add_argument("--endpoint-reconciler-interval", type=duration, default=10.0,
                    metavar="DURATION", help="how often the `kubernetes` Service and Endpoints "
                    "are repaired (default 10s)")
-    p.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics (0 = off)")
+    p.add_argument("--metrics-port", type=int, default=0,
+                   help="a second, plain-HTTP Prometheus /metrics without authentication (0 = "
+                   "off); /metrics on --secure-port needs `get` on it (system:monitoring)")
+    p.add_argument("--metrics-bind-address", default="127.0.0.1", metavar="IP",
+                   help="the address --metrics-port listens on (default loopback only; "
+                   "0.0.0.0 opens it to every address)")
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/16")
     p.add_argument("--service-node-port-range", default="30000-32767")
     p.add_argument("--watch-cache-size", type=int, default=1000,
@@ -102,6 +107,14 @@ def parse(argv: list[str]) -> Config:
     sec.add_argument("--authorization-mode", default="Node,RBAC",
                      help="comma-separated authorizers in order: Node, RBAC, AlwaysAllow")
     sec.add_argument("--audit-log-path", default="", help="audit log file (JSON lines)")
+    sec.add_argument("--audit-log-maxsize", type=int, default=0, metavar="MB",
+                     help="megabytes of audit log before it is rotated (0 = 100, lumberjack's "
+                     "default)")
+    sec.add_argument("--audit-log-maxbackup", type=int, default=0, metavar="N",
+                     help="rotated audit logs to keep (0 = all)")
+    sec.add_argument("--audit-log-maxage", type=int, default=0, metavar="DAYS",
+                     help="days to keep rotated audit logs, by the timestamp in their name "
+                     "(0 = no limit)")
     sec.add_argument("--encryption-provider-config", default="",
                      help="EncryptionConfiguration for encryption at rest")
     kub = p.add_argument_group("kubelets (pods/log, pods/exec)")
@@ -138,6 +151,15 @@ def parse(argv: list[str]) -> Config:
     if unknown or not modes or len(set(modes)) != len(modes):
         p.error(f"--authorization-mode: want a comma-separated list of distinct modes of "
                 f"{', '.join(MODES)} (got {a.authorization_mode!r})")
+    if not 0 <= a.metrics_port < 65536:
+        p.error(f"--metrics-port: {a.metrics_port} is not a TCP port (0 = off)")
+    try:
+        ipaddress.ip_address(a.metrics_bind_address)
+    except ValueError:
+        p.error(f"--metrics-bind-address: {a.metrics_bind_address!r} is not an IP address")
+    for flag in ("maxsize", "maxbackup", "maxage"):
+        if getattr(a, f"audit_log_{flag}") < 0:
+            p.error(f"--audit-log-{flag}: must not be negative")
     if a.watch_cache_size < 1:
         p.error("--watch-cache-size: must be at least 1")
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
@@ -147,7 +169,8 @@ def parse(argv: list[str]) -> Config:
         secure_port=a.secure_port, grpc_port=a.grpc_port,
         advertise_address=a.advertise_address,
         endpoint_reconciler_interval=a.endpoint_reconciler_interval,
-        metrics_port=a.metrics_port, service_cluster_ip_range=a.service_cluster_ip_range,
+        metrics_port=a.metrics_port, metrics_bind_address=a.metrics_bind_address,
+        service_cluster_ip_range=a.service_cluster_ip_range,
         service_node_port_range=a.service_node_port_range,
         watch_cache_size=a.watch_cache_size, bookmark_interval=a.watch_bookmark_interval,
         compaction_interval=a.etcd_compaction_interval, event_ttl=a.event_ttl,
@@ -163,7 +186,9 @@ def parse(argv: list[str]) -> Config:
         api_audiences=csv(a.api_audiences),
         service_account_min_token_expiration=a.service_account_min_token_expiration,
         authorization_modes=modes,
-        audit_log_path=a.audit_log_path, encryption_provider_config=a.encryption_provider_config,
+        audit_log_path=a.audit_log_path, audit_log_maxsize=a.audit_log_maxsize,
+        audit_log_maxbackup=a.audit_log_maxbackup, audit_log_maxage=a.audit_log_maxage,
+        encryption_provider_config=a.encryption_provider_config,
         kubelet_client_certificate=a.kubelet_client_certificate,
         kubelet_client_key=a.kubelet_client_key,
         kubelet_certificate_authority=a.kubelet_certificate_authority)

@@ -31,6 +31,10 @@ UNAUTHENTICATED = "system:unauthenticated"
 ANONYMOUS = "system:anonymous"
 NODES_GROUP = "system:nodes"
 NODE_USER_PREFIX = "system:node:"
+# Each node's network agent (tk-netagent, flannel's role) has an identity of its own, shaped like
+# the kubelet's: user `system:netagent:NAME` in group `system:netagents` (docs/deviations.md).
+NETAGENTS_GROUP = "system:netagents"
+NETAGENT_USER_PREFIX = "system:netagent:"
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 SERVICE_ACCOUNTS_GROUP = "system:serviceaccounts"
 

@@ -12,6 +12,11 @@ except that secrets, configmaps, persistentvolumeclaims and serviceaccounts are 
 when a pod bound to that node references them (upstream computes this from a graph of
 pod → secret/configmap/pvc/serviceaccount edges; here it is read from the pods in the watch
 cache). What a node may *write* is narrowed further by the NodeRestriction admission plugin.
+
+The same mode authorizes each node's network agent (`system:netagent:NAME` in group
+`system:netagents`, tinykube's own identity for flannel's role): it may read Nodes and patch
+only its own, so a credential stolen from one worker cannot cordon or re-address another
+(issue 20); NetAgentRestriction then narrows the patch to flannel's annotations.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import Any
 from api import errors
 from api.resources import RESOURCES
 from apiserver.auth import (
+    NETAGENT_USER_PREFIX,
+    NETAGENTS_GROUP,
     NODE_USER_PREFIX,
     NODES_GROUP,
     SYSTEM_MASTERS,
@@ -30,7 +37,7 @@ from apiserver.auth import (
     Decision,
     UserInfo,
 )
-from apiserver.bootstrap_policy import NODE_RULES
+from apiserver.bootstrap_policy import NETAGENT_RULES, NODE_RULES
 from apiserver.rbac import RBACAuthorizer, rule_allows
 from apiserver.watchcache import WatchCache
 
@@ -123,7 +130,7 @@ def build(modes: Sequence[str], cache: WatchCache,
         elif mode == "AlwaysDeny":
             chain.append(AlwaysDeny())
         elif mode == "Node":
-            chain.append(NodeAuthorizer(cache))
+            chain += [NodeAuthorizer(cache), NetAgentAuthorizer()]
         elif mode == "RBAC":
             chain.append(rbac or RBACAuthorizer(cache))
         else:
@@ -144,6 +151,40 @@ def node_name(user: UserInfo | None) -> str | None:
     if not user.name.startswith(NODE_USER_PREFIX):
         return None
     return user.name[len(NODE_USER_PREFIX):]
+
+
+def netagent_node(user: UserInfo | None) -> str | None:
+    """The node whose network agent a user is: `system:netagent:NAME` in `system:netagents`.
+    None: not a network agent; "": claims to be one but names no node."""
+    if user is None or not user.in_group(NETAGENTS_GROUP):
+        return None
+    if not user.name.startswith(NETAGENT_USER_PREFIX):
+        return None
+    return user.name[len(NETAGENT_USER_PREFIX):]
+
+
+class NetAgentAuthorizer:
+    """A node's network agent: the `system:netagent` rules, every write on its own Node only.
+
+    The name check is here rather than only in admission (as for kubelets' Node writes)
+    because every write the agent makes names its object: so `auth can-i patch nodes/other`
+    answers no, as the write would."""
+
+    def __init__(self, rules: Sequence[Obj] | None = None) -> None:
+        self.rules = list(rules) if rules is not None else list(NETAGENT_RULES)
+
+    def authorize(self, attrs: Attributes) -> Decision:
+        node = netagent_node(attrs.user)
+        if node is None:
+            return Decision(False)
+        if not node:
+            return Decision(False, "unknown node")
+        if not any(rule_allows(attrs, r) for r in self.rules):
+            return Decision(False)
+        if attrs.verb not in ("get", "list", "watch") and attrs.name != node:
+            return Decision(False, f'node network agent "{node}" may only modify its own '
+                            "Node")
+        return Decision(True)
 
 
 class NodeAuthorizer:

@@ -106,6 +106,19 @@ NODE_RULES: tuple[Rule, ...] = (
     rule("create", CORE, "serviceaccounts/token"),
 )
 
+# The rules of `system:netagent`, which no binding grants either: the Node authorizer applies
+# them to users system:netagent:<name> in group system:netagents (each node's tk-netagent),
+# narrowing the patch to that node's own Node, and NetAgentRestriction (noderestriction.py)
+# narrows what the patch may change to flannel's annotations. Upstream's flannel reads nodes
+# and patches `nodes/status` (its node strategy keeps metadata changes made through status);
+# here the status subresource changes only status, so the agent patches the Node itself.
+NETAGENT_RULES: tuple[Rule, ...] = (
+    # The Node informer: every node's podCIDR and VTEP annotations.
+    rule(READ, CORE, "nodes"),
+    # Publishing its own VTEP MAC and public IP (flannel.alpha.coreos.com/* annotations).
+    rule("patch", CORE, "nodes"),
+)
+
 _VIEW_RULES: tuple[Rule, ...] = (
     rule(READ, CORE, ("pods", "replicationcontrollers", "replicationcontrollers/scale",
                       "serviceaccounts", "services", "services/status", "endpoints",
@@ -234,17 +247,16 @@ def cluster_roles() -> list[Obj]:
             rule("create", AUTHORIZATION, "subjectaccessreviews"),
         )),
         _role("system:node", NODE_RULES),
+        # kube-proxy (upstream's rules exactly): informers on services, endpoints and nodes;
+        # it writes nothing but events.
         _role("system:node-proxier", (
-            rule(READ, CORE, ("services", "endpoints")),
+            rule(("list", "watch"), CORE, ("services", "endpoints")),
             rule(READ, CORE, "nodes"),
             _events_rule(),
         )),
-        # tinykube's flannel-like agent: reads nodes' subnets, publishes its VTEP on its Node.
-        _role("system:netagent", (
-            rule(("get", "list", "watch", "patch", "update"), CORE, "nodes"),
-            rule(("patch", "update"), CORE, "nodes/status"),
-            _events_rule(),
-        )),
+        # tinykube's flannel-like agent, like system:node: the Node authorizer applies these
+        # rules to each node's agent, for its own Node only; unbound.
+        _role("system:netagent", NETAGENT_RULES),
         # Everything a kubelet serves (upstream's system:kubelet-api-admin): what the
         # apiserver's kubelet client identity needs for pods/log and pods/exec, which the
         # kubelet checks with a SubjectAccessReview on nodes/proxy.
@@ -260,7 +272,8 @@ def cluster_roles() -> list[Obj]:
 
 
 def cluster_role_bindings() -> list[Obj]:
-    """Every bootstrap ClusterRoleBinding (system:node is deliberately not bound)."""
+    """Every bootstrap ClusterRoleBinding (system:node and system:netagent are deliberately
+    not bound: the Node authorizer applies them, per node)."""
     return [
         _binding("cluster-admin", groups=(SYSTEM_MASTERS,)),
         _binding("system:discovery", groups=(AUTHENTICATED,)),
@@ -268,12 +281,18 @@ def cluster_role_bindings() -> list[Obj]:
         _binding("system:public-info-viewer", groups=(AUTHENTICATED, UNAUTHENTICATED)),
         _binding("system:monitoring", groups=("system:monitoring",)),
         _binding("system:node-proxier", users=("system:kube-proxy",)),
-        _binding("system:netagent", users=("system:netagent",)),
         _binding("system:kube-scheduler", users=("system:kube-scheduler",)),
         # The apiserver's --kubelet-client-certificate identity (as kubeadm binds it).
         _binding("system:kubelet-api-admin", users=("kube-apiserver-kubelet-client",)),
         _binding("system:kube-controller-manager", users=("system:kube-controller-manager",)),
     ]
+
+
+# Bootstrap bindings earlier versions made and this one does not: removed at start, unless an
+# operator took them over (autoupdate "false"). `system:netagent` bound one cluster-wide
+# identity, shared by every node's agent, that could patch any Node (issue 20); a cluster
+# upgraded in place must not keep it working.
+RETIRED_BINDINGS = ("system:netagent",)
 
 
 # --- reconciliation -----------------------------------------------------------------------
@@ -359,3 +378,23 @@ async def ensure(registry: Registry) -> None:
         await _ensure_one(registry, "clusterroles", role)
     for binding in cluster_role_bindings():
         await _ensure_one(registry, "clusterrolebindings", binding)
+    for name in RETIRED_BINDINGS:
+        await _retire(registry, name)
+
+
+async def _retire(registry: Registry, name: str) -> None:
+    """Delete the bootstrap ClusterRoleBinding `name` if it is still ours to manage."""
+    info = RESOURCES["clusterrolebindings"]
+    try:
+        existing = await registry.get(info, "", name)
+    except errors.NotFound:
+        return
+    labels = (existing.get("metadata") or {}).get("labels") or {}
+    key, value = rbac.BOOTSTRAP_LABEL
+    if labels.get(key) != value or _protected(existing):
+        return  # somebody's own binding of that name, or one an operator took over
+    try:
+        await registry.delete(info, "", name, pb.DeleteOptions())
+        log.info("removed retired %s/%s", info.name, name)
+    except errors.NotFound:
+        pass

@@ -1,12 +1,17 @@
 """Prometheus metrics of the apiserver, named as kube-apiserver names them where one exists.
 
-Served on `--metrics-port` (`/metrics`), so the same dashboards and PromQL habits carry over:
-requests by verb/resource/code, request latency, registered watchers, etcd latency.
+The same dashboards and PromQL habits carry over: requests by verb/resource/code, request
+latency, registered watchers, etcd latency. Served as upstream serves them, at `/metrics` on the
+HTTPS front to those allowed to `get` that path (RBAC's `system:monitoring`; rest/app.py), since
+metrics name resources, users' request rates and internals an attacker may use; and, for a
+scraper on the same machine, on `--metrics-port` in plain HTTP without authentication, bound to
+loopback unless `--metrics-bind-address` says otherwise.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from client.metrics_server import serve_metrics
 
@@ -35,3 +40,8 @@ WATCH_EVENTS_SENT = Counter(
 
 def serve(port: int, addr: str) -> None:
     serve_metrics(addr, port)
+
+
+def exposition() -> tuple[bytes, str]:
+    """Every metric in Prometheus' text format, and its Content-Type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -13,6 +13,13 @@ on the decoded write and finishes the job, as upstream's plugin of the same name
 - a node may touch only its own Lease in `kube-node-lease`;
 - a node may request ServiceAccount tokens only bound to a pod that runs on it.
 Users that are not nodes, and the apiserver's own writes, pass untouched.
+
+`NetAgentRestriction`, beside it, does the same for each node's network agent
+(`system:netagent:NAME`): the Node authorizer lets it patch only its own Node, and this plugin
+lets the patch change only flannel's annotations on it, which is all the agent writes (its VTEP
+MAC and public IP). Not its taints, `spec.unschedulable`, labels, status or other annotations:
+a stolen agent credential cannot cordon its node or steer workloads, only break its own overlay
+entries (issue 20).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 
 from api import errors
 from apiserver.auth import AdmissionRequest
-from apiserver.authz import NODE_LEASE_NAMESPACE, node_name, pod_references
+from apiserver.authz import NODE_LEASE_NAMESPACE, netagent_node, node_name, pod_references
 from apiserver.watchcache import WatchCache
 
 Obj = dict[str, Any]
@@ -36,6 +43,10 @@ _KUBELET_LABELS = frozenset({
     "failure-domain.beta.kubernetes.io/zone",
 })
 _KUBELET_LABEL_DOMAINS = ("kubelet.kubernetes.io", "node.kubernetes.io")
+# The annotations a network agent publishes on its Node (netagent/vxlan.py: flannel's names).
+FLANNEL_ANNOTATION_PREFIX = "flannel.alpha.coreos.com/"
+# Metadata the registry itself rewrites on every update: never the writer's change.
+_BOOKKEEPING_METADATA = frozenset({"resourceVersion", "managedFields"})
 
 
 def _md(obj: Obj | None) -> Obj:
@@ -208,3 +219,49 @@ class NodeRestriction:
         if _spec(pod).get("nodeName") != node:
             raise req.forbidden("node requested token bound to a pod scheduled on a "
                                   "different node")
+
+
+# --- network agents ---------------------------------------------------------------------------
+
+
+def changes_beyond_flannel(new: Obj | None, old: Obj | None) -> list[str]:
+    """The fields (as paths) in which `new` differs from `old` other than flannel's annotations
+    and the registry's bookkeeping: what a network agent may not change."""
+    new, old = new or {}, old or {}
+    out = [k for k in sorted(new.keys() | old.keys())
+           if k != "metadata" and new.get(k) != old.get(k)]
+    new_md, old_md = _md(new), _md(old)
+    out += [f"metadata.{k}" for k in sorted(new_md.keys() | old_md.keys())
+            if k not in _BOOKKEEPING_METADATA and k != "annotations"
+            and new_md.get(k) != old_md.get(k)]
+    new_ann, old_ann = new_md.get("annotations") or {}, old_md.get("annotations") or {}
+    out += [f"metadata.annotations[{k}]" for k in sorted(new_ann.keys() | old_ann.keys())
+            if not k.startswith(FLANNEL_ANNOTATION_PREFIX) and new_ann.get(k) != old_ann.get(k)]
+    return out
+
+
+class NetAgentRestriction:
+    """A node's network agent may update its own Node's flannel annotations and nothing else."""
+
+    async def admit(self, req: AdmissionRequest) -> None:
+        node = netagent_node(req.user)
+        if node is None:
+            return  # not a network agent
+        if not node:
+            raise req.forbidden(f'could not determine node from user "{req.user.name}"'
+                                if req.user else "could not determine node")
+        who = f'node network agent "{node}"'
+        # The authorizer already keeps the agent to patching Nodes; refusing everything else
+        # here too keeps that true if someone binds it a role.
+        if (req.info.group, req.info.name) != ("", "nodes") or req.subresource:
+            raise req.forbidden(f"{who} may only modify Node objects")
+        requested = req.name or _md(req.obj).get("name", "")
+        if requested != node:
+            raise req.forbidden(f'{who} is not allowed to modify node "{requested}"')
+        if req.operation != "UPDATE":
+            raise req.forbidden(f'unexpected operation "{req.operation}", {who} may only '
+                                "update its Node's annotations")
+        changed = changes_beyond_flannel(req.obj, req.old)
+        if changed:
+            raise req.forbidden(f"{who} may only change {FLANNEL_ANNOTATION_PREFIX}* "
+                                f"annotations on its Node, not {', '.join(changed)}")

@@ -43,7 +43,7 @@ from apiserver.auth import AdmissionPlugin
 from apiserver.authn import Authenticator
 from apiserver.handler import RequestHandler
 from apiserver.kubeletproxy import KubeletProxy, KubeletTLS
-from apiserver.noderestriction import NodeRestriction
+from apiserver.noderestriction import NetAgentRestriction, NodeRestriction
 from apiserver.rbac import EscalationCheck, RBACAuthorizer
 from apiserver.registry import Registry
 from apiserver.rest import app as rest_app
@@ -71,7 +71,10 @@ class Config:
     # Where the `kubernetes` Endpoints send pods ("" = chosen like kube-apiserver does).
     advertise_address: str = ""
     endpoint_reconciler_interval: float = kubernetes_service.INTERVAL
+    # A second, plain-HTTP /metrics without authentication (0 = off), on loopback unless
+    # `metrics_bind_address` opens it; the HTTPS front's /metrics asks authorization.
     metrics_port: int = 0
+    metrics_bind_address: str = "127.0.0.1"
     service_cluster_ip_range: str = "10.96.0.0/16"
     service_node_port_range: str = "30000-32767"
     watch_cache_size: int = 1000
@@ -99,6 +102,12 @@ class Config:
     service_account_min_token_expiration: float = 600.0
     authorization_modes: list[str] = field(default_factory=lambda: ["Node", "RBAC"])
     audit_log_path: str = ""
+    # Rotation (upstream's --audit-log-maxsize/-maxbackup/-maxage, lumberjack's semantics):
+    # megabytes before the log is rotated (0: lumberjack's default, 100), backups kept (0: all),
+    # days a backup is kept (0: no limit).
+    audit_log_maxsize: int = 0
+    audit_log_maxbackup: int = 0
+    audit_log_maxage: int = 0
     encryption_provider_config: str = ""
     # pods/log and pods/exec: the apiserver's client credentials towards kubelets.
     kubelet_client_certificate: str = ""
@@ -291,9 +300,11 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
     authorizer = authz.build(["AlwaysAllow"] if cfg.insecure else cfg.authorization_modes, cache,
                              rbac)
     verifier = _verifier(cfg, m, cache)
-    # Validating admission: a kubelet writes only its own Node, Lease and pods; nobody grants
-    # RBAC rights they do not hold (`escalate`/`bind` asked of the whole authorizer chain).
-    plugins: list[AdmissionPlugin] = [NodeRestriction(cache), EscalationCheck(rbac, authorizer)]
+    # Validating admission: a kubelet writes only its own Node, Lease and pods, a network agent
+    # only its own Node's flannel annotations; nobody grants RBAC rights they do not hold
+    # (`escalate`/`bind` asked of the whole authorizer chain).
+    plugins: list[AdmissionPlugin] = [NodeRestriction(cache), NetAgentRestriction(),
+                                      EscalationCheck(rbac, authorizer)]
     registry = Registry(storage, cache, Admission(
         storage, cache, allocator, plugins=plugins,
         not_ready_toleration_seconds=cfg.default_not_ready_toleration_seconds,
@@ -312,7 +323,9 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
         cfg.secure_port, cfg.token_port or cfg.grpc_port, cfg.endpoint_reconciler_interval)
     await kubesvc.reconcile_logged()
     authenticator = Authenticator(tokens=verifier, insecure=cfg.insecure)
-    audit = AuditLog(cfg.audit_log_path) if cfg.audit_log_path else None
+    audit = AuditLog(cfg.audit_log_path, max_size_mb=cfg.audit_log_maxsize,
+                     max_backups=cfg.audit_log_maxbackup,
+                     max_age_days=cfg.audit_log_maxage) if cfg.audit_log_path else None
 
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -336,7 +349,9 @@ async def run(cfg: Config, stop: asyncio.Event | None = None,
                      f"{cfg.bind_address}:{cfg.secure_port} (HTTP, no authentication)")
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     if cfg.metrics_port:
-        metrics.serve(cfg.metrics_port, cfg.bind_address)
+        metrics.serve(cfg.metrics_port, cfg.metrics_bind_address)
+        listeners.append(f"{cfg.metrics_bind_address}:{cfg.metrics_port} (HTTP /metrics, no "
+                         "authentication)")
     tasks = []
     if cfg.compaction_interval > 0:
         tasks.append(asyncio.create_task(compactor(storage, cfg.compaction_interval)))

@@ -8,10 +8,16 @@ client certificate cannot talk to etcd directly: only the apiserver holds an etc
 certificate. This module makes all of that, plus the ServiceAccount token signing key pair and the
 at-rest encryption key for Secrets, in one directory (`tkctl pki init`):
 
-    ca.crt ca.key, apiserver.crt/.key, apiserver-kubelet-client.crt/.key,
+    ca.crt ca.key, apiserver.crt/.key, apiserver-kubelet-client.crt/.key (no groups),
     apiserver-etcd-client.crt/.key, etcd/{ca,server}.crt/.key, sa.key sa.pub,
-    encryption-config.yaml, admin.conf scheduler.conf controller-manager.conf proxy.conf
-    netagent.conf, nodes/<name>/kubelet.conf kubelet.crt kubelet.key
+    encryption-config.yaml, admin.conf scheduler.conf controller-manager.conf proxy.conf,
+    nodes/<name>/kubelet.conf kubelet.crt kubelet.key netagent.conf
+
+A node's agents that write to the API get identities of that node alone (`tkctl pki add-node`),
+which the apiserver's Node authorizer and admission limit to that node's own objects: the
+kubelet `system:node:<name>` (group system:nodes), the network agent `system:netagent:<name>`
+(group system:netagents). kube-proxy only reads, so one `proxy.conf` serves every node, as
+upstream's one kube-proxy ServiceAccount does.
 
 Every kubeconfig names the apiserver twice (client/config.py): `server: https://HOST:6443`, its
 Kubernetes HTTP API (kubectl, the official clients), and the cluster extension
@@ -68,13 +74,22 @@ COMPONENT_CONFIGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "scheduler.conf": ("system:kube-scheduler", ()),
     "controller-manager.conf": ("system:kube-controller-manager", ()),
     "proxy.conf": ("system:kube-proxy", ()),
-    "netagent.conf": ("system:netagent", ()),
 }
+# The kubeconfig earlier versions made for every node's network agent at once (user
+# system:netagent, which could patch any Node): `init_pki` removes it (issue 20).
+RETIRED_CONFIGS: dict[str, str] = {"netagent.conf": "system:netagent"}
+
+
+def node_identities(node: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """A node's kubeconfigs in nodes/<node>/: file name -> (user CN, groups)."""
+    return {"kubelet.conf": (f"system:node:{node}", ("system:nodes",)),
+            "netagent.conf": (f"system:netagent:{node}", ("system:netagents",))}
+
 # Clocks of the machines in a lab differ a little; a certificate valid from "now" would be
 # refused by a peer whose clock is a few seconds behind.
 _CLOCK_SKEW = timedelta(minutes=5)
 
-Status = tuple[str, str]  # (path, "created" | "exists")
+Status = tuple[str, str]  # (path, "created" | "exists" | "removed")
 
 
 @dataclass(frozen=True)
@@ -218,6 +233,12 @@ def split_sans(names: Iterable[str]) -> tuple[list[str], list[str]]:
         except ValueError:
             dns.append(n)
     return dns, ips
+
+
+def cert_organizations(cert_pem: bytes) -> list[str]:
+    """The O entries (groups) of a certificate's subject, in order."""
+    subject = x509.load_pem_x509_certificate(cert_pem).subject
+    return [str(a.value) for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
 
 
 def cert_sans(cert_pem: bytes) -> set[str]:
@@ -405,11 +426,13 @@ class _Run:
         client: bool = False,
     ) -> None:
         crt, key = self.dir / f"{stem}.crt", self.dir / f"{stem}.key"
-        # A serving certificate missing a requested name is remade (a new --apiserver-san).
+        # A serving certificate missing a requested name is remade (a new --apiserver-san),
+        # and a certificate whose groups changed (fewer privileges than an older version gave).
         dns, ips = split_sans(sans)
         if self._keep([crt, key], ca_stem):
             pem = crt.read_bytes()
-            if issued_by(pem, ca) and {*dns, *ips} <= cert_sans(pem):
+            if (issued_by(pem, ca) and {*dns, *ips} <= cert_sans(pem)
+                    and cert_organizations(pem) == list(organizations)):
                 self._done([crt, key], "exists")
                 return
         issue(ca, common_name, organizations=organizations, dns_names=dns, ip_addresses=ips,
@@ -427,6 +450,18 @@ class _Run:
         write_kubeconfig(path, server_url=servers.url, ca_pem=ca.cert_pem, user=user, cert=cert,
                          grpc_server=servers.grpc, token_server=servers.token)
         self._done([path], "created")
+
+    def retire(self, name: str, user: str) -> None:
+        """Delete the kubeconfig `name` if it is for `user` (one this module once made)."""
+        path = self.dir / name
+        try:
+            doc = yaml.safe_load(path.read_text())
+            owner = doc["users"][0]["name"]
+        except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError):
+            return
+        if owner == user:
+            path.unlink()
+            self._done([path], "removed")
 
     def secret_file(self, name: str, make: bytes) -> None:
         path = self.dir / name
@@ -448,11 +483,14 @@ class _Run:
 
     def node(self, ca: CertKey, name: str, ips: Sequence[str], servers: Servers) -> None:
         base = f"nodes/{name}"
-        self.kubeconfig(f"{base}/kubelet.conf", ca, f"system:node:{name}", ("system:nodes",),
-                        servers)
+        identities = node_identities(name)
+        user, groups = identities.pop("kubelet.conf")
+        self.kubeconfig(f"{base}/kubelet.conf", ca, user, groups, servers)
         # With no address given the kubelet is local (the single-host lab): loopback names.
         sans = [name, *ips] if ips else [name, "localhost", "127.0.0.1"]
         self.leaf(f"{base}/kubelet", ca, "ca", name, sans=sans, server=True)
+        for conf, (user, groups) in identities.items():
+            self.kubeconfig(f"{base}/{conf}", ca, user, groups, servers)
 
 
 def issued_by(cert_pem: bytes, ca: CertKey) -> bool:
@@ -514,7 +552,7 @@ def init_pki(
     Returns (path, "created" | "exists") for every file, in creation order. Existing files are
     kept unless `force`; a certificate is remade when its CA was, or when it lacks a SAN asked
     for now, a kubeconfig when it names other addresses. `nodes` maps node name -> the node's
-    IP addresses (kubelet serving certificate).
+    IP addresses (kubelet serving certificate); each gets what `add_node` makes.
     """
     servers = Servers.of(server_url, grpc_server, token_server)
     run = _Run(Path(directory), force, validity)
@@ -524,8 +562,11 @@ def init_pki(
     ca = run.ca("ca", "tinykube-ca")
     run.leaf("apiserver", ca, "ca", "kube-apiserver",
              sans=[*APISERVER_SANS, *_server_sans(servers), *apiserver_sans], server=True)
+    # The apiserver's identity towards kubelets (pods/log, exec): RBAC binds it
+    # system:kubelet-api-admin, all it needs; not system:masters (kubeadm's choice), which
+    # would make a certificate used only to call kubelets a cluster-admin credential too.
     run.leaf("apiserver-kubelet-client", ca, "ca", "kube-apiserver-kubelet-client",
-             organizations=("system:masters",), client=True)
+             client=True)
     etcd_ca = run.ca("etcd/ca", "etcd-ca")
     run.leaf("etcd/server", etcd_ca, "etcd/ca", "etcd", sans=[*ETCD_SANS, *etcd_sans],
              server=True, client=True)
@@ -535,6 +576,8 @@ def init_pki(
     run.secret_file("encryption-config.yaml", encryption_config())
     for name, (user, groups) in COMPONENT_CONFIGS.items():
         run.kubeconfig(name, ca, user, groups, servers)
+    for name, user in RETIRED_CONFIGS.items():
+        run.retire(name, user)
     for node, ips in (nodes or {}).items():
         run.node(ca, node, ips, servers)
     return run.report
@@ -545,7 +588,8 @@ def add_node(
     grpc_server: str | None = None, token_server: str | None = None,
     validity: timedelta = LEAF_VALIDITY, force: bool = False,
 ) -> list[Status]:
-    """Add a node's kubelet kubeconfig and serving certificate to an existing PKI.
+    """Add a node's kubeconfigs (kubelet, network agent) and kubelet serving certificate to
+    an existing PKI.
 
     The addresses default to those of the directory's admin.conf (`_servers`).
     """

@@ -557,9 +557,14 @@ class Cluster:
 
     def start_netagent(self, node_name: str, host: Host, *args: str) -> Component:
         """`tk-netagent` for `node_name` inside `host`, writing the subnet file its kubelet's
-        CNI plugin reads, with the `netagent.conf` identity; stopped with the cluster."""
-        return self._start_in_host("netagent", "netagent.conf", host, f"netagent-{node_name}",
-                                   "--node-name", node_name, "--iface", "eth0",
+        CNI plugin reads, as that node's own agent (`nodes/NAME/netagent.conf`, user
+        system:netagent:NAME, which may patch only that Node); stopped with the cluster."""
+        assert self.pki is not None, "netagent needs the cluster's PKI (not insecure=True)"
+        # The node's kubeconfigs (idempotent; the same addresses as start_kubelet's).
+        add_node(self.pki, node_name, ips=[host.ip], **self.kubeconfig_servers)
+        return self._start_in_host("netagent", f"nodes/{node_name}/netagent.conf", host,
+                                   f"netagent-{node_name}", "--node-name", node_name,
+                                   "--iface", "eth0",
                                    "--subnet-file", str(self.subnet_file(node_name)), *args)
 
     def start_proxy(self, node_name: str, host: Host, *args: str) -> Component:

@@ -343,10 +343,12 @@ def pick_subnet(taken: set[str]) -> str:
 
 
 def copy_node_files(pki: Path, node_dir: Path, node: str) -> None:
-    """What worker `node` needs, and nothing else of the PKI (no CA key on a worker)."""
+    """What worker `node` needs, and nothing else of the PKI (no CA key on a worker, and no
+    other worker's credentials: its kubelet and network agent are identities of this node
+    alone, which the apiserver keeps to this node's objects)."""
     node_dir.mkdir(parents=True, exist_ok=True)
     src = pki / "nodes" / node
-    for name in ("kubelet.conf", "kubelet.crt", "kubelet.key"):
+    for name in ("kubelet.conf", "kubelet.crt", "kubelet.key", "netagent.conf"):
         shutil.copy2(src / name, node_dir / name)
-    for name in ("ca.crt", "proxy.conf", "netagent.conf"):
+    for name in ("ca.crt", "proxy.conf"):
         shutil.copy2(pki / name, node_dir / name)

@@ -53,8 +53,8 @@ def configure_init(p: argparse.ArgumentParser) -> None:
                    help="An extra IP address or DNS name for the etcd server certificate "
                         "(repeatable)")
     p.add_argument("--node", action="append", default=[], metavar="NAME[=IP,...]",
-                   help="A node to make a kubelet kubeconfig and serving certificate for, "
-                        "with its IP addresses (repeatable)")
+                   help="A node to make kubeconfigs (kubelet, network agent) and a kubelet "
+                        "serving certificate for, with its IP addresses (repeatable)")
 
 
 def configure_add_node(p: argparse.ArgumentParser) -> None:
@@ -222,7 +222,8 @@ async def run_pki(ctx: Context, args: argparse.Namespace) -> None:
     ctx.print(cli.group_help(
         "Create and extend the cluster's certificates and kubeconfigs.",
         [("init", "Create the cluster CA, certificates, keys and kubeconfigs"),
-         ("add-node", "Add a node's kubelet kubeconfig and serving certificate"),
+         ("add-node", "Add a node's kubelet and network agent kubeconfigs and kubelet "
+                      "serving certificate"),
          ("user", "Write a kubeconfig with a new client certificate for a user")],
         "tkctl pki (init | add-node NAME | user NAME) [flags]",
     ))
@@ -248,8 +249,11 @@ COMMANDS = [
                   "[--node NAME[=IP,...]]... [--force]",
             configure=configure_init, run=run_init, group="Settings Commands",
             needs_server=False),
-    Command(name="pki add-node", summary="Add a node's kubelet kubeconfig (CN system:node:NAME, "
-                                         "O system:nodes) and kubelet serving certificate",
+    Command(name="pki add-node", summary="Add a node's kubeconfigs, each an identity of that node "
+                                         "alone: the kubelet's (CN system:node:NAME, O "
+                                         "system:nodes) and the network agent's (CN "
+                                         "system:netagent:NAME, O system:netagents), and its "
+                                         "kubelet serving certificate",
             usage="tkctl pki add-node NAME [--ip IP]... [--dir DIR] [--force]",
             configure=configure_add_node, run=run_add_node, group="Settings Commands",
             needs_server=False),

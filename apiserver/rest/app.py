@@ -27,6 +27,7 @@ from aiohttp import web
 from api import errors
 from api.proto import tinykube_pb2 as pb
 from api.resources import ResourceInfo
+from apiserver import metrics
 from apiserver.auth import FIELD_MANAGER, FIELD_VALIDATION, FORCE_APPLY, Credentials
 from apiserver.authn import bearer
 from apiserver.handler import VERSION, Answer, RequestHandler
@@ -229,6 +230,10 @@ class RestFront:
         if path.startswith("/openapi"):
             await self.handler.nonresource(creds, path)
             return self._openapi(request, path)
+        if path == "/metrics":  # upstream: authorized (`get` /metrics: system:monitoring)
+            await self.handler.nonresource(creds, path)
+            body, ctype = metrics.exposition()
+            return web.Response(body=body, headers={"Content-Type": ctype})
         parts = [p for p in path.split("/") if p]
         if parts and parts[0] in ("api", "apis") and _is_discovery(parts):
             await self.handler.nonresource(creds, path)

@@ -439,8 +439,8 @@ async def test_cleanup_removes_everything_it_created(net_cluster: NetCluster) ->
         # an --iface that does not exist is one line naming the flag, exit 2
         r = await asyncio.to_thread(
             host.run, sys.executable, "-m", "netagent", "--kubeconfig",
-            str(nc.c.pki / "netagent.conf"), "--server", nc.c.host_server, "--node-name", name,
-            "--iface", "nosuch0", check=False, timeout=60)
+            str(nc.c.pki / "nodes" / name / "netagent.conf"), "--server", nc.c.host_server,
+            "--node-name", name, "--iface", "nosuch0", check=False, timeout=60)
         assert r.returncode == 2, r.stderr
         assert r.stderr.strip().splitlines() == [
             "tk-netagent: error: --iface: no interface named 'nosuch0'"]

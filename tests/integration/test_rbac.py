@@ -232,9 +232,9 @@ async def test_bootstrap_policy_exists(cluster: Cluster) -> None:
     assert crb["subjects"] == [group("system:masters")]
     names = {b["metadata"]["name"] for b in (await admin.list("clusterrolebindings"))["items"]}
     assert {"system:basic-user", "system:discovery", "system:kube-scheduler",
-            "system:kube-controller-manager", "system:node-proxier",
-            "system:netagent"} <= names
-    assert "system:node" not in names  # the Node authorizer applies it, not a binding
+            "system:kube-controller-manager", "system:node-proxier"} <= names
+    # The Node authorizer applies these, per node, not a binding.
+    assert "system:node" not in names and "system:netagent" not in names
 
     # A component's certificate gets its role and nothing more.
     scheduler = cluster.client_as("system:kube-scheduler")

@@ -12,6 +12,7 @@ from apiserver.auth import Attributes, Credentials, Decision, UserInfo
 from apiserver.authn import Authenticator, user_from_certificate
 from apiserver.authz import (
     AlwaysAllow,
+    NetAgentAuthorizer,
     NodeAuthorizer,
     PrivilegedGroups,
     UnionAuthorizer,
@@ -152,6 +153,52 @@ def test_node_authorizer_has_no_opinion_on_other_users() -> None:
     # In system:nodes but not named like a node, or named like one outside the group.
     assert not can(a, "get", "pods", user=UserInfo("system:node:n1", ("system:authenticated",)))
     assert not can(a, "get", "pods", user=UserInfo("kubelet", ("system:nodes",)))
+
+
+# --- a node's network agent ---------------------------------------------------------------
+
+NETAGENT = UserInfo("system:netagent:n1", ("system:netagents", "system:authenticated"))
+
+
+def agent_can(verb: str, resource: str, name: str = "", sub: str = "", ns: str = "",
+              user: UserInfo = NETAGENT) -> bool:
+    return NetAgentAuthorizer().authorize(Attributes(
+        user, verb, resource=resource, subresource=sub, namespace=ns, name=name)).allowed
+
+
+def test_netagent_reads_nodes_and_patches_only_its_own() -> None:
+    for verb in ("get", "list", "watch"):
+        assert agent_can(verb, "nodes", "n2" if verb == "get" else "")
+    assert agent_can("patch", "nodes", "n1")
+    assert not agent_can("patch", "nodes", "n2")  # issue 20: another worker's Node
+    assert not agent_can("patch", "nodes", "")    # a patch always names its object
+    for verb in ("update", "create", "delete", "deletecollection"):
+        assert not agent_can(verb, "nodes", "n1")
+    assert not agent_can("patch", "nodes", "n1", sub="status")
+    assert not agent_can("get", "pods", "web", ns="default")
+    assert not agent_can("get", "secrets", "tls", ns="default")
+    assert not agent_can("create", "events", ns="default")
+    d = NetAgentAuthorizer().authorize(Attributes(NETAGENT, "patch", resource="nodes",
+                                                  name="n2"))
+    assert d.reason == 'node network agent "n1" may only modify its own Node'
+
+
+def test_netagent_authorizer_has_no_opinion_on_others() -> None:
+    assert not agent_can("get", "nodes", "n1", user=ALICE)
+    assert not agent_can("get", "nodes", "n1", user=node_user("n1"))
+    # Named like an agent outside the group, or in the group without a node's name.
+    assert not agent_can("get", "nodes", user=UserInfo("system:netagent:n1", ()))
+    assert not agent_can("get", "nodes", user=UserInfo("system:netagent", ("system:netagents",)))
+    assert not agent_can("get", "nodes", user=UserInfo("system:netagent:", ("system:netagents",)))
+    # and the Node authorizer has none on agents: they are not kubelets.
+    assert not can(NodeAuthorizer(node_cache()), "get", "nodes", "n1", ns="", user=NETAGENT)
+
+
+def test_node_mode_includes_the_netagent_authorizer() -> None:
+    authz = build(["Node", "RBAC"], cache_with())
+    assert authz.authorize(Attributes(NETAGENT, "patch", resource="nodes", name="n1")).allowed
+    assert not authz.authorize(Attributes(NETAGENT, "patch", resource="nodes",
+                                          name="n2")).allowed
 
 
 def test_refusal_says_why() -> None:

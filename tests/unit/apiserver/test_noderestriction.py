@@ -10,7 +10,12 @@ import pytest
 from api import errors
 from api.resources import RESOURCES
 from apiserver.auth import AdmissionRequest, UserInfo
-from apiserver.noderestriction import NodeRestriction, forbidden_labels
+from apiserver.noderestriction import (
+    NetAgentRestriction,
+    NodeRestriction,
+    changes_beyond_flannel,
+    forbidden_labels,
+)
 from tests.unit.apiserver.security_fakes import cache_with, node_user, pod, put
 
 Obj = dict[str, Any]
@@ -185,3 +190,91 @@ async def test_node_requests_tokens_only_bound_to_its_pods() -> None:
     await refused(token_req(mine, "stale"), "does not match the UID in record", cache)
     await refused(token_req(theirs), "node requested token bound to a pod scheduled on a "
                   "different node", cache)
+
+
+# --- a node's network agent -------------------------------------------------------------------
+
+NETAGENT = UserInfo("system:netagent:n1", ("system:netagents", "system:authenticated"))
+FLANNEL = {"flannel.alpha.coreos.com/backend-type": "vxlan",
+           "flannel.alpha.coreos.com/public-ip": "10.0.0.1"}
+
+
+def annotated(name: str, annotations: dict[str, str], **spec: Any) -> Obj:
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "annotations": annotations, "resourceVersion": "7",
+                         "labels": {"kubernetes.io/hostname": name}},
+            "spec": {"podCIDR": "10.244.1.0/24", **spec},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+async def agent_admits(r: AdmissionRequest) -> None:
+    await NetAgentRestriction().admit(r)
+
+
+async def agent_refused(r: AdmissionRequest, match: str) -> None:
+    with pytest.raises(errors.Forbidden) as e:
+        await agent_admits(r)
+    assert match in e.value.message, e.value.message
+
+
+async def test_netagent_may_change_only_flannel_annotations_on_its_node() -> None:
+    old = annotated("n1", {"other": "x"})
+    new = copy.deepcopy(old)
+    new["metadata"]["annotations"].update(FLANNEL)
+    new["metadata"]["resourceVersion"] = "8"
+    new["metadata"]["managedFields"] = [{"manager": "tk-netagent"}]
+    await agent_admits(req("UPDATE", "nodes", obj=new, old=old, user=NETAGENT))
+    changed = copy.deepcopy(new)
+    changed["metadata"]["annotations"]["flannel.alpha.coreos.com/public-ip"] = "10.9.9.9"
+    await agent_admits(req("UPDATE", "nodes", obj=changed, old=new, user=NETAGENT))
+    # Cordoning, tainting, labels, other annotations, status: all refused.
+    for what, field in [({"spec": {"podCIDR": "10.244.1.0/24", "unschedulable": True}},
+                         "spec"),
+                        ({"metadata": {"labels": {"role": "db"}}}, "metadata.labels"),
+                        ({"metadata": {"annotations": {**FLANNEL, "other": "y"}}},
+                         "metadata.annotations[other]"),
+                        ({"status": {}}, "status")]:
+        bad = copy.deepcopy(new)
+        for k, v in what.items():
+            if k == "metadata":
+                bad["metadata"].update(v)
+            else:
+                bad[k] = v
+        await agent_refused(req("UPDATE", "nodes", obj=bad, old=new, user=NETAGENT),
+                            f"may only change flannel.alpha.coreos.com/* annotations on its "
+                            f"Node, not {field}")
+
+
+async def test_netagent_may_not_touch_another_node_or_create_or_delete() -> None:
+    other = annotated("n2", {})
+    mine = copy.deepcopy(other)
+    mine["metadata"]["annotations"] = dict(FLANNEL)
+    await agent_refused(req("UPDATE", "nodes", obj=mine, old=other, user=NETAGENT),
+                        'node network agent "n1" is not allowed to modify node "n2"')
+    await agent_refused(req("CREATE", "nodes", obj=annotated("n1", FLANNEL), user=NETAGENT),
+                        'unexpected operation "CREATE"')
+    await agent_refused(req("DELETE", "nodes", old=annotated("n1", {}), user=NETAGENT),
+                        'unexpected operation "DELETE"')
+    await agent_refused(req("UPDATE", "nodes", obj=annotated("n1", FLANNEL),
+                            old=annotated("n1", {}), sub="status", user=NETAGENT),
+                        "may only modify Node objects")
+    await agent_refused(req("CREATE", "pods", obj=pod("p", "n1"), user=NETAGENT),
+                        "may only modify Node objects")
+
+
+async def test_netagent_restriction_leaves_everybody_else_alone() -> None:
+    old, new = annotated("n2", {}), annotated("n2", {"x": "y"}, unschedulable=True)
+    for user in (node_user("n1"), UserInfo("alice", ("system:authenticated",)), None):
+        r = req("UPDATE", "nodes", obj=new, old=old)
+        r.user = user
+        await agent_admits(r)
+
+
+def test_changes_beyond_flannel_names_the_fields() -> None:
+    a = annotated("n1", {"flannel.alpha.coreos.com/x": "1"})
+    b = copy.deepcopy(a)
+    assert changes_beyond_flannel(a, b) == []
+    b["metadata"]["annotations"] = {}
+    b["metadata"]["finalizers"] = ["f"]
+    b["spec"]["taints"] = [{"key": "k", "effect": "NoSchedule"}]
+    assert changes_beyond_flannel(b, a) == ["spec", "metadata.finalizers"]

@@ -390,3 +390,53 @@ def test_reconcile_keeps_extras_and_restores_what_is_missing() -> None:
     extra = {**binding, "subjects": [user("alice")]}
     out = bp.reconcile_binding(extra, binding)
     assert out["subjects"] == [user("alice"), group("system:masters")]
+
+
+class Bindings:
+    """The two registry calls `_retire` makes, over a dict of ClusterRoleBindings."""
+
+    def __init__(self, *objs: dict[str, Any]) -> None:
+        self.objs = {o["metadata"]["name"]: o for o in objs}
+
+    async def get(self, info: Any, ns: str, name: str) -> dict[str, Any]:
+        if name not in self.objs:
+            raise errors.NotFound(message=name)
+        return self.objs[name]
+
+    async def delete(self, info: Any, ns: str, name: str, opts: Any) -> None:
+        del self.objs[name]
+
+
+def netagent_binding(**annotations: str) -> dict[str, Any]:
+    labels = dict([rbac.BOOTSTRAP_LABEL])
+    return {"metadata": {"name": "system:netagent", "labels": labels,
+                         "annotations": annotations}}
+
+
+async def test_the_retired_shared_netagent_binding_is_removed() -> None:
+    """Issue 20: a cluster upgraded in place had system:netagent bound to one user shared by
+    every node's agent; the bootstrap policy deletes it, unless an operator took it over or it
+    is somebody's own binding of that name."""
+    assert "system:netagent" not in {b["metadata"]["name"] for b in bp.cluster_role_bindings()}
+    assert "system:netagent" in bp.RETIRED_BINDINGS
+    old = Bindings(netagent_binding(**{rbac.AUTOUPDATE_ANNOTATION: "true"}))
+    await bp._retire(old, "system:netagent")  # type: ignore[arg-type]
+    assert old.objs == {}
+    await bp._retire(old, "system:netagent")  # type: ignore[arg-type]  # idempotent
+    kept = Bindings(netagent_binding(**{rbac.AUTOUPDATE_ANNOTATION: "false"}))
+    await bp._retire(kept, "system:netagent")  # type: ignore[arg-type]
+    assert list(kept.objs) == ["system:netagent"]
+    own = Bindings({"metadata": {"name": "system:netagent"}})
+    await bp._retire(own, "system:netagent")  # type: ignore[arg-type]
+    assert list(own.objs) == ["system:netagent"]
+
+
+def test_netagent_rules_are_read_nodes_and_patch_nodes() -> None:
+    role = next(r for r in bp.cluster_roles() if r["metadata"]["name"] == "system:netagent")
+    assert role["rules"] == [rule(["get", "list", "watch"], [""], ["nodes"]),
+                             rule(["patch"], [""], ["nodes"])]
+    proxier = next(r for r in bp.cluster_roles()
+                   if r["metadata"]["name"] == "system:node-proxier")
+    writes = [r for r in proxier["rules"]
+              if set(r["verbs"]) - {"get", "list", "watch"} and r["resources"] != ["events"]]
+    assert writes == []  # kube-proxy writes nothing but events

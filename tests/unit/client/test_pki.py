@@ -113,11 +113,14 @@ def test_layout_and_permissions(pkidir: Path) -> None:
         "apiserver-kubelet-client.key", "apiserver-etcd-client.crt", "apiserver-etcd-client.key",
         "etcd/ca.crt", "etcd/ca.key", "etcd/server.crt", "etcd/server.key", "sa.key", "sa.pub",
         "encryption-config.yaml", "admin.conf", "scheduler.conf", "controller-manager.conf",
-        "proxy.conf", "netagent.conf", "nodes/n1/kubelet.conf", "nodes/n1/kubelet.crt",
-        "nodes/n1/kubelet.key", "nodes/n2/kubelet.conf",
+        "proxy.conf", "nodes/n1/kubelet.conf", "nodes/n1/kubelet.crt",
+        "nodes/n1/kubelet.key", "nodes/n1/netagent.conf", "nodes/n2/kubelet.conf",
+        "nodes/n2/netagent.conf",
     ]
     for name in expected:
         assert (pkidir / name).is_file(), name
+    # No credential shared by every node's network agent (issue 20): each has its own.
+    assert not (pkidir / "netagent.conf").exists()
     for path in pkidir.rglob("*"):
         if path.is_dir():
             continue
@@ -136,7 +139,8 @@ def test_chains_and_identities(pkidir: Path) -> None:
     assert {"127.0.0.1", "localhost", "kubernetes.default.svc", "10.96.0.1", "10.1.2.3",
             "api.example"} <= sans
     kc = cert_of(pkidir / "apiserver-kubelet-client.crt")
-    assert signed_by(kc, ca) and orgs(kc) == ["system:masters"]
+    # Not system:masters: RBAC gives it the kubelet API and nothing else.
+    assert signed_by(kc, ca) and cn(kc) == "kube-apiserver-kubelet-client" and orgs(kc) == []
     ec_ = cert_of(pkidir / "apiserver-etcd-client.crt")
     assert signed_by(ec_, etcd_ca) and not signed_by(ec_, ca)
     assert eku(ec_) == {ExtendedKeyUsageOID.CLIENT_AUTH}
@@ -163,8 +167,8 @@ def kubeconfig_identity(path: Path) -> tuple[str, list[str], dict[str, Any]]:
     ("scheduler.conf", "system:kube-scheduler", []),
     ("controller-manager.conf", "system:kube-controller-manager", []),
     ("proxy.conf", "system:kube-proxy", []),
-    ("netagent.conf", "system:netagent", []),
     ("nodes/n1/kubelet.conf", "system:node:n1", ["system:nodes"]),
+    ("nodes/n1/netagent.conf", "system:netagent:n1", ["system:netagents"]),
 ])
 def test_component_kubeconfigs(pkidir: Path, name: str, user: str, groups: list[str]) -> None:
     got_user, got_groups, doc = kubeconfig_identity(pkidir / name)
@@ -241,6 +245,38 @@ def test_add_node(tmp_path: Path) -> None:
     assert {s for _, s in pki.add_node(tmp_path, "w1", ips=["10.0.0.7"])} == {"exists"}
     with pytest.raises(FileNotFoundError, match="tkctl pki init"):
         pki.add_node(tmp_path / "nope", "w1")
+    agent = yaml.safe_load((tmp_path / "nodes/w1/netagent.conf").read_text())
+    assert agent["users"][0]["name"] == "system:netagent:w1"
+    assert agent["clusters"] == doc["clusters"]
+
+
+def test_a_certificate_whose_groups_changed_is_remade(tmp_path: Path) -> None:
+    """A PKI from a version that put the apiserver's kubelet client in system:masters gets
+    the certificate anew, without the group; the others stay."""
+    pki.init_pki(tmp_path)
+    ca = pki.CertKey.load(tmp_path / "ca.crt", tmp_path / "ca.key")
+    crt, key = tmp_path / "apiserver-kubelet-client.crt", tmp_path / "apiserver-kubelet-client.key"
+    pki.issue(ca, "kube-apiserver-kubelet-client", organizations=("system:masters",),
+              client=True).write(crt, key)
+    report = dict(pki.init_pki(tmp_path))
+    assert report[str(crt)] == "created" and report[str(tmp_path / "apiserver.crt")] == "exists"
+    assert pki.cert_organizations(crt.read_bytes()) == []
+
+
+def test_init_removes_the_shared_netagent_kubeconfig(tmp_path: Path) -> None:
+    """A PKI made before per-node network agent identities has one netagent.conf for every
+    node (user system:netagent); the next `init` removes it, and only that file."""
+    pki.init_pki(tmp_path)
+    shared = tmp_path / "netagent.conf"
+    pki.kubeconfig_for(tmp_path, "system:netagent", path=shared)
+    backup = tmp_path / "netagent.conf.bak"
+    backup.write_bytes(shared.read_bytes())
+    report = pki.init_pki(tmp_path)
+    assert (str(shared), "removed") in report and not shared.exists()
+    assert backup.exists()
+    assert all(status == "exists" for path, status in report if path != str(shared))
+    pki.kubeconfig_for(tmp_path, "jane", path=shared)  # somebody else's file of that name
+    assert (str(shared), "removed") not in pki.init_pki(tmp_path) and shared.exists()
 
 
 def test_kubeconfig_for(pkidir: Path, tmp_path: Path) -> None:

@@ -100,7 +100,8 @@ async def test_pki_add_node(tmp_path: Path) -> None:
     assert (code, err) == (0, "")
     assert out.splitlines() == [f"{d}/nodes/w1/kubelet.conf created",
                                 f"{d}/nodes/w1/kubelet.crt created",
-                                f"{d}/nodes/w1/kubelet.key created"]
+                                f"{d}/nodes/w1/kubelet.key created",
+                                f"{d}/nodes/w1/netagent.conf created"]
     assert pki.cert_sans((d / "nodes/w1/kubelet.crt").read_bytes()) == {"w1", "10.0.0.5"}
 
 
