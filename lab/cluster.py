@@ -40,7 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "lab" / "docker-compose.yml"
 STATE_ROOT = REPO / ".tinykube" / "lab"
 NODE_IMAGE = "tinykube/node:1"
-POD_IMAGES = ("tinykube/pause:1", "tinykube/busybox:1", "tinykube/serve-hostname:1")
+# The pod images every worker loads at start (lab/images/build --nginx makes them all): the
+# nginx tags are Debian's nginx (docs/deviations.md), for the Kubernetes docs' manifests.
+POD_IMAGES = ("tinykube/pause:1", "tinykube/busybox:1", "tinykube/serve-hostname:1",
+              "tinykube/nginx:1", "nginx:1.14.2", "nginx:1.16.1")
 DEFAULT_NAME = "tk"
 DEFAULT_API_PORT = 16443  # the apiserver's HTTPS port (6443) on 127.0.0.1
 DEFAULT_GRPC_PORT = 16442  # its gRPC port (6442) on 127.0.0.1

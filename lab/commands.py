@@ -69,8 +69,20 @@ def up(lab: Lab, workers: int, api_port: int | None, grpc_port: int | None = Non
         say(f"docker-compose up failed; once more ({str(e).splitlines()[-1]})")
         lab.compose(s, "up", "-d", "--remove-orphans", *services)
     wait_ready(lab, s)
+    _load_missing_images(lab, s)
     print_timings(s)
     return s
+
+
+def _load_missing_images(lab: Lab, s: Settings) -> None:
+    """Workers load the pod images when they start; a lab that was running already when
+    lab/lab up added one (tinykube/nginx:1, say) gets what it lacks now."""
+    for node in lab.worker_names(s.workers):
+        missing = [image for image in POD_IMAGES if lab.exec(
+            node, "docker", "image", "inspect", "--format", "{{.Id}}", image,
+            check=False).returncode != 0]
+        if missing:
+            _load_into(lab, node, missing)
 
 
 def check_up(lab: Lab, workers: int, api_port: int | None,
@@ -114,7 +126,7 @@ def _check_same_lab(lab: Lab, old: Settings, rows: list[dict[str, str]], workers
 def _require_images(lab: Lab) -> None:
     for image in (NODE_IMAGE, *POD_IMAGES):
         if run([lab.docker, "image", "inspect", image], check=False).returncode != 0:
-            builder = "lab/node/build" if image == NODE_IMAGE else "lab/images/build"
+            builder = "lab/node/build" if image == NODE_IMAGE else "lab/images/build --nginx"
             raise LabError(f"image {image} is missing: build it with {builder} "
                            "(lab/lab up does when run as root)")
 
@@ -314,9 +326,10 @@ def status(lab: Lab) -> int:
 def kubeconfig(lab: Lab) -> None:
     s = lab.require_settings()
     print(f"# lab {lab.name!r}: the apiserver is published at https://127.0.0.1:{s.api_port} "
-          f"(Kubernetes' HTTP API)\n# and 127.0.0.1:{s.grpc_port} (gRPC); this admin kubeconfig "
-          f"(cluster-admin: keep it private) is for\n# tkctl and for kubectl (--kubeconfig). "
-          f"Use it with: eval \"$(lab/lab kubeconfig)\"\n"
+          f"(Kubernetes' HTTP API,\n# kubectl) and 127.0.0.1:{s.grpc_port} (gRPC, tkctl); this "
+          f"admin kubeconfig (cluster-admin: keep it\n# private) is for both. Use it with: "
+          f"eval \"$({_cli(lab, 'kubeconfig')})\"\n"
+          f"export KUBECONFIG={lab.kubeconfig}\n"
           f"export TINYKUBE_CONFIG={lab.kubeconfig}")
 
 
@@ -345,7 +358,9 @@ def logs(lab: Lab, node: str, component: str | None, tail: int) -> None:
 
 
 def ensure_node_image() -> None:
-    """lab/node/build (seconds when the image is up to date): what `lab/lab up` runs first."""
+    """lab/images/build --nginx and lab/node/build (seconds when the images are up to date):
+    what `lab/lab up` runs first (the pod images without nginx are the tests' own)."""
+    run([str(REPO / "lab" / "images" / "build"), "--nginx"], timeout=900)
     run([str(REPO / "lab" / "node" / "build")], timeout=900)
 
 
@@ -423,6 +438,19 @@ def _require_running(lab: Lab, services: list[str]) -> None:
                        "or `docker start` it)")
 
 
+def _load_into(lab: Lab, node: str, images: list[str]) -> None:
+    say(f"docker save {' '.join(images)} | docker exec -i {lab.container(node)} docker load")
+    save = subprocess.Popen([lab.docker, "save", *images], stdout=subprocess.PIPE)
+    load = subprocess.run([lab.docker, "exec", "-i", lab.container(node), "docker", "load",
+                           "-q"], stdin=save.stdout, capture_output=True, text=True,
+                          check=False)
+    if save.stdout is not None:
+        save.stdout.close()
+    if save.wait() != 0 or load.returncode != 0:
+        raise LabError(f"loading into {node} failed: {load.stderr.strip()}")
+    print(load.stdout.rstrip())
+
+
 def load_image(lab: Lab, images: list[str]) -> None:
     """Like `kind load docker-image`: this machine's images into every worker's dockerd.
     A stopped worker gets nothing: the others are loaded, then a LabError names it."""
@@ -438,16 +466,7 @@ def load_image(lab: Lab, images: list[str]) -> None:
     for node in workers:
         if node in stopped:
             continue
-        say(f"docker save {' '.join(images)} | docker exec -i {lab.container(node)} docker load")
-        save = subprocess.Popen([lab.docker, "save", *images], stdout=subprocess.PIPE)
-        load = subprocess.run([lab.docker, "exec", "-i", lab.container(node), "docker", "load",
-                               "-q"], stdin=save.stdout, capture_output=True, text=True,
-                              check=False)
-        if save.stdout is not None:
-            save.stdout.close()
-        if save.wait() != 0 or load.returncode != 0:
-            raise LabError(f"loading into {node} failed: {load.stderr.strip()}")
-        print(load.stdout.rstrip())
+        _load_into(lab, node, images)
     if stopped:
         names = ", ".join(f"{n} ({lab.container(n)})" for n in stopped)
         raise LabError(f"load-image: not loaded into {names}: not running; `docker start` it "
@@ -484,10 +503,28 @@ def demo(lab: Lab, workers: int, requests: int = 6) -> None:
             answer = http_get(ip, DEMO_NODEPORT)
             seen.add(answer)
             print(f"  {node:<10} {ip}:{DEMO_NODEPORT:<6} -> {answer}")
-    print(f"\n{len(seen - {'(no answer)'})} different pods answered. The lab is yours:")
-    print(f"  eval \"$({_cli(lab, 'kubeconfig')})\"   then   tkctl get pods -o wide\n"
-          f"  {_cli(lab, 'status')}   {_cli(lab, 'down')}   "
-          "and docs/lab/ walks through it step by step.")
+    print(f"\n{len(seen - {'(no answer)'})} different pods answered. The lab is yours, "
+          "with kubectl (1.31 or newer; tkctl takes the same commands):")
+    print(demo_epilogue(lab))
+
+
+def demo_epilogue(lab: Lab) -> str:
+    """The kubectl commands to try, printed at the end of `lab/lab demo`."""
+    tries = (
+        (f'eval "$({_cli(lab, "kubeconfig")})"', "KUBECONFIG (and tkctl's TINYKUBE_CONFIG)"),
+        ("kubectl get pods -o wide", "the 3 pods, their nodes and IPs"),
+        ("kubectl logs deployment/hostnames", "through the apiserver and the kubelet"),
+        ("kubectl exec -it deployment/hostnames -- sh", "a shell in a pod"),
+        ("kubectl port-forward deployment/hostnames 9376:9376", "then curl 127.0.0.1:9376"),
+        ("kubectl scale deployment/hostnames --replicas=5", ""),
+        ("kubectl get pods -w", "watch (Ctrl-C)"),
+        ("kubectl apply -f docs/examples/nginx-deployment.yaml", "the Kubernetes docs' nginx"),
+    )
+    lines = [f"  {cmd:<53} # {what}" if what else f"  {cmd}" for cmd, what in tries]
+    lines.append(f"  {_cli(lab, 'status')}   {_cli(lab, 'down')}\n"
+                 "docs/lab/ walks through the lab step by step; docs/lab/11-kubectl.md runs the "
+                 "Kubernetes docs' nginx.")
+    return "\n".join(lines)
 
 
 def _wait_endpoints_programmed(lab: Lab, nodes: list[str], n: int) -> None:

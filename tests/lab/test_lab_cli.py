@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -122,21 +123,29 @@ def test_status_lists_containers_components_nodes_and_timings(lab: Lab) -> None:
     assert "node-monitor-grace-period" in out
 
 
-def test_kubeconfig_prints_an_export_line_that_works(lab: Lab) -> None:
+def test_kubeconfig_prints_export_lines_that_work(lab: Lab) -> None:
+    """`eval "$(lab/lab kubeconfig)"` points kubectl (KUBECONFIG) and tkctl (TINYKUBE_CONFIG)
+    at the lab: both list its nodes (kubectl where this machine has one)."""
     proc = lab_cli("--name", lab.name, "kubeconfig")
     assert proc.returncode == 0, proc.stderr
-    exports = [line for line in proc.stdout.splitlines()
-               if line.startswith("export TINYKUBE_CONFIG=")]
-    assert exports == [f"export TINYKUBE_CONFIG={lab.kubeconfig}"]
+    exports = [line for line in proc.stdout.splitlines() if line.startswith("export ")]
+    assert exports == [f"export KUBECONFIG={lab.kubeconfig}",
+                       f"export TINYKUBE_CONFIG={lab.kubeconfig}"]
     tkctl = REPO / ".venv" / "bin" / "tkctl"
-    env = {k: v for k, v in os.environ.items() if k not in ("TINYKUBE_CONFIG", "TINYKUBE_SERVER")}
-    shell = subprocess.run(
-        ["bash", "-c", f'eval "$({LAB} --name {lab.name} kubeconfig)" && {tkctl} get nodes '
-                       "-o json"], capture_output=True, text=True, env=env, timeout=60,
-        check=False)
-    assert shell.returncode == 0, shell.stderr
-    names = sorted(n["metadata"]["name"] for n in json.loads(shell.stdout)["items"])
-    assert names == ["worker-1", "worker-2"]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TINYKUBE_CONFIG", "TINYKUBE_SERVER", "KUBECONFIG")}
+    clients = [str(tkctl)]
+    kubectl = shutil.which("kubectl")
+    if kubectl is not None:
+        clients.append(kubectl)
+    for client in clients:
+        shell = subprocess.run(
+            ["bash", "-c", f'eval "$({LAB} --name {lab.name} kubeconfig)" && {client} get '
+                           "nodes -o json"], capture_output=True, text=True, env=env,
+            timeout=60, check=False)
+        assert shell.returncode == 0, (client, shell.stderr)
+        names = sorted(n["metadata"]["name"] for n in json.loads(shell.stdout)["items"])
+        assert names == ["worker-1", "worker-2"], client
 
 
 def test_reset_leaves_an_empty_cluster_with_ready_nodes(lab: Lab) -> None:

@@ -7,7 +7,8 @@ Against the session's lab (the `lab` fixture: two workers, the lab's shortened t
 - a NodePort Service answers from this machine on every node's InternalIP;
 - `lab/lab load-image` puts a locally built image on the workers (imagePullPolicy Never);
 - a node's supervisor restarts a killed tk-kubelet;
-- the README's main command, `lab/lab demo`, run again on the running lab;
+- the README's main command, `lab/lab demo`, run again on the running lab, ending with the
+  kubectl commands to try;
 - LAST (destructive): a stopped worker's Deployment pods are evicted and rescheduled on the
   other worker, then the worker is started again and waited for, so later tests have 2 nodes.
 
@@ -213,6 +214,9 @@ def test_the_main_command_demo_on_a_running_lab(lab: Lab) -> None:
         listed = get(lab, "pods", "-l", "app=hostnames").get("items") or []
         assert {p["spec"]["nodeName"] for p in listed} == {"worker-1", "worker-2"}
         assert set(answers) <= {p["metadata"]["name"] for p in listed}
+        # It ends with the kubectl commands to try.
+        assert r.stdout.rstrip().endswith(commands.demo_epilogue(lab)), r.stdout[-2000:]
+        assert "kubectl exec -it deployment/hostnames -- sh" in r.stdout
     finally:
         lab.tkctl("delete", "deployment,service", "hostnames", "--ignore-not-found",
                   check=False, timeout=120)
