@@ -2,16 +2,21 @@
 
 The suite talks to a cluster only as a client would: through the project's async client
 (`client.apiclient.ApiClient`, built from a kubeconfig) and, for logs and exec, through `tkctl`
-run as a subprocess with the same kubeconfig (and `--server` when one was given). Nothing here
-reads etcd, Docker or a node's files: a cluster the suite did not start is tested the same way
-as the session's lab.
+run as a subprocess with the same kubeconfig (and `--server` when one was given); its kubectl
+twin (test_kubectl.py) through the real `kubectl` binary (`Kubectl`, `find_kubectl`). Nothing
+here reads etcd, Docker or a node's files: a cluster the suite did not start is tested the same
+way as the session's lab.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 import time
 import uuid
@@ -183,6 +188,201 @@ async def http_many(c: Conformance, ns: str, pod: str, url: str, count: int) -> 
 def wget(url: str, timeout: int = 5) -> list[str]:
     """busybox's HTTP client, bounded by `timeout` (busybox-static's own `wget -T` crashes)."""
     return ["timeout", str(timeout), "wget", "-q", "-O", "-", url]
+
+
+# --- kubectl ----------------------------------------------------------------------------------
+
+KUBECTL_ENV = "TK_KUBECTL"  # which kubectl: a name on PATH or a path; "none": as if there were none
+NO_KUBECTL = "no kubectl binary on this machine"
+
+
+@dataclass(frozen=True)
+class KubectlBinary:
+    """A kubectl executable and its client version (major, minor)."""
+
+    path: str
+    version: tuple[int, int]
+
+    def __str__(self) -> str:
+        return f"kubectl {self.version[0]}.{self.version[1]} ({self.path})"
+
+
+def find_kubectl() -> KubectlBinary | None:
+    """$TK_KUBECTL (`none`: no kubectl), else `kubectl` on PATH; None when there is none.
+    A ValueError when $TK_KUBECTL names nothing executable or the binary tells no version."""
+    want = os.environ.get(KUBECTL_ENV, "").strip()
+    if want == "none":
+        return None
+    path = shutil.which(want or "kubectl")
+    if path is None:
+        if want:
+            raise ValueError(f"${KUBECTL_ENV}={want}: no such executable")
+        return None
+    proc = subprocess.run([path, "version", "--client", "-o", "json"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    try:
+        client = json.loads(proc.stdout)["clientVersion"]
+        version = (int(client["major"]), int(re.sub(r"\D.*", "", client["minor"])))
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"{path} version --client -o json: no version in {proc.stdout!r} "
+                         f"{proc.stderr!r} ({e})") from None
+    return KubectlBinary(os.path.realpath(path), version)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class Kubectl:
+    """The real kubectl against the target: Kubernetes' HTTP API at the kubeconfig's `server`
+    (not `--server`, which names the gRPC port)."""
+
+    def __init__(self, binary: KubectlBinary, kubeconfig: str) -> None:
+        self.binary = binary
+        self.kubeconfig = kubeconfig
+        self.env = {**os.environ, "KUBECONFIG": kubeconfig}
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.binary.path, "--kubeconfig", self.kubeconfig, *args]
+
+    async def run(self, *args: str, input: str | None = None, timeout: float = 60) -> Result:
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv(*args), env=self.env, cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(
+                proc.communicate(input.encode() if input is not None else None), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise AssertionError(f"kubectl {' '.join(args)} did not finish within "
+                                 f"{timeout:.0f}s") from None
+        assert proc.returncode is not None
+        return Result(proc.returncode, out.decode(errors="replace"),
+                      err.decode(errors="replace"))
+
+    async def ok(self, *args: str, input: str | None = None, timeout: float = 60) -> str:
+        """kubectl's stdout; an AssertionError with its stderr if it failed."""
+        r = await self.run(*args, input=input, timeout=timeout)
+        assert r.code == 0, f"kubectl {' '.join(args)} failed ({r.code}): {r.err.strip()}"
+        return r.out
+
+    async def fails(self, *args: str, input: str | None = None, timeout: float = 60) -> str:
+        """kubectl's stderr, asserting that it failed (exit 1, as kubectl does on an error)."""
+        r = await self.run(*args, input=input, timeout=timeout)
+        assert r.code == 1, (f"kubectl {' '.join(args)}: exit {r.code}, expected 1\n"
+                             f"stdout: {r.out}\nstderr: {r.err}")
+        return r.err
+
+    async def json(self, *args: str) -> Obj:
+        out: Obj = json.loads(await self.ok(*args, "-o", "json"))
+        return out
+
+    async def names(self, *args: str) -> list[str]:
+        """`kubectl get ARGS -o name` without the kind/ prefixes, sorted."""
+        out = await self.ok("get", *args, "-o", "name")
+        return sorted(line.split("/", 1)[1] for line in out.split())
+
+    async def create(self, obj: Obj | list[Obj], ns: str | None = None) -> str:
+        items = obj if isinstance(obj, list) else [obj]
+        body = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+        return await self.ok("create", *(["-n", ns] if ns else []), "-f", "-", input=body)
+
+    def watch(self, *args: str) -> KubectlWatch:
+        """`kubectl get ARGS -w --output-watch-events -o json`, running (async with)."""
+        return KubectlWatch(self, list(args))
+
+
+class KubectlWatch:
+    """A `kubectl get -w` in the background: its events as (type, object), in order.
+
+    `started()` returns once kubectl's watch request is answered (its -v=6 log line with
+    watch=true): kubectl watches from its list's resourceVersion, so nothing written after
+    that is missed.
+    """
+
+    def __init__(self, kubectl: Kubectl, args: list[str]) -> None:
+        self.kubectl = kubectl
+        self.args = [*args, "-w", "--output-watch-events", "-o", "json", "-v=6"]
+        self.events: asyncio.Queue[tuple[str, Obj]] = asyncio.Queue()
+        self.stderr: list[str] = []
+        self._watching = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> KubectlWatch:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.kubectl.argv("get", *self.args), env=self.kubectl.env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        self._tasks = [asyncio.create_task(self._read_events()),
+                       asyncio.create_task(self._read_stderr())]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _read_events(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        decoder = json.JSONDecoder()
+        buf = ""
+        while chunk := await self.proc.stdout.read(65536):
+            buf += chunk.decode(errors="replace")
+            while True:
+                buf = buf.lstrip()
+                try:
+                    ev, end = decoder.raw_decode(buf)
+                except ValueError:
+                    break  # an incomplete object: more to read
+                buf = buf[end:]
+                self.events.put_nowait((str(ev.get("type")), ev.get("object") or {}))
+
+    async def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            text = line.decode(errors="replace").rstrip()
+            self.stderr.append(text)
+            if "watch=true" in text:
+                self._watching.set()
+
+    async def started(self, timeout: float = API_TIMEOUT) -> None:
+        try:
+            await asyncio.wait_for(self._watching.wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"kubectl get {' '.join(self.args)}: no watch within "
+                                 f"{timeout:.0f}s; stderr: {self.stderr[-5:]}") from None
+
+    async def next(self, count: int, timeout: float = API_TIMEOUT) -> list[tuple[str, Obj]]:
+        """The next `count` events (bookmarks are not printed by kubectl)."""
+        out: list[tuple[str, Obj]] = []
+        while len(out) < count:
+            try:
+                out.append(await asyncio.wait_for(self.events.get(), timeout))
+            except TimeoutError:
+                got = [(t, o.get("metadata", {}).get("name")) for t, o in out]
+                raise AssertionError(
+                    f"kubectl get {' '.join(self.args)}: got {got}, still waiting for "
+                    f"{count - len(out)} more after {timeout:.0f}s; "
+                    f"stderr: {self.stderr[-3:]}") from None
+        return out
+
+    async def quiet(self, window: float = 2.0) -> None:
+        """Assert that no event comes within `window` seconds."""
+        try:
+            ev = await asyncio.wait_for(self.events.get(), window)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected watch event {ev[0]} "
+                             f"{ev[1].get('metadata', {}).get('name')}")
 
 
 # --- manifests --------------------------------------------------------------------------------
