@@ -58,8 +58,11 @@ async def ns(vcluster: Cluster) -> str:
     return name
 
 
-@pytest.fixture(scope="module")
-def node_client(vcluster: Cluster) -> ApiClient:
+# async: the client opens a grpc.aio channel, which needs a current event loop; a sync fixture
+# had one only when no earlier test on the xdist worker had left it unset (asyncio.run does),
+# so the module's tests errored at setup in some orders.
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def node_client(vcluster: Cluster) -> ApiClient:
     return vcluster.client_as(f"system:node:{NODE}", ["system:nodes"])
 
 
