@@ -2,9 +2,6 @@
 
 Kubernetes' built-in admission plugins that a cluster cannot work without, in the order they run:
 - NamespaceLifecycle: no new objects in a namespace that does not exist or is terminating;
-- per-kind create preparation (the registry strategies' PrepareForCreate): status a client may
-  not set is reset, pods start Pending with their QoS class, namespaces get the `kubernetes`
-  finalizer and phase Active;
 - ServiceAccount: pods run as `default` unless they say otherwise, and get a projected
   `kube-api-access-<5>` volume (a bound token, the cluster CA from `kube-root-ca.crt`, their
   namespace) mounted at /var/run/secrets/kubernetes.io/serviceaccount in every container, unless
@@ -16,28 +13,38 @@ Kubernetes' built-in admission plugins that a cluster cannot work without, in th
 - Service IP and NodePort allocation (the service registry's allocators);
 - validating plugins with a say over who may write what (NodeRestriction, RBAC's escalation
   check), run on every create, update and delete through `validate`.
+
+What is not admission but each kind's own rules (status reset on create, pods' Pending phase
+and QoS class, namespaces' finalizer, Service allocations kept across updates) lives in the
+kinds' strategies (apiserver/strategies.py). Admission asks no resource's name either: a
+strategy names the mutating plugins that apply to its kind (`admission_plugins`) and says
+whether its writes allocate (`allocates`); the plugins here hold what they need from the
+server's configuration (the toleration seconds, the allocators, the watch cache).
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from api import errors
-from api.quantity import parse_quantity
 from api.resources import ResourceInfo
 from apiserver.allocator import Allocator
 from apiserver.auth import AdmissionPlugin, AdmissionRequest, current_user
 from apiserver.noderestriction import MIRROR_POD_ANNOTATION
 from apiserver.storage import SideEffects, Storage
+from apiserver.strategies import (
+    NODE_PORT_TYPES,
+    PLUGIN_DEFAULT_TOLERATION_SECONDS,
+    PLUGIN_SERVICE_ACCOUNT,
+    Strategy,
+    namespace_strategy,
+)
 from apiserver.watchcache import WatchCache
 
 Obj = dict[str, Any]
 DEFAULT_TOLERATION_SECONDS = 300
-_NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
-# Kinds whose status a client's create may not set (the controllers own it).
-_STATUS_RESET = {"services", "replicationcontrollers", "replicasets", "deployments"}
 # ServiceAccount admission's token volume (upstream plugin/pkg/admission/serviceaccount).
 SERVICE_ACCOUNT_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_VOLUME_PREFIX = "kube-api-access-"
@@ -62,6 +69,11 @@ class Admission:
         self.toleration_seconds = {"node.kubernetes.io/not-ready": not_ready_toleration_seconds,
                                    "node.kubernetes.io/unreachable":
                                        unreachable_toleration_seconds}
+        # The mutating plugins, by the names strategies ask for them (`admission_plugins`).
+        self._mutators: dict[str, Callable[[Obj], None]] = {
+            PLUGIN_SERVICE_ACCOUNT: self._service_account,
+            PLUGIN_DEFAULT_TOLERATION_SECONDS: self._default_tolerations,
+        }
 
     async def validate(self, operation: str, info: ResourceInfo, subresource: str, ns: str,
                        name: str, obj: Obj | None, old: Obj | None) -> None:
@@ -73,30 +85,26 @@ class Admission:
             await plugin.admit(req)
 
     async def check_namespace(self, ns: str) -> None:
+        """NamespaceLifecycle: refuse content for a namespace that is missing or terminating."""
         # The cache answers almost always; a namespace created a moment ago may not be in it
         # yet, so a miss falls back to a consistent read, as upstream's lifecycle plugin does.
-        obj = await self.cache.lookup("namespaces", "", ns)
+        namespaces = namespace_strategy()
+        obj = await self.cache.lookup(namespaces.info.name, "", ns)
         if obj is None:
-            raise errors.NotFound(message=f'namespaces "{ns}" not found', kind="namespaces",
-                                  name=ns)
-        if (obj.get("metadata") or {}).get("deletionTimestamp") or (
-                obj.get("status") or {}).get("phase") == "Terminating":
+            raise errors.NotFound(message=f'{namespaces.info.qualified_name} "{ns}" not found',
+                                  kind=namespaces.info.name, name=ns)
+        if namespaces.terminating(obj):
             raise errors.Forbidden(
                 message=f"unable to create new content in namespace {ns} because it is being "
-                "terminated", kind="namespaces", name=ns)
+                "terminated", kind=namespaces.info.name, name=ns)
 
-    def prepare_for_create(self, info: ResourceInfo, obj: Obj) -> None:
-        if info.name in _STATUS_RESET:
-            obj.pop("status", None)
-        elif info.name == "pods":
-            obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
-            self._pod_defaults(obj)
-        elif info.name == "namespaces":
-            spec = obj.setdefault("spec", {})
-            spec["finalizers"] = spec.get("finalizers") or ["kubernetes"]
-            obj["status"] = {"phase": "Active"}
+    def mutate(self, strategy: Strategy, obj: Obj) -> None:
+        """Run the mutating plugins the kind's strategy names on a create's object."""
+        for plugin in strategy.admission_plugins:
+            self._mutators[plugin](obj)
 
-    def _pod_defaults(self, pod: Obj) -> None:
+    def _service_account(self, pod: Obj) -> None:
+        """ServiceAccount: the pod's account (default `default`) and its token volume."""
         spec = pod.setdefault("spec", {})
         annotations = (pod.get("metadata") or {}).get("annotations") or {}
         # Mirror pods (a kubelet's static pods) run no ServiceAccount, as upstream's plugin
@@ -109,6 +117,10 @@ class Admission:
             account = self.cache.get("serviceaccounts", f"{ns}/{sa}")
             if should_automount(spec, account):
                 mount_service_account_token(spec)
+
+    def _default_tolerations(self, pod: Obj) -> None:
+        """DefaultTolerationSeconds: tolerate not-ready/unreachable NoExecute for a while."""
+        spec = pod.setdefault("spec", {})
         tolerations = spec.get("tolerations") or []
         for key, seconds in self.toleration_seconds.items():
             if not any(t.get("key") == key and t.get("effect") in ("NoExecute", None, "")
@@ -120,37 +132,10 @@ class Admission:
 
     # --- Service allocations --------------------------------------------------------------
 
-    def keep_allocations(self, info: ResourceInfo, new: Obj, old: Obj) -> None:
-        """An update that leaves clusterIP/nodePort empty keeps the allocated values
-        (upstream's patchAllocatedValues), so `replace -f manifest.yaml` just works."""
-        if info.name != "services":
-            return
-        spec, old_spec = new.setdefault("spec", {}), old.get("spec") or {}
-        if spec.get("type") != "ExternalName" and not spec.get("clusterIP") and old_spec.get(
-                "clusterIP"):
-            spec["clusterIP"] = old_spec["clusterIP"]
-            spec["clusterIPs"] = old_spec.get("clusterIPs") or [old_spec["clusterIP"]]
-        old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
-                     for p in old_spec.get("ports") or []}
-        if spec.get("type") in _NODE_PORT_TYPES:
-            for p in spec.get("ports") or []:
-                if not p.get("nodePort"):
-                    np = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
-                    if np:
-                        p["nodePort"] = np
-            return
-        # Leaving NodePort/LoadBalancer: fields that only meant something for the old type go
-        # with it, unless the user set them anew (upstream's dropTypeDependentFields).
-        for p in spec.get("ports") or []:
-            if p.get("nodePort") and p["nodePort"] == old_ports.get(
-                    (p.get("port"), p.get("protocol", "TCP"))):
-                p.pop("nodePort")
-        if spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy"):
-            spec.pop("externalTrafficPolicy", None)
-
-    async def allocate(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> SideEffects:
-        """Fill in and claim the Service's ClusterIP and NodePorts; release what it dropped."""
-        if info.name != "services":
+    async def allocate(self, strategy: Strategy, obj: Obj, old: Obj | None) -> SideEffects:
+        """Fill in and claim the Service's ClusterIP and NodePorts; release what it dropped.
+        Nothing for a kind whose strategy does not allocate."""
+        if not strategy.allocates:
             return SideEffects()
         name = f'{obj["metadata"].get("namespace")}/{obj["metadata"]["name"]}'
         spec = obj.setdefault("spec", {})
@@ -188,7 +173,7 @@ class Admission:
         reserved before any is picked, so a pick never takes one of them."""
         ports = spec.get("ports") or []
         old_ports = {p["nodePort"] for p in old_spec.get("ports") or [] if p.get("nodePort")}
-        if spec.get("type") not in _NODE_PORT_TYPES:
+        if spec.get("type") not in NODE_PORT_TYPES:
             for i, p in enumerate(ports):
                 if p.get("nodePort") and p["nodePort"] not in old_ports:
                     raise errors.invalid("Service", "", [errors.Cause(
@@ -220,9 +205,9 @@ class Admission:
             fx.claims[self.allocator.port_key(np)] = owner
         fx.releases.extend(self.allocator.port_key(p) for p in old_ports - wanted)
 
-    def release(self, info: ResourceInfo, obj: Obj) -> SideEffects:
+    def release(self, strategy: Strategy, obj: Obj) -> SideEffects:
         """The claim keys to delete with the object."""
-        if info.name != "services":
+        if not strategy.allocates:
             return SideEffects()
         spec = obj.get("spec") or {}
         keys = [self.allocator.port_key(p["nodePort"]) for p in spec.get("ports") or []
@@ -280,22 +265,3 @@ def mount_service_account_token(spec: Obj) -> None:
             needed = True
     if needed and not has_volume:
         spec["volumes"] = [*volumes, {"name": name, "projected": token_volume_source()}]
-
-
-def qos_class(spec: Obj) -> str:
-    """Kubernetes' QoS class: Guaranteed, Burstable or BestEffort, from requests and limits."""
-    containers = (spec.get("containers") or []) + (spec.get("initContainers") or [])
-    any_set, guaranteed = False, True
-    for c in containers:
-        res = c.get("resources") or {}
-        limits, requests = res.get("limits") or {}, res.get("requests") or {}
-        if limits or requests:
-            any_set = True
-        for r in ("cpu", "memory"):
-            if r not in limits:
-                guaranteed = False
-            elif r in requests and parse_quantity(requests[r]) != parse_quantity(limits[r]):
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"

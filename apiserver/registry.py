@@ -1,17 +1,27 @@
 """The generic registry: what each API verb means, for every resource, on top of storage.
 
-This is Kubernetes' `genericregistry.Store` plus the per-kind strategies, in one place:
-decode → default → validate → admit → compare-and-swap, with the rules that make an API server
-more than a key-value store:
+This is Kubernetes' `genericregistry.Store`: decode → default → validate → admit →
+compare-and-swap, written once for every resource, with the rules that make an API server more
+than a key-value store. What differs between kinds it asks the kind's strategy
+(apiserver/strategies.py, `strategy_for(info)`, as upstream's store asks its
+RESTCreateStrategy/RESTUpdateStrategy/RESTDeleteStrategy); it never asks a resource's name.
 - create sets uid, creationTimestamp and generation, refuses objects in a missing or terminating
-  namespace, resets status that only controllers may write, and generates names;
+  namespace, lets the strategy prepare the object (status a client may not set, a kind's
+  initial state) and admission default it, and generates names;
 - update is optimistic (a stale resourceVersion is a Conflict; without one the server retries on
-  its own), keeps system metadata, keeps status (only the `status` subresource changes it), bumps
-  `generation` only on spec changes, and is a no-op when nothing changed;
-- patch is a read-modify-update loop over JSON merge patch or JSON patch;
-- delete honours preconditions, grace periods (pods), finalizers (deletionTimestamp first, the
-  object goes with its last finalizer) and records the propagation policy as the garbage
-  collector's finalizer (`orphan`, `foregroundDeletion`).
+  its own), keeps system metadata, keeps what the strategy says a plain update may not change
+  (status: only the `status` subresource changes it; generation bumps on spec changes), and is
+  a no-op when nothing changed; an update of a missing object creates it where the strategy
+  allows;
+- patch is the same read-modify-update loop over JSON merge patch, JSON patch or strategic merge
+  patch (api/strategicpatch.py), or server-side apply (api/apply.py: field ownership in
+  managedFields, conflicts between managers, create when missing);
+- delete honours preconditions, the strategy's grace period (pods) and deletion state
+  (namespaces turn Terminating), finalizers (deletionTimestamp first, the object goes with its
+  last finalizer) and records the propagation policy as the garbage collector's finalizer
+  (`orphan`, `foregroundDeletion`);
+- every write goes through one compare-and-swap loop (`_guaranteed_update`): the updates, the
+  patches, the scale subresource, pods/binding and the eviction's pod condition.
 """
 
 from __future__ import annotations
@@ -20,7 +30,6 @@ import base64
 import binascii
 import builtins
 import copy
-import datetime as dt
 import json
 import logging
 import random
@@ -35,14 +44,13 @@ from api import apply as server_side_apply
 from api import errors
 from api.codec import decode, decode_model
 from api.defaults import apply_defaults
-from api.meta import LabelSelector, TypedObject, format_rfc3339, now_rfc3339
+from api.meta import TypedObject, now_rfc3339
 from api.patch import merge_patch
 from api.policy import DeleteOptions, Eviction, Preconditions
 from api.proto import tinykube_pb2 as pb
-from api.resources import RESOURCES, SCALE_MODEL, ResourceInfo
-from api.selectors import from_label_selector, from_map, parse_field_selector, parse_label_selector
+from api.resources import SCALE_MODEL, ResourceInfo
+from api.selectors import parse_field_selector, parse_label_selector
 from api.strategicpatch import strategic_merge_patch
-from api.validation import validate
 from apiserver.admission import Admission
 from apiserver.auth import (
     FIELD_MANAGER,
@@ -63,6 +71,7 @@ from apiserver.storage import (
     prefix_end,
     prefix_of,
 )
+from apiserver.strategies import Strategy, UpdateStrategy, conflict, pod_strategy, strategy_for
 from apiserver.tokens import TokenIssuer, TokenVerifier
 from apiserver.watchcache import WatchCache
 
@@ -72,16 +81,16 @@ MAX_OBJECT_BYTES = 1536 * 1024  # etcd's default request limit, as kube-apiserve
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
 _SYSTEM_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                 "generation")
-# Kinds that Kubernetes lets an update create (AllowCreateOnUpdate).
-_CREATE_ON_UPDATE = {"endpoints", "events", "leases", "services"}
 _GC_FINALIZERS = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}
-_PROTECTED_NAMESPACES = {"default", "kube-system", "kube-node-lease", "kube-public"}
-# Kinds whose writes admission.allocate fills in (ClusterIP, NodePorts).
-_ALLOCATING = {"services"}
 
 Obj = dict[str, Any]
 # Writes one attempt (object, its allocation side effects, its etcd lease); returns the new rv.
 Write = Callable[[Obj, SideEffects, int], Awaitable[int]]
+# One attempt of a compare-and-swap loop: from the stored object, the object to write...
+Prepare = Callable[[Obj], Obj]
+# ... and the write of it (stored, new) → what the verb answers; raises Conflict when the
+# stored object changed meanwhile.
+Commit = Callable[[Obj, Obj], Awaitable[Obj]]
 
 
 @dataclass
@@ -95,12 +104,9 @@ def _not_found(info: ResourceInfo, name: str) -> errors.NotFound:
                            name=name, group=info.group)
 
 
-def _conflict(info: ResourceInfo, name: str, why: str = "") -> errors.Conflict:
-    why = why or ("the object has been modified; please apply your changes to the latest "
-                  "version and try again")
-    return errors.Conflict(
-        message=f'Operation cannot be fulfilled on {info.qualified_name} "{name}": {why}',
-        kind=info.name, name=name, group=info.group)
+def _no_subresource(info: ResourceInfo, sub: str) -> errors.NotFound:
+    return errors.NotFound(message=f"the server could not find the requested resource "
+                           f"({info.qualified_name}/{sub})", kind=info.name)
 
 
 def _json_object(raw: bytes, what: str = "object") -> Obj:
@@ -147,9 +153,6 @@ class Registry:
         # Events expire like upstream's --event-ttl: their keys ride on an etcd lease.
         self.event_leases = LeaseReuse(storage, event_ttl)
 
-    async def _lease_for(self, info: ResourceInfo) -> int:
-        return await self.event_leases.lease() if info.name == "events" else 0
-
     # --- decoding and preparing -----------------------------------------------------------
 
     @staticmethod
@@ -171,25 +174,6 @@ class Registry:
         model, warnings = self._decode(info, data)
         return model.to_dict(), warnings
 
-    def _validate(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
-        """Validate `obj`; an update passes `old`, or None for a status update.
-
-        A status update changes nothing but `status`, and the update rules (immutable fields,
-        selectors, roleRefs) compare only what lies outside it, so they are checked against the
-        new object itself: the same checks, without parsing the stored object a second time.
-        """
-        model = info.model.model_validate(obj)
-        old_model = info.model.model_validate(old) if old is not None else model
-        self._validate_model(info, model, old_model)
-
-    @staticmethod
-    def _validate_model(info: ResourceInfo, model: TypedObject,
-                        old: TypedObject | None = None) -> None:
-        causes = validate(info.kind, model, old)
-        if causes:
-            raise errors.invalid(f"{info.kind}{'.' + info.group if info.group else ''}",
-                                 model.metadata.name or "", causes)
-
     def _check_size(self, info: ResourceInfo, obj: Obj) -> None:
         size = len(json.dumps(obj, separators=(",", ":")))
         if size > MAX_OBJECT_BYTES:
@@ -197,9 +181,10 @@ class Registry:
                 message=f'{info.qualified_name} "{_md(obj).get("name", "")}" is too large: {size} '
                 f"bytes; the limit is {MAX_OBJECT_BYTES} bytes (1.5 MiB)")
 
-    def _namespace_for(self, info: ResourceInfo, request_ns: str, obj: Obj) -> str:
+    @staticmethod
+    def _namespace_for(strategy: Strategy, request_ns: str, obj: Obj) -> str:
         md = _md(obj)
-        if not info.namespaced:
+        if not strategy.namespace_scoped:
             md.pop("namespace", None)
             return ""
         obj_ns = md.get("namespace") or ""
@@ -219,13 +204,15 @@ class Registry:
         if subresource:
             return await self._create_subresource(info, namespace, name, subresource, data,
                                                   dry_run)
+        strategy = strategy_for(info)
         model, warnings = self._decode(info, data)
-        # Validated once, here: what admission adds later is valid by construction.
-        self._validate_model(info, model)
+        # Validated once, here: what the strategy and admission add later is valid by
+        # construction.
+        strategy.validate(model)
         if info.virtual:
             return Result(await self.reviews.create(info, model), warnings)
         obj = model.to_dict()
-        ns = self._namespace_for(info, namespace, obj)
+        ns = self._namespace_for(strategy, namespace, obj)
         md = _md(obj)
         if md.get("resourceVersion"):
             raise errors.BadRequest(
@@ -240,7 +227,7 @@ class Registry:
                 # Upstream's limit: the prefix is cut so that prefix + 5 characters fit in 63.
                 md["name"] = md["generateName"][:58] + "".join(random.choices(_NAME_CHARS, k=5))
             try:
-                return Result(await self._create_once(info, ns, obj, dry_run), warnings)
+                return Result(await self._create_once(strategy, ns, obj, dry_run), warnings)
             except errors.AlreadyExists:
                 if not generated:
                     raise
@@ -289,7 +276,7 @@ class Registry:
             precondition_resource_version=pre.resource_version or "",
             dry_run=dry_run or "All" in (o.dry_run or []))
         if not opts.dry_run:
-            rv = await self._add_disruption_target(info, ns, name, opts)
+            rv = await self._add_disruption_target(ns, name, opts)
             if opts.precondition_resource_version:
                 # We changed the pod: the caller's resourceVersion held for the version we
                 # updated, so the delete checks ours (as upstream bumps it).
@@ -298,53 +285,45 @@ class Registry:
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                 "code": 201}
 
-    async def _add_disruption_target(self, info: ResourceInfo, ns: str, name: str,
-                                     opts: pb.DeleteOptions) -> str:
-        """Condition DisruptionTarget=True (EvictionByEvictionAPI) on the pod before an eviction
-        deletes it, as upstream does since PodDisruptionConditions (GA 1.31), so the pod's
-        owner can tell an eviction from a failure. The delete's preconditions are checked
-        against the pod updated here. Returns the pod's resourceVersion afterwards."""
+    async def _add_disruption_target(self, ns: str, name: str, opts: pb.DeleteOptions) -> str:
+        """The pod's DisruptionTarget condition (the pod strategy's), written through its status
+        before an eviction deletes it. The delete's preconditions are checked against the pod
+        updated here. Returns the pod's resourceVersion afterwards."""
+        pods = pod_strategy()
+
         def transform(cur: Obj) -> Obj:
-            self._check_preconditions(info, name, cur, opts)
-            new = copy.deepcopy(cur)
-            conds = (new.setdefault("status", {}).get("conditions") or [])
-            old = next((c for c in conds if c.get("type") == "DisruptionTarget"), None)
-            want = {"type": "DisruptionTarget", "status": "True",
-                    "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"}
-            if old is not None and all(old.get(k) == v for k, v in want.items()):
-                return new
-            since = old.get("lastTransitionTime") if old and old.get("status") == "True" \
-                else None
-            new["status"]["conditions"] = [c for c in conds if c is not old] + [
-                {**want, "lastTransitionTime": since or now_rfc3339()}]
-            return new
-        out = await self._update_loop(info, ns, name, "status", transform, "", False)
+            self._check_preconditions(pods.info, name, cur, opts)
+            return pods.with_disruption_target(cur)
+        out = await self._update_loop(pods, ns, name, "status", transform, "", False)
         return str(_md(out).get("resourceVersion") or "")
 
-    async def _create_once(self, info: ResourceInfo, ns: str, obj: Obj, dry_run: bool) -> Obj:
+    async def _create_once(self, strategy: Strategy, ns: str, obj: Obj, dry_run: bool) -> Obj:
+        info = strategy.info
         obj = copy.deepcopy(obj)
         md = _md(obj)
         md.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             md.pop(k, None)
-        self.admission.prepare_for_create(info, obj)
+        strategy.prepare_for_create(obj)
+        self.admission.mutate(strategy, obj)
+        strategy.canonicalize(obj)
         await self.admission.validate("CREATE", info, "", ns, md["name"], obj, None)
         if ns:
             await self.admission.check_namespace(ns)
         self._check_size(info, obj)
         if dry_run:
-            await self.admission.allocate(info, obj, None)
+            await self.admission.allocate(strategy, obj, None)
             return obj
         key = object_key(info.name, ns, md["name"])
         try:
             return await self._write_allocating(
-                info, obj, None, lambda o, fx, lease: self.storage.create(key, o, fx, lease))
+                strategy, obj, None, lambda o, fx, lease: self.storage.create(key, o, fx, lease))
         except errors.AlreadyExists:
             raise errors.AlreadyExists(
                 message=f'{info.qualified_name} "{md["name"]}" already exists', kind=info.name,
                 name=md["name"], group=info.group) from None
 
-    async def _write_allocating(self, info: ResourceInfo, obj: Obj, old: Obj | None,
+    async def _write_allocating(self, strategy: Strategy, obj: Obj, old: Obj | None,
                                 write: Write) -> Obj:
         """Allocate the object's ClusterIP/NodePorts and write it, in one transaction.
 
@@ -355,11 +334,11 @@ class Registry:
         for _ in range(16):
             # Only allocation writes into the object: anything else shares `obj`'s subtrees
             # (read only from here on) and needs its own metadata for the resourceVersion.
-            attempt = (copy.deepcopy(obj) if info.name in _ALLOCATING
+            attempt = (copy.deepcopy(obj) if strategy.allocates
                        else {**obj, "metadata": dict(_md(obj))})
-            fx = await self.admission.allocate(info, attempt, old)
+            fx = await self.admission.allocate(strategy, attempt, old)
             try:
-                rv = await write(attempt, fx, await self._lease_for(info))
+                rv = await write(attempt, fx, await strategy.lease(self.event_leases))
             except ClaimTaken:
                 continue
             _md(attempt)["resourceVersion"] = str(rv)
@@ -388,24 +367,24 @@ class Registry:
 
     async def get(self, info: ResourceInfo, ns: str, name: str, subresource: str = "") -> Obj:
         self._check_subresource(info, subresource, ("", "status", "scale"))
-        obj = await self._current(info, ns if info.namespaced else "", name)
-        return self._scale_of(info, obj) if subresource == "scale" else obj
+        strategy = strategy_for(info)
+        obj = await self._current(info, ns if strategy.namespace_scoped else "", name)
+        return strategy.scale_of(obj) if subresource == "scale" else obj
 
-    def _check_subresource(self, info: ResourceInfo, sub: str, allowed: tuple[str, ...]) -> None:
+    @staticmethod
+    def _check_subresource(info: ResourceInfo, sub: str, allowed: tuple[str, ...]) -> None:
         if sub and (sub not in info.subresources or sub not in allowed):
-            raise errors.NotFound(
-                message=f'the server could not find the requested resource '
-                f'({info.qualified_name}/{sub})', kind=info.name)
+            raise _no_subresource(info, sub)
 
     def matcher(self, info: ResourceInfo, opts: pb.ListOptions) -> Callable[[Obj], bool]:
         label = parse_label_selector(opts.label_selector)
-        fields = parse_field_selector(opts.field_selector, info.field_selectors)
+        fields = parse_field_selector(opts.field_selector, strategy_for(info).field_selectors)
         if label.empty and not opts.field_selector:
             return lambda _o: True
         return lambda o: label.matches(_labels_of(o)) and fields.matches(o)
 
     async def list(self, info: ResourceInfo, ns: str, opts: pb.ListOptions) -> Obj:
-        ns = ns if info.namespaced else ""
+        ns = ns if strategy_for(info).namespace_scoped else ""
         matches = self.matcher(info, opts)
         if opts.limit < 0:
             raise errors.BadRequest(message=f"limit: Invalid value: {opts.limit}: must be >= 0")
@@ -471,32 +450,41 @@ class Registry:
 
     async def update(self, info: ResourceInfo, ns: str, name: str, subresource: str, raw: bytes,
                      dry_run: bool = False) -> Result:
-        ns = ns if info.namespaced else ""
+        strategy = strategy_for(info)
+        ns = ns if strategy.namespace_scoped else ""
         data = _json_object(raw)
         if subresource == "scale":
             self._check_subresource(info, subresource, ("scale",))
-            return Result(await self._update_scale(info, ns, name, data, dry_run), [])
-        self._check_subresource(info, subresource, ("", "status", "finalize"))
+            return Result(await self._update_scale(strategy, ns, name, data, dry_run), [])
+        update = self._update_strategy(strategy, subresource)  # NotFound if none is served
         obj, warnings = self._prepare(info, data)
         md = _md(obj)
         if md.get("name") and md["name"] != name:
             raise errors.BadRequest(message=f"the name of the object ({md['name']}) does not "
                                     f"match the name on the URL ({name})")
         md["name"] = name
-        obj_ns = self._namespace_for(info, ns, obj)
+        obj_ns = self._namespace_for(strategy, ns, obj)
         user_rv = str(md.get("resourceVersion") or "")
         try:
             result = await self._update_loop(
-                info, ns, name, subresource,
-                (lambda cur: obj) if subresource == "status" else (lambda cur: copy.deepcopy(obj)),
+                strategy, ns, name, subresource,
+                # Each attempt gets its own copy when the merge fills it in.
+                (lambda cur: copy.deepcopy(obj)) if update.modifies_new else (lambda cur: obj),
                 user_rv, dry_run)
         except errors.NotFound:
-            if subresource or info.name not in _CREATE_ON_UPDATE:
+            if subresource or not strategy.allow_create_on_update:
                 raise
             self._authorize_create(info, obj_ns)
             md.pop("resourceVersion", None)
             return await self.create(info, ns, json.dumps(obj).encode(), dry_run)
         return Result(result, warnings)
+
+    @staticmethod
+    def _update_strategy(strategy: Strategy, subresource: str) -> UpdateStrategy:
+        update = strategy.for_update(subresource)
+        if update is None:
+            raise _no_subresource(strategy.info, subresource)
+        return update
 
     def _authorize_create(self, info: ResourceInfo, ns: str) -> None:
         """An update that creates must also be allowed to create, as upstream's update
@@ -509,21 +497,22 @@ class Registry:
 
     async def patch(self, info: ResourceInfo, ns: str, name: str, subresource: str,
                     patch_type: str, raw: bytes, dry_run: bool = False) -> Result:
-        ns = ns if info.namespaced else ""
+        strategy = strategy_for(info)
+        ns = ns if strategy.namespace_scoped else ""
         patch = _parse_patch(patch_type, raw)
         if subresource == "scale":
             self._check_subresource(info, subresource, ("scale",))
-            cur_scale = self._scale_of(info, await self._current(info, ns, name))
+            cur_scale = strategy.scale_of(await self._current(info, ns, name))
             scale = _apply_patch(cur_scale, patch_type, patch, SCALE_MODEL)
             if scale.get("metadata", {}).get("resourceVersion") == cur_scale["metadata"].get(
                     "resourceVersion"):
                 # Read here, not sent by the client: no precondition, so a concurrent status
                 # write does not fail the patch (upstream patches inside its update retry).
                 scale["metadata"].pop("resourceVersion", None)
-            return Result(await self._update_scale(info, ns, name, scale, dry_run), [])
+            return Result(await self._update_scale(strategy, ns, name, scale, dry_run), [])
         self._check_subresource(info, subresource, ("", "status"))
         if patch_type == "apply":
-            return await self._server_side_apply(info, ns, name, subresource, patch, dry_run)
+            return await self._server_side_apply(strategy, ns, name, subresource, patch, dry_run)
         warnings: list[str] = []
 
         def transform(cur: Obj) -> Obj:
@@ -536,13 +525,15 @@ class Registry:
         user_rv = ""
         if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
             user_rv = str(patch["metadata"].get("resourceVersion") or "")
-        result = await self._update_loop(info, ns, name, subresource, transform, user_rv, dry_run)
+        result = await self._update_loop(strategy, ns, name, subresource, transform, user_rv,
+                                         dry_run)
         return Result(result, warnings)
 
-    async def _server_side_apply(self, info: ResourceInfo, ns: str, name: str,
+    async def _server_side_apply(self, strategy: Strategy, ns: str, name: str,
                                  subresource: str, applied: Obj, dry_run: bool) -> Result:
         """A manager's applied configuration merged into the object, or the object created
         from it (api/apply.py: ownership, conflicts, removals)."""
+        info = strategy.info
         manager = FIELD_MANAGER.get()
         if not manager:
             raise errors.invalid("PatchOptions.meta.k8s.io", "", [errors.Cause(
@@ -566,30 +557,31 @@ class Registry:
             return obj
 
         try:
-            out = await self._update_loop(info, ns, name, subresource, transform, "", dry_run)
+            out = await self._update_loop(strategy, ns, name, subresource, transform, "",
+                                          dry_run)
         except errors.NotFound:
             if subresource:
                 raise
             self._authorize_create(info, ns)
             obj = server_side_apply.apply(None, applied, info.model, manager, force,
                                           info.api_version)
-            if info.namespaced:
+            if strategy.namespace_scoped:
                 obj["metadata"]["namespace"] = ns
             return await self.create(info, ns, json.dumps(obj).encode(), dry_run)
         return Result(out, warnings)
 
-    async def _update_loop(self, info: ResourceInfo, ns: str, name: str, subresource: str,
-                           transform: Callable[[Obj], Obj], user_rv: str, dry_run: bool) -> Obj:
-        """Read, transform, compare-and-swap; retried on conflict unless the caller pinned RV.
+    async def _guaranteed_update(self, info: ResourceInfo, ns: str, name: str,
+                                 prepare: Prepare, commit: Commit, user_rv: str = "",
+                                 cached: bool = True) -> Obj:
+        """Read, prepare, compare-and-swap; retried on conflict unless the caller pinned RV.
 
-        `transform` returns an object of its own each time: the merge and the write fill it in
-        (except on `status`, whose merge copies what it changes).
-
-        The first read is the watch cache's (`_cached`); a refusal, a conflict or a no-op
-        found against it is checked again against etcd before it is answered. A dry run
-        writes nothing that a compare-and-swap could check, so it reads etcd.
+        The one loop every write of an existing object goes through (upstream's
+        GuaranteedUpdate): `prepare` turns the stored object into the one to write (or refuses,
+        with an ApiError), `commit` writes it with a compare-and-swap on the resourceVersion
+        read. With `cached`, the first read is the watch cache's (`_cached`); a refusal, a
+        conflict or a no-op (`commit` answering the stored object itself) found against it is
+        checked again against etcd before it is answered.
         """
-        cached = not dry_run
         for _ in range(33):
             cur = self._cached(info, ns, name) if cached else None
             if cur is None:
@@ -597,23 +589,18 @@ class Registry:
                 cur = await self._current(info, ns, name)
             try:
                 if user_rv and user_rv != _md(cur)["resourceVersion"]:
-                    raise _conflict(info, name)
-                new = self._merge_update(info, cur, transform(cur), subresource)
-                if not subresource:
-                    # Who owns what this write changed (server-side apply's record); the
-                    # managedFields a client left out are kept.
-                    server_side_apply.record_update(cur, new, info.model, FIELD_MANAGER.get(),
-                                                    info.api_version)
+                    raise conflict(info, name)
+                new = prepare(cur)
             except errors.ApiError:
                 if not cached:
                     raise
                 cached = False
                 continue
             try:
-                out = await self._write_update(info, ns, name, subresource, cur, new, dry_run)
+                out = await commit(cur, new)
             except errors.Conflict:
                 if user_rv and not cached:
-                    raise _conflict(info, name) from None
+                    raise conflict(info, name) from None
                 cached = False
                 continue
             except errors.NotFound:
@@ -627,23 +614,41 @@ class Registry:
                 cached = False  # "nothing changed" holds only against etcd's copy
                 continue
             return out
-        raise _conflict(info, name, "too many concurrent writers; try again")
+        raise conflict(info, name, "too many concurrent writers; try again")
 
-    def _merge_update(self, info: ResourceInfo, cur: Obj, new: Obj, subresource: str) -> Obj:
+    async def _update_loop(self, strategy: Strategy, ns: str, name: str, subresource: str,
+                           transform: Callable[[Obj], Obj], user_rv: str, dry_run: bool) -> Obj:
+        """An update of the object or of a subresource, merged by its update strategy.
+
+        `transform` returns the object the client wants from the stored one; it returns an
+        object of its own each time when the update strategy fills it in (`modifies_new`).
+        A dry run writes nothing that a compare-and-swap could check, so it reads etcd.
+        """
+        info = strategy.info
+        update = self._update_strategy(strategy, subresource)
+
+        def prepare(cur: Obj) -> Obj:
+            new = self._merge_update(strategy, update, cur, transform(cur))
+            if update.records_managed_fields:
+                # Who owns what this write changed (server-side apply's record); the
+                # managedFields a client left out are kept.
+                server_side_apply.record_update(cur, new, info.model, FIELD_MANAGER.get(),
+                                                info.api_version)
+            return new
+
+        def commit(cur: Obj, new: Obj) -> Awaitable[Obj]:
+            return self._write_update(strategy, update, ns, name, subresource, cur, new,
+                                      dry_run)
+
+        return await self._guaranteed_update(info, ns, name, prepare, commit, user_rv,
+                                             cached=not dry_run)
+
+    def _merge_update(self, strategy: Strategy, update: UpdateStrategy, cur: Obj,
+                      new: Obj) -> Obj:
         """The object to store: what the caller may change, on top of what only we may."""
-        if subresource == "status":
-            # Shallow: `cur` may be the watch cache's own object, and only `status` (taken
-            # whole from `new`) and the resourceVersion (in a metadata copy) differ from it.
-            merged = {**cur, "metadata": dict(_md(cur))}
-            merged["status"] = new.get("status")
-            if merged["status"] is None:
-                merged.pop("status")
-            return merged
-        if subresource == "finalize":  # namespaces: only spec.finalizers changes
-            merged = copy.deepcopy(cur)
-            merged.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get(
-                "finalizers") or []
-            return merged
+        if update is not strategy:
+            return update.prepare_for_update(new, cur)  # a subresource: its own rules
+        info = strategy.info
         md, cur_md = _md(new), _md(cur)
         # The object stays under its key: a patch that drops (null, "") name or namespace
         # gets them back, as upstream fills them from the request. Validation refuses only a
@@ -655,34 +660,25 @@ class Registry:
             else:
                 md.pop(k, None)
         if md.get("uid") and md["uid"] != cur_md.get("uid"):
-            raise _conflict(info, cur_md.get("name", ""), "Precondition failed: UID in "
-                            f"precondition: {md['uid']}, UID in object meta: {cur_md.get('uid')}")
+            raise conflict(info, cur_md.get("name", ""), "Precondition failed: UID in "
+                           f"precondition: {md['uid']}, UID in object meta: {cur_md.get('uid')}")
         for k in _SYSTEM_META:
             if k in cur_md:
                 md[k] = cur_md[k]
             else:
                 md.pop(k, None)
-        if "status" in info.subresources:
-            if "status" in cur:
-                new["status"] = cur["status"]
-            else:
-                new.pop("status", None)
-        if info.name == "namespaces":  # only the `finalize` subresource changes these
-            new.setdefault("spec", {})["finalizers"] = (cur.get("spec") or {}).get(
-                "finalizers") or []
-        if info.has_generation and new.get("spec") != cur.get("spec"):
-            md["generation"] = int(cur_md.get("generation") or 1) + 1
         added = set(md.get("finalizers") or []) - set(cur_md.get("finalizers") or [])
         if cur_md.get("deletionTimestamp") and added:
             raise errors.invalid(info.kind, md.get("name", ""), [errors.Cause(
                 "metadata.finalizers",
                 f"Forbidden: no new finalizers can be added if the object is being deleted, "
                 f"found new finalizers {sorted(added)}", "FieldValueForbidden")])
-        self.admission.keep_allocations(info, new, cur)
-        return new
+        return strategy.prepare_for_update(new, cur)
 
-    async def _write_update(self, info: ResourceInfo, ns: str, name: str, subresource: str,
-                            cur: Obj, new: Obj, dry_run: bool) -> Obj:
+    async def _write_update(self, strategy: Strategy, update: UpdateStrategy, ns: str,
+                            name: str, subresource: str, cur: Obj, new: Obj,
+                            dry_run: bool) -> Obj:
+        info = strategy.info
         # Admission sees even a no-op write: whether the caller may write is not a question of
         # whether the write changes anything.
         await self.admission.validate("UPDATE", info, subresource, ns, name, new, cur)
@@ -690,49 +686,24 @@ class Registry:
         _md(new)["resourceVersion"] = str(rv)
         if _strip_rv(new) == _strip_rv(cur):
             return cur  # nothing changed: no write, no new resourceVersion, no watch event
-        self._validate(info, new, None if subresource == "status" else cur)
+        update.validate_update(new, cur)
+        strategy.canonicalize(new)
         self._check_size(info, new)
         if dry_run:
             return new
         key = object_key(info.name, ns, name)
-        if self._finalized(info, new):
-            fx = self.admission.release(info, cur)
+        if strategy.finalized(new):
+            fx = self.admission.release(strategy, cur)
             # As upstream's store: the object returned carries the deletion's revision (the
             # update that removed the last finalizer did change it; clients compare).
             _md(new)["resourceVersion"] = str(await self.storage.delete(key, rv, fx))
             return new
         return await self._write_allocating(
-            info, new, cur, lambda o, fx, lease: self.storage.update(key, o, rv, fx, lease))
-
-    @staticmethod
-    def _finalized(info: ResourceInfo, obj: Obj) -> bool:
-        """Being deleted and nothing left to wait for: the object goes now."""
-        md = _md(obj)
-        if not md.get("deletionTimestamp") or md.get("finalizers"):
-            return False
-        if info.name == "namespaces" and (obj.get("spec") or {}).get("finalizers"):
-            return False
-        # A pod in graceful deletion is removed by its kubelet (delete with grace 0), not here.
-        return info.name != "pods" or int(md.get("deletionGracePeriodSeconds") or 0) == 0
+            strategy, new, cur, lambda o, fx, lease: self.storage.update(key, o, rv, fx, lease))
 
     # --- scale ----------------------------------------------------------------------------
 
-    def _scale_of(self, info: ResourceInfo, obj: Obj) -> Obj:
-        md, spec, status = _md(obj), obj.get("spec") or {}, obj.get("status") or {}
-        sel = spec.get("selector")
-        if info.group:  # apps/v1: a LabelSelector
-            selector = str(from_label_selector(LabelSelector.model_validate(sel or {})))
-        else:
-            selector = str(from_map(sel or {}))
-        return {
-            "apiVersion": "autoscaling/v1", "kind": "Scale",
-            "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                            "creationTimestamp") if k in md},
-            "spec": {"replicas": int(spec.get("replicas") or 0)},
-            "status": {"replicas": int(status.get("replicas") or 0), "selector": selector},
-        }
-
-    async def _update_scale(self, info: ResourceInfo, ns: str, name: str, scale: Obj,
+    async def _update_scale(self, strategy: Strategy, ns: str, name: str, scale: Obj,
                             dry_run: bool) -> Obj:
         spec, meta = scale.get("spec"), scale.get("metadata")
         if not isinstance(spec, dict) or not isinstance(meta, dict | None):
@@ -743,36 +714,34 @@ class Registry:
                 "spec.replicas", f"Invalid value: {json.dumps(replicas)}: must be greater than "
                 "or equal to 0")])
         user_rv = str((meta or {}).get("resourceVersion") or "")
-
-        def transform(cur: Obj) -> Obj:
-            new = copy.deepcopy(cur)
-            new.setdefault("spec", {})["replicas"] = replicas
-            return new
-
-        obj = await self._update_loop(info, ns, name, "", transform, user_rv, dry_run)
-        return self._scale_of(info, obj)
+        obj = await self._update_loop(strategy, ns, name, "",
+                                      lambda cur: strategy.set_replicas(cur, replicas), user_rv,
+                                      dry_run)
+        return strategy.scale_of(obj)
 
     # --- delete ---------------------------------------------------------------------------
 
     async def delete(self, info: ResourceInfo, ns: str, name: str,
                      opts: pb.DeleteOptions) -> Obj:
-        ns = ns if info.namespaced else ""
+        strategy = strategy_for(info)
+        ns = ns if strategy.namespace_scoped else ""
         policy = opts.propagation_policy
         if policy not in ("", "Background", "Foreground", "Orphan"):
             raise errors.BadRequest(message=f'propagationPolicy: Unsupported value: "{policy}": '
                                     'supported values: "Background", "Foreground", "Orphan"')
-        if info.name == "namespaces" and name in _PROTECTED_NAMESPACES:
-            raise errors.Forbidden(message=f'namespaces "{name}" is forbidden: this namespace '
-                                   "may not be deleted", kind="namespaces", name=name)
+        if strategy.protected(name):
+            raise errors.Forbidden(message=f'{info.qualified_name} "{name}" is forbidden: this '
+                                   f"{info.singular} may not be deleted", kind=info.name,
+                                   name=name)
         for _ in range(32):
             cur = await self._current(info, ns, name)
             self._check_preconditions(info, name, cur, opts)
             await self.admission.validate("DELETE", info, "", ns, name, None, cur)
-            new = self._deletion_state(info, cur, opts)
+            new = self._deletion_state(strategy, cur, opts)
             try:
                 if new is None:
                     if not opts.dry_run:
-                        fx = self.admission.release(info, cur)
+                        fx = self.admission.release(strategy, cur)
                         deleted = await self.storage.delete(object_key(info.name, ns, name),
                                                             _rv(cur), fx)
                         # A new metadata dict: `cur` may be the watch cache's own copy.
@@ -787,23 +756,26 @@ class Registry:
                 continue
             except errors.NotFound:
                 raise _not_found(info, name) from None
-        raise _conflict(info, name, "too many concurrent writers; try again")
+        raise conflict(info, name, "too many concurrent writers; try again")
 
     @staticmethod
     def _check_preconditions(info: ResourceInfo, name: str, cur: Obj,
                              opts: pb.DeleteOptions) -> None:
         md = _md(cur)
         if opts.precondition_uid and opts.precondition_uid != md.get("uid"):
-            raise _conflict(info, name, f"Precondition failed: UID in precondition: "
-                            f"{opts.precondition_uid}, UID in object meta: {md.get('uid')}")
+            raise conflict(info, name, f"Precondition failed: UID in precondition: "
+                           f"{opts.precondition_uid}, UID in object meta: {md.get('uid')}")
         if (opts.precondition_resource_version
                 and opts.precondition_resource_version != md.get("resourceVersion")):
-            raise _conflict(info, name, "Precondition failed: ResourceVersion in precondition: "
-                            f"{opts.precondition_resource_version}, ResourceVersion in object "
-                            f"meta: {md.get('resourceVersion')}")
+            raise conflict(info, name, "Precondition failed: ResourceVersion in precondition: "
+                           f"{opts.precondition_resource_version}, ResourceVersion in object "
+                           f"meta: {md.get('resourceVersion')}")
 
-    def _deletion_state(self, info: ResourceInfo, cur: Obj, opts: pb.DeleteOptions) -> Obj | None:
-        """The object as it should be stored while being deleted, or None to remove it now."""
+    @staticmethod
+    def _deletion_state(strategy: Strategy, cur: Obj, opts: pb.DeleteOptions) -> Obj | None:
+        """The object as it should be stored while being deleted, or None to remove it now:
+        the garbage collector's finalizer for the propagation policy here, the grace period
+        and the rest of the deletion state from the strategy."""
         new = copy.deepcopy(cur)
         md = _md(new)
         finalizers = list(md.get("finalizers") or [])
@@ -811,52 +783,13 @@ class Registry:
         if not policy and not set(finalizers) & set(_GC_FINALIZERS.values()):
             # No policy and none chosen by an earlier delete: the resource's default (core/v1
             # ReplicationControllers orphan); kubectl and tkctl always send a policy.
-            policy = info.default_propagation
+            policy = strategy.default_propagation
         gc = _GC_FINALIZERS.get(policy)
         if gc:
             finalizers = [f for f in finalizers if f not in _GC_FINALIZERS.values()] + [gc]
         elif policy == "Background":
             finalizers = [f for f in finalizers if f not in _GC_FINALIZERS.values()]
-        grace = self._grace_period(info, cur, opts)
-        if info.name == "namespaces":
-            if (new.get("spec") or {}).get("finalizers") or finalizers:
-                new.setdefault("status", {})["phase"] = "Terminating"
-                return self._mark_deleting(new, finalizers, 0)
-            return None
-        if grace > 0 or finalizers:
-            return self._mark_deleting(new, finalizers, grace)
-        return None
-
-    @staticmethod
-    def _grace_period(info: ResourceInfo, cur: Obj, opts: pb.DeleteOptions) -> int:
-        """Pods stop gracefully on their node; everything else goes at once."""
-        if info.name != "pods":
-            return 0
-        spec, md = cur.get("spec") or {}, _md(cur)
-        grace = opts.grace_period_seconds
-        if grace < 0:
-            grace = int(spec.get("terminationGracePeriodSeconds", 30))
-        phase = (cur.get("status") or {}).get("phase")
-        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
-            return 0  # nothing runs it: no kubelet will ever confirm the stop
-        current = md.get("deletionGracePeriodSeconds")
-        if current is not None:
-            grace = min(grace, int(current))  # a delete can shorten, never lengthen, the grace
-        return grace
-
-    @staticmethod
-    def _mark_deleting(obj: Obj, finalizers: builtins.list[str], grace: int) -> Obj:
-        md = _md(obj)
-        now = dt.datetime.now(dt.UTC)
-        if not md.get("deletionTimestamp") or grace < int(
-                md.get("deletionGracePeriodSeconds") or 0):
-            md["deletionTimestamp"] = format_rfc3339(now + dt.timedelta(seconds=grace))
-        md["deletionGracePeriodSeconds"] = grace
-        if finalizers:
-            md["finalizers"] = finalizers
-        else:
-            md.pop("finalizers", None)
-        return obj
+        return strategy.deletion_state(new, finalizers, strategy.grace_period(cur, opts))
 
     async def delete_collection(self, info: ResourceInfo, ns: str, list_opts: pb.ListOptions,
                                 opts: pb.DeleteOptions) -> Obj:
@@ -877,69 +810,23 @@ class Registry:
     # --- pods/binding ---------------------------------------------------------------------
 
     async def bind(self, ns: str, name: str, raw: bytes) -> Obj:
-        info = RESOURCES["pods"]
-        binding = _json_object(raw, "binding")
-        target, meta = binding.get("target"), binding.get("metadata")
-        if not isinstance(target, dict) or not isinstance(meta, dict | None):
-            raise errors.BadRequest(message="a Binding must have an object `target` "
-                                    "(and `metadata`)")
-        node = target.get("name")
-        if not node or not isinstance(node, str):
-            raise errors.invalid("Binding", name, [errors.Cause(
-                "target.name", "Required value", "FieldValueRequired")])
-        if target.get("kind", "Node") not in ("Node", ""):
-            raise errors.invalid("Binding", name, [errors.Cause(
-                "target.kind", f'Unsupported value: "{target.get("kind")}": supported values: '
-                '"Node"', "FieldValueNotSupported")])
-        uid = (meta or {}).get("uid")
+        """pods/binding: assign a pod to a node, through the same compare-and-swap loop as
+        every update, with the pod strategy's own change instead of an update strategy's
+        merge (it sets spec and status at once, which no update may), and the plain write
+        upstream's BindingREST does: no update admission (the handler authorized the
+        Binding's create), no update validation (the change is valid by construction)."""
+        pods = pod_strategy()
+        info = pods.info
+        assign = pods.binding_update(name, _json_object(raw, "binding"))
+        key = object_key(info.name, ns, name)
 
-        def transform(cur: Obj) -> Obj:
-            md, spec = _md(cur), cur.get("spec") or {}
-            if uid and uid != md.get("uid"):
-                raise _conflict(info, name, f"Precondition failed: UID in precondition: {uid}, "
-                                f"UID in object meta: {md.get('uid')}")
-            if md.get("deletionTimestamp"):
-                raise _conflict(info, name, f"pod {name} is being deleted, cannot be assigned "
-                                "to a host")
-            if spec.get("nodeName"):
-                raise _conflict(info, name, f'pod {name} is already assigned to node '
-                                f'"{spec["nodeName"]}"')
-            # Copied only along the paths that change: the rest is shared with `cur` (maybe
-            # the watch cache's own object) and only read, to be encoded.
-            status = cur.get("status") or {}
-            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
-            conds.append({"type": "PodScheduled", "status": "True",
-                          "lastTransitionTime": now_rfc3339()})
-            return {**cur, "metadata": dict(md), "spec": {**spec, "nodeName": node},
-                    "status": {**status, "conditions": conds}}
+        async def commit(cur: Obj, new: Obj) -> Obj:
+            _md(new)["resourceVersion"] = str(await self.storage.update(key, new, _rv(cur)))
+            return new
 
-        # Binding writes spec and status at once, which no ordinary update may: go around
-        # _merge_update with a direct compare-and-swap loop. The first attempt starts from the
-        # watch cache (`_cached`); a refusal or a conflict is answered only from etcd's copy.
-        cached = True
-        for _ in range(33):
-            cur = self._cached(info, ns, name) if cached else None
-            if cur is None:
-                cached = False
-                cur = await self._current(info, ns, name)
-            try:
-                new = transform(cur)
-            except errors.ApiError:
-                if not cached:
-                    raise
-                cached = False
-                continue
-            try:
-                rv = await self.storage.update(object_key("pods", ns, name), new, _rv(cur))
-            except errors.Conflict:
-                cached = False
-                continue
-            except errors.NotFound:
-                raise _not_found(info, name) from None
-            _md(new)["resourceVersion"] = str(rv)
-            return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
-                    "code": 201}
-        raise _conflict(info, name, "too many concurrent writers; try again")
+        await self._guaranteed_update(info, ns, name, assign, commit)
+        return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success",
+                "code": 201}
 
 
 def _encode_continue(start: bytes, revision: int) -> str:

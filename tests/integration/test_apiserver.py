@@ -884,3 +884,60 @@ async def test_strategic_merge_patch(cluster: Cluster, namespace: str) -> None:
         "metadata": {"$deleteFromPrimitiveList/finalizers": ["x/y"]}}, namespace,
         patch_type="strategic")
     assert not out["metadata"].get("finalizers")
+
+
+# --- strategies through the registry (apiserver/strategies.py) ------------------------------
+
+
+async def test_bind_refusals_and_races_through_the_shared_update_loop(cluster: Cluster,
+                                                                      namespace: str) -> None:
+    """pods/binding goes through the registry's one compare-and-swap loop: a refusal found
+    against the watch cache is checked against etcd, and of concurrent binds exactly one wins."""
+    created = await cluster.client.create("pods", pod("br"), namespace)
+    with pytest.raises(errors.Conflict, match="UID in precondition: not-the-uid"):
+        await cluster.client.bind(namespace, "br", "node-1", uid="not-the-uid")
+    await cluster.client.bind(namespace, "br", "node-1", uid=created["metadata"]["uid"])
+    with pytest.raises(errors.Conflict, match='already assigned to node "node-1"'):
+        await cluster.client.bind(namespace, "br", "node-2")
+    # A pod that is being deleted is never assigned.
+    held = pod("held")
+    held["metadata"]["finalizers"] = ["example.com/hold"]
+    await cluster.client.create("pods", held, namespace)
+    await cluster.client.delete("pods", "held", namespace)
+    with pytest.raises(errors.Conflict, match="is being deleted, cannot be assigned"):
+        await cluster.client.bind(namespace, "held", "node-1")
+    await cluster.client.patch("pods", "held", {"metadata": {"finalizers": None}}, namespace)
+    with pytest.raises(errors.NotFound):
+        await cluster.client.bind(namespace, "missing", "node-1")
+    # Ten schedulers race for one pod: one binds, nine are refused, whatever the cache said.
+    await cluster.client.create("pods", pod("race"), namespace)
+    results = await asyncio.gather(*(cluster.client.bind(namespace, "race", f"node-{i}")
+                                     for i in range(10)), return_exceptions=True)
+    winners = [i for i, r in enumerate(results) if r is None]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, errors.Conflict) for r in results if r is not None)
+    bound = await cluster.client.get("pods", "race", namespace)
+    assert bound["spec"]["nodeName"] == f"node-{winners[0]}"
+    assert bound["metadata"]["generation"] == 1  # pods track no generation
+
+
+async def test_updates_only_through_subresources_a_strategy_serves(cluster: Cluster,
+                                                                   namespace: str) -> None:
+    cm = await cluster.client.create("configmaps", configmap("sub"), namespace)
+    for resource, obj, sub in (("configmaps", cm, "status"), ("configmaps", cm, "finalize"),
+                               ("pods", pod("sub"), "finalize"),
+                               ("pods", pod("sub"), "binding")):
+        with pytest.raises(errors.NotFound, match=f"{resource}/{sub}"):
+            await cluster.client.update(resource, obj, namespace, subresource=sub)
+    # A plain update of a Service keeps its ClusterIP; its status only changes through status.
+    svc = await cluster.client.create("services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "keep"},
+        "spec": {"selector": {"app": "keep"}, "ports": [{"port": 80}]}}, namespace)
+    ip = svc["spec"]["clusterIP"]
+    replaced = await cluster.client.update("services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "keep"},
+        "spec": {"selector": {"app": "other"}, "ports": [{"port": 80}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}}, namespace)
+    assert replaced["spec"]["clusterIP"] == ip
+    assert replaced["spec"]["selector"] == {"app": "other"}
+    assert not (replaced.get("status") or {}).get("loadBalancer", {}).get("ingress")
