@@ -312,7 +312,8 @@ class WatchCache:
                     retry_after_seconds=1,
                 )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._advanced.wait(), remaining)
+                async with asyncio.timeout(remaining):  # not wait_for: see Watcher.next
+                    await self._advanced.wait()
 
     # --- what the registry and the gRPC service use ---------------------------------------
 

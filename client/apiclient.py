@@ -205,7 +205,10 @@ class ApiClient:
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until the channel connects (the apiserver may still be starting)."""
         try:
-            await asyncio.wait_for(self._channel.channel_ready(), timeout)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation that
+            # arrives as the awaitable completes.
+            async with asyncio.timeout(timeout):
+                await self._channel.channel_ready()
         except TimeoutError:
             raise Unreachable(
                 message=f"the server at {self.server} is not reachable") from None

@@ -230,8 +230,8 @@ class CNI:
         except OSError as e:
             raise CNIError(f"{what}: {e}") from None
         try:
-            out, err = await asyncio.wait_for(proc.communicate(json.dumps(body).encode()),
-                                              self.timeout)
+            async with asyncio.timeout(self.timeout):  # not wait_for: see kubelet/prober.py
+                out, err = await proc.communicate(json.dumps(body).encode())
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()

@@ -760,9 +760,9 @@ class Kubelet:
         if pre_stop and run_pre_stop:
             st = self.states.get((pod.get("metadata") or {}).get("uid", ""))
             try:
-                msg = await asyncio.wait_for(
-                    self.prober.run_handler(pod, spec or {}, info.id, (st.ip if st else "") or "",
-                                            pre_stop, grace), timeout=grace + 1)
+                async with asyncio.timeout(grace + 1):  # not wait_for: see kubelet/prober.py
+                    msg = await self.prober.run_handler(
+                        pod, spec or {}, info.id, (st.ip if st else "") or "", pre_stop, grace)
             except TimeoutError:
                 msg = f"PreStopHook did not finish within the grace period ({grace:.0f}s)"
             if msg is not None:

@@ -205,16 +205,17 @@ class NodeManager:
 
     async def refresh_runtime_version(self) -> None:
         with contextlib.suppress(Exception):
-            self._runtime_version = await asyncio.wait_for(self.runtime.version(),
-                                                           VERSION_TIMEOUT)
+            async with asyncio.timeout(VERSION_TIMEOUT):  # not wait_for: see kubelet/prober.py
+                self._runtime_version = await self.runtime.version()
 
     async def check_runtime(self) -> bool:
         """One runtime check (upstream's updateRuntimeUp): a ping bounded by the runtime
         request timeout, its outcome reported to `health`. Never decides Ready by itself."""
         timeout = self.health.thresholds.runtime_request_timeout
         try:
-            # The ping's own timeout ends the pool thread; wait_for guards the await too.
-            await asyncio.wait_for(self.runtime.ping(timeout=timeout), timeout + 1.0)
+            # The ping's own timeout ends the pool thread; this guards the await too.
+            async with asyncio.timeout(timeout + 1.0):
+                await self.runtime.ping(timeout=timeout)
         except asyncio.CancelledError:
             raise
         except TimeoutError:

@@ -144,8 +144,8 @@ async def http_get(url: str, headers: list[Obj], timeout: float) -> tuple[bool, 
     original = url
     for _ in range(MAX_REDIRECTS + 1):
         try:
-            status, location, body = await asyncio.wait_for(
-                _request(url, headers), max(deadline - time.monotonic(), 0.001))
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                status, location, body = await _request(url, headers)
         except TimeoutError:
             return False, (f'Get {go_quote(original)}: context deadline exceeded '
                            "(Client.Timeout exceeded while awaiting headers)")
@@ -219,7 +219,8 @@ async def _request(url: str, headers: list[Obj]) -> tuple[int, str, str]:
         with contextlib.suppress(Exception):
             want = MAX_BODY if length is None else min(length, MAX_BODY)
             if want:
-                body = await asyncio.wait_for(reader.read(want), 0.2)
+                async with asyncio.timeout(0.2):
+                    body = await reader.read(want)
         return status, location, body.decode(errors="replace")
     finally:
         writer.close()
@@ -231,7 +232,8 @@ async def tcp_check(host: str, port: int, timeout: float) -> tuple[bool, str]:
     """(success, output) of a TCP probe: can a connection be opened within the timeout."""
     address = _host_port(host, port)
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port)
     except TimeoutError:
         return False, f"dial tcp {address}: i/o timeout"
     except OSError as e:
@@ -250,7 +252,8 @@ async def grpc_check(host: str, port: int, service: str, timeout: float) -> tupl
     address = _host_port(host, port)
     async with grpc.aio.insecure_channel(address) as channel:
         try:
-            await asyncio.wait_for(channel.channel_ready(), timeout)
+            async with asyncio.timeout(timeout):
+                await channel.channel_ready()
         except TimeoutError:
             return False, f'timeout: failed to connect service "{address}" within {timeout:g}s'
         stub = health_pb2_grpc.HealthStub(channel)
@@ -394,8 +397,14 @@ class ProbeManager:
                 if await self._probe_once(w):
                     return
             w.trigger.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result of an
+            # awaitable that completes as the task is cancelled and drops the cancellation, so
+            # a trigger set as the pod went away kept this worker probing for ever and its
+            # close() waiting for it (a hung test teardown, issue 20's hunt). Same below and in
+            # the rest of the kubelet.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(w.trigger.wait(), period)
+                async with asyncio.timeout(period):
+                    await w.trigger.wait()
 
     async def _probe_once(self, w: _Worker) -> bool:
         """One probe and its bookkeeping; True when the worker is done for this container."""

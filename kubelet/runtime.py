@@ -620,8 +620,10 @@ class DockerRuntime:
         refuses (e.g. the container is not running)."""
         fn = functools.partial(self._exec_sync, container_id, cmd, timeout)
         try:
-            # The thread itself obeys the deadline; this outer bound catches a stuck Docker.
-            return await asyncio.wait_for(self._call(fn), timeout + 30)
+            # The thread itself obeys the deadline; this outer bound catches a stuck Docker
+            # (asyncio.timeout, not wait_for: see kubelet/prober.py).
+            async with asyncio.timeout(timeout + 30):
+                return await self._call(fn)
         except TimeoutError:
             return EXEC_TIMEOUT_EXIT, _timed_out(cmd)
 

@@ -20,6 +20,7 @@ method is `pop`; everything else is synchronous and takes its time from `clock`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
@@ -249,10 +250,12 @@ class SchedulingQueue:
                 return q
             self._wake.clear()
             timeout = self._next_backoff_in()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns when the wake-up and
+            # a cancellation arrive together and drops the cancellation, so the scheduler's
+            # loop would go on after being stopped.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
         return None
 
     def close(self) -> None:

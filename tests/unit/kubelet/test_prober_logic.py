@@ -256,3 +256,18 @@ async def test_initial_delay_and_errored_probes(manager: Manager, server: Server
     assert manager.events[0].startswith("Readiness probe errored: couldn't find port: nope")
     assert manager.changes == [] and not pm.ready("u5", "c", "c1")
     assert server.requests == []  # the liveness probe waits for its initial delay
+
+
+async def test_a_cancel_that_meets_a_trigger_stops_the_worker(manager: Manager) -> None:
+    """A probe worker waits for its period or a trigger. With Python 3.11's asyncio.wait_for,
+    a cancellation arriving with a trigger was dropped: the worker probed on for ever and
+    ProbeManager.close() waited for it (a test teardown hung for 300s under load)."""
+    p = pod("u9", readinessProbe={"tcpSocket": {"port": free_port()}, "periodSeconds": 60})
+    manager.pm.update_pod(p, "127.0.0.1", {"c": ("c1", time.monotonic())})
+    w = manager.pm._workers[("u9", "c", "readiness")]
+    await until(lambda: w.last is False, timeout=5, what="the first probe")  # now waiting
+    assert w.task is not None
+    w.trigger.set()
+    w.cancel()
+    done, _ = await asyncio.wait({w.task}, timeout=2)
+    assert done and w.task.cancelled(), "the cancellation was dropped"

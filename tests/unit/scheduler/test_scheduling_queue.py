@@ -129,3 +129,21 @@ async def test_pop_waits_for_a_pod_and_returns_none_when_closed() -> None:
     await asyncio.sleep(0)
     q.close()
     assert await asyncio.wait_for(closing, 5) is None
+
+
+async def test_a_cancel_that_meets_a_wake_up_is_not_lost() -> None:
+    """pop() waits for a wake-up with a timeout (the next back-off expiry). With Python 3.11's
+    asyncio.wait_for, a pod added in the same loop iteration as the scheduler's cancellation
+    was returned and the cancellation dropped: the scheduling loop went on after being stopped."""
+    q, _ = queue()
+    q.add(p("a"))
+    a = q.pop_nowait()
+    assert a is not None
+    q.add_backoff(a)  # a finite wait in pop(): until a's back-off ends
+    task = asyncio.create_task(q.pop())
+    await asyncio.sleep(0.01)
+    assert not task.done()
+    q.add(p("b"))
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2)
+    assert done and task.cancelled(), "the cancellation was dropped"
